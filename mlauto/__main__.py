@@ -1,0 +1,3 @@
+from mlauto.cli import main
+
+main()

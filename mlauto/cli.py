@@ -1,0 +1,88 @@
+"""The Hydra launcher: composes and validates the config, builds the run, hands it to the pipeline.
+
+This is the only place that reads a DictConfig; library code gets plain dataclasses and objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from mlauto.config import Config, validate
+from mlauto.config.store import CONF_DIR, register_configs
+from mlauto.errors import MlautoError
+
+logger = logging.getLogger("mlauto")
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """DictConfig -> validated :class:`Config`, with user paths made absolute.
+
+    Trials and retrain tasks run in other working directories, so relative paths would break there.
+    """
+    from mlauto.data import SOURCES
+    from mlauto.models import FAMILIES
+    from mlauto.monitor import DETECTORS
+
+    conf: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    validate(conf, families=FAMILIES.names(), sources=SOURCES.names(), detectors=DETECTORS.names())
+    conf.root = os.path.abspath(conf.root)
+    if conf.data.path and "://" not in conf.data.path:
+        conf.data.path = os.path.abspath(conf.data.path)
+    return conf
+
+
+def submit_job(address: str, argv: list[str]) -> int:
+    """Send the same command to a cluster as a Ray job (``cluster.address=http://head:8265``)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from mlauto.config.store import REPO_ROOT
+
+    args = [a for a in argv if not a.startswith("cluster.address=")] + ["cluster.address=auto"]
+    entrypoint = "python -m mlauto " + " ".join(shlex.quote(a) for a in args)
+    client = JobSubmissionClient(address)
+    job_id = client.submit_job(
+        entrypoint=entrypoint,
+        runtime_env={"working_dir": str(REPO_ROOT), "excludes": [".venv", "runs", ".git", "outputs"]},
+    )
+    logger.info("submitted job %s to %s: %s", job_id, address, entrypoint)
+    for line in client.tail_job_logs(job_id) if hasattr(client, "tail_job_logs") else []:
+        print(line, end="")  # noqa: T201 - the job's own console output
+    status = client.get_job_status(job_id)
+    logger.info("job %s ended: %s", job_id, status)
+    return 0 if status == JobStatus.SUCCEEDED else 1
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    address = cfg.cluster.address
+    if address and str(address).startswith(("http://", "https://")):
+        sys.exit(submit_job(str(address), sys.argv[1:]))
+    try:
+        conf = to_config(cfg)
+    except MlautoError as exc:
+        logger.error("%s", exc)
+        sys.exit(2)
+    from mlauto import pipeline
+
+    try:
+        summary = pipeline.run(conf, HydraConfig.get().runtime.output_dir)
+    except MlautoError as exc:
+        logger.error("%s", exc)
+        sys.exit(1)
+    logger.info("done: %s", {k: summary.get(k) for k in ("best_family", "model_version", "endpoint")})
+
+
+def main() -> None:
+    register_configs()
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

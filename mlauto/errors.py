@@ -1,0 +1,39 @@
+"""Errors that name what to fix.
+
+Every error keeps its constructor arguments in ``self.args`` so it pickles cleanly:
+errors raised inside Ray tasks and actors cross process boundaries.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+class MlautoError(Exception):
+    """Base class for mlauto errors."""
+
+
+class ConfigError(MlautoError):
+    """A config key holds a value that is not allowed."""
+
+    def __init__(self, key: str, given: Any, allowed: Iterable[Any] | str | None = None, hint: str = "") -> None:
+        allowed_list = allowed if isinstance(allowed, str) or allowed is None else list(allowed)
+        super().__init__(key, given, allowed_list, hint)
+        self.key, self.given, self.allowed, self.hint = key, given, allowed_list, hint
+
+    def __str__(self) -> str:
+        msg = f"config key '{self.key}' has invalid value {self.given!r}"
+        if self.allowed is not None:
+            allowed = self.allowed if isinstance(self.allowed, str) else ", ".join(map(str, self.allowed))
+            msg += f"; allowed: {allowed}"
+        if self.hint:
+            msg += f". {self.hint}"
+        return msg
+
+
+class DataError(MlautoError):
+    """Input data cannot be used as given; the message says what to fix."""
+
+
+class ModelNotFoundError(MlautoError):
+    """A registered model, version or alias does not exist in the tracking store."""

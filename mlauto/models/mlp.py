@@ -1,0 +1,116 @@
+"""A PyTorch multilayer perceptron with scikit-learn's face, so it tunes and serves like any family."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def build_network(n_in: int, n_out: int, hidden: int, layers: int, dropout: float) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    width = n_in
+    for _ in range(layers):
+        mods += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        width = hidden
+    mods.append(nn.Linear(width, n_out))
+    return nn.Sequential(*mods)
+
+
+class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
+    """Feed-forward classifier trained with AdamW and early stopping on an inner validation split.
+
+    ``history_`` keeps one record per epoch (train and validation loss) for learning curves.
+    """
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        layers: int = 2,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-5,
+        dropout: float = 0.1,
+        max_epochs: int = 100,
+        patience: int = 10,
+        batch_size: int = 64,
+        val_fraction: float = 0.15,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        self.hidden = hidden
+        self.layers = layers
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.device = device
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "TorchMLPClassifier":
+        torch.manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.seed)
+        device = resolve_device(self.device)
+        self.encoder_ = LabelEncoder().fit(y)
+        self.classes_ = self.encoder_.classes_
+        codes = self.encoder_.transform(y)
+        X = np.asarray(X, dtype=np.float32)
+        X_tr, X_va, y_tr, y_va = train_test_split(
+            X, codes, test_size=self.val_fraction, stratify=codes, random_state=self.seed
+        )
+        xt, yt = torch.from_numpy(X_tr).to(device), torch.from_numpy(y_tr).long().to(device)
+        xv, yv = torch.from_numpy(X_va).to(device), torch.from_numpy(y_va).long().to(device)
+        net = build_network(X.shape[1], len(self.classes_), self.hidden, self.layers, self.dropout).to(device)
+        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        loss_fn = nn.CrossEntropyLoss()
+        best_loss, best_state, stale = float("inf"), copy.deepcopy(net.state_dict()), 0
+        self.history_: list[dict[str, float]] = []
+        for epoch in range(self.max_epochs):
+            net.train()
+            order = torch.randperm(len(xt), generator=generator).to(device)
+            total = 0.0
+            for start in range(0, len(xt), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                opt.zero_grad()
+                loss = loss_fn(net(xt[idx]), yt[idx])
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            net.eval()
+            with torch.no_grad():
+                val_loss = float(loss_fn(net(xv), yv))
+            self.history_.append({"epoch": epoch + 1, "train_loss": total / len(xt), "val_loss": val_loss})
+            if val_loss < best_loss - 1e-6:
+                best_loss, best_state, stale = val_loss, copy.deepcopy(net.state_dict()), 0
+            else:
+                stale += 1
+                if stale >= self.patience:
+                    break
+        net.load_state_dict(best_state)
+        self.network_ = net.to("cpu").eval()
+        self.n_epochs_ = len(self.history_)
+        self.best_val_loss_ = best_loss
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            logits = self.network_(torch.from_numpy(np.asarray(X, dtype=np.float32)))
+            return torch.softmax(logits, dim=1).numpy().astype(np.float64)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -1,0 +1,6 @@
+"""Drift monitoring in a Ray actor, with retraining on drift."""
+
+from mlauto.monitor.actor import Monitor, start_monitor, stop_monitor
+from mlauto.monitor.detectors import DETECTORS, Detector, make_detector
+
+__all__ = ["DETECTORS", "Detector", "Monitor", "make_detector", "start_monitor", "stop_monitor"]

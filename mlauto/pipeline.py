@@ -1,0 +1,285 @@
+"""``run(cfg)``: each stage's artifact handed to the next. The retrain task calls the same code."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from mlauto.config import Config, metric_mode
+from mlauto.data import Snapshot, Splits, ingest, make_source, make_splits
+from mlauto.errors import MlautoError
+from mlauto.features import Preprocessor
+from mlauto.track import CHAMPION, BundleLoader, TrackedModel, set_alias, sqlite_uri, track_experiment
+from mlauto.tune import FinalModel, SearchResult, classification_metrics, fit_final, run_search
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_ROWS = 5000
+
+
+@dataclass
+class Paths:
+    root: str
+
+    def __post_init__(self) -> None:
+        self.root = os.path.abspath(self.root)
+
+    @property
+    def snapshots(self) -> str:
+        return os.path.join(self.root, "snapshots")
+
+    @property
+    def quarantine(self) -> str:
+        return os.path.join(self.root, "quarantine")
+
+    @property
+    def ray_results(self) -> str:
+        return os.path.join(self.root, "ray_results")
+
+    @property
+    def artifacts(self) -> str:
+        return os.path.join(self.root, "mlartifacts")
+
+
+def tracking_uri(cfg: Config) -> str:
+    return cfg.tracking.uri or sqlite_uri(cfg.root)
+
+
+def model_name(cfg: Config) -> str:
+    return cfg.tracking.model_name or f"mlauto-{cfg.name}"
+
+
+def loader_for(cfg: Config) -> BundleLoader:
+    return BundleLoader(tracking_uri(cfg), model_name(cfg))
+
+
+@contextlib.contextmanager
+def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
+    logger.info("== stage %s", name)
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 3)
+    logger.info("== stage %s done in %.1fs", name, timings[name])
+
+
+@dataclass
+class Trained:
+    snapshot: Snapshot
+    splits: Splits
+    search: SearchResult
+    final: FinalModel
+    tracked: TrackedModel
+
+
+def ingest_stage(cfg: Config, timings: dict[str, float]) -> Snapshot:
+    with stage("ingest", timings):
+        source = make_source(cfg.data.source, name=cfg.data.name, path=cfg.data.path, format=cfg.data.format,
+                             target=cfg.data.target)
+        return ingest(source, Paths(cfg.root).snapshots)
+
+
+def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float]) -> tuple[Splits, Preprocessor]:
+    with stage("prepare", timings):
+        p = cfg.prepare
+        splits = make_splits(snapshot.to_pandas(), cfg.data.target, fingerprint=snapshot.fingerprint,
+                             quarantine_dir=Paths(cfg.root).quarantine, test_size=p.test_size,
+                             val_size=p.val_size, stratify=p.stratify, seed=cfg.seed)
+        prep = Preprocessor(numeric_impute=p.numeric_impute, max_categories=p.max_categories)
+        prep.fit(splits.train[splits.features])
+        logger.info("rows: %s; %d features after preprocessing", splits.counts(), len(prep.feature_names_out_))
+        return splits, prep
+
+
+def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | None = None) -> Trained:
+    """ingest -> prepare -> tune -> track: a new registered version, without an alias yet."""
+    paths = Paths(cfg.root)
+    snapshot = ingest_stage(cfg, timings)
+    splits, prep = prepare_stage(cfg, snapshot, timings)
+    features, target = splits.features, splits.target
+    X_train = prep.transform(splits.train[features])
+    data = (X_train, splits.train[target].to_numpy(), prep.transform(splits.val[features]),
+            splits.val[target].to_numpy())
+    with stage("tune", timings):
+        families = {name: {"space": dict(f.space), "fixed": dict(f.fixed)} for name, f in cfg.families.items()}
+        t = cfg.tune
+        search = run_search(
+            data, families, metric=t.metric, mode=metric_mode(t.metric), num_samples=t.num_samples,
+            algorithm=cfg.search.algorithm, seed=cfg.seed, storage_path=paths.ray_results,
+            name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", cpus_per_trial=t.cpus_per_trial,
+            max_concurrent=t.max_concurrent, time_budget_s=t.time_budget_s, max_failures=t.max_failures,
+        )
+        final = fit_final(prep, search.best.family, search.best.params, splits, cfg.seed)
+        logger.info("best %s: val %s=%.4f, test %s=%.4f", final.family, t.metric, final.val_metrics[t.metric],
+                    t.metric, final.test_metrics[t.metric])
+    with stage("track", timings):
+        rng = np.random.default_rng(cfg.seed)
+        reference = X_train[rng.permutation(len(X_train))[:REFERENCE_ROWS]]
+        tracked = track_experiment(
+            uri=tracking_uri(cfg), experiment=cfg.tracking.experiment or cfg.name, artifact_root=paths.artifacts,
+            model_name=model_name(cfg), search=search, final=final, reference=reference,
+            sample_input=splits.train[features].head(20), fingerprint=snapshot.fingerprint,
+            config=dataclasses.asdict(cfg), seed=cfg.seed, counts=splits.counts(), extra_tags=extra_tags,
+        )
+    return Trained(snapshot, splits, search, final, tracked)
+
+
+def serve_version(cfg: Config, version: str | None) -> str:
+    from mlauto.serve import deploy
+
+    s = cfg.serve
+    monitor = ({"name": cfg.monitor.actor_name, "namespace": cfg.cluster.namespace, "flush_s": s.monitor_flush_s,
+                "max_buffer": s.monitor_buffer} if "monitor" in cfg.stages else None)
+    return deploy(loader_for(cfg), version, app_name=s.app_name, host=s.host, port=s.port,
+                  route_prefix=s.route_prefix, num_replicas=s.num_replicas, replica_cpus=s.replica_cpus,
+                  monitor=monitor)
+
+
+def retrain(cfg: Config, reason: str) -> dict[str, Any]:
+    """Run by the monitor as a Ray task: train a challenger on a small budget; promote it if it is better.
+
+    Both models are scored on the challenger's held-out test split. A failure raises, and the
+    live model keeps serving.
+    """
+    small = dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, num_samples=cfg.monitor.retrain_num_samples))
+    trained = train(small, {}, extra_tags={"mlauto.trigger": reason})
+    metric, mode = cfg.tune.metric, metric_mode(cfg.tune.metric)
+    champion = BundleLoader(tracking_uri(cfg), model_name(cfg), with_reference=False)()
+    test = trained.splits.test
+    champion_score = classification_metrics(champion.pipeline, test[trained.splits.features],
+                                            test[trained.splits.target].to_numpy())[metric]
+    challenger_score = trained.final.test_metrics[metric]
+    margin = cfg.monitor.promote_margin
+    better = challenger_score >= champion_score + margin if mode == "max" else challenger_score <= champion_score - margin
+    version = trained.tracked.version
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri(cfg)).set_model_version_tag(
+        model_name(cfg), version, "mlauto.decision", "promoted" if better else "rejected")
+    if better:
+        set_alias(tracking_uri(cfg), model_name(cfg), version, CHAMPION)
+        if "serve" in cfg.stages:
+            serve_version(cfg, version)
+    return {"model_name": model_name(cfg), "version": version, "promoted": bool(better), "metric": metric,
+            "challenger_score": challenger_score, "champion_score": champion_score,
+            "champion_version": champion.version, "reason": reason, "run_id": trained.tracked.run_id}
+
+
+def run(cfg: Config, output_dir: str) -> dict[str, Any]:
+    """Run the configured stages and write ``summary.json`` to ``output_dir``."""
+    from mlauto import runtime
+
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    summary: dict[str, Any] = {"experiment": cfg.name, "stages": list(cfg.stages), "output_dir": output_dir,
+                               "tracking_uri": tracking_uri(cfg), "model_name": model_name(cfg), "endpoint": None}
+    owns_ray = runtime.connect(cfg.cluster.address, cfg.cluster.namespace, cfg.cluster.num_cpus)
+    served = False
+    try:
+        version: str | None = None
+        trained = None
+        if "tune" in cfg.stages:
+            trained = train(cfg, timings)
+            version = trained.tracked.version
+            set_alias(tracking_uri(cfg), model_name(cfg), version, CHAMPION)
+            summary.update(_training_summary(trained, cfg))
+        else:
+            if "ingest" in cfg.stages or "prepare" in cfg.stages:
+                snapshot = ingest_stage(cfg, timings)
+                summary.update(data_fingerprint=snapshot.fingerprint, snapshot=snapshot.path)
+                if "prepare" in cfg.stages:
+                    splits, _ = prepare_stage(cfg, snapshot, timings)
+                    summary["rows"] = splits.counts()
+            if "serve" in cfg.stages or "monitor" in cfg.stages:
+                version = loader_for(cfg).resolve(None)
+                summary["model_version"] = version
+        if "monitor" in cfg.stages:
+            with stage("monitor", timings):
+                from functools import partial
+
+                from mlauto.monitor import start_monitor
+
+                m = cfg.monitor
+                start_monitor(m.actor_name, cfg.cluster.namespace, loader_for(cfg), detector=m.detector,
+                              p_val=m.p_val, window=m.window, version=version,
+                              retrain_fn=partial(retrain, cfg) if m.retrain else None, cooldown_s=m.cooldown_s)
+                summary["monitor"] = {"actor": m.actor_name, "namespace": cfg.cluster.namespace,
+                                      "detector": m.detector, "window": m.window}
+        if "serve" in cfg.stages:
+            with stage("serve", timings):
+                summary["endpoint"] = serve_version(cfg, version)
+                served = True
+        if cfg.replay.enabled and served and "monitor" in cfg.stages and trained is not None:
+            with stage("replay", timings):
+                summary["replay"] = _replay(cfg, summary["endpoint"], trained)
+        summary["stage_seconds"] = timings
+        summary["total_seconds"] = round(time.perf_counter() - start, 3)
+        _write_summary(summary, output_dir)
+        if served and owns_ray and cfg.serve.blocking:
+            _block(summary["endpoint"])
+        return summary
+    finally:
+        if owns_ray:
+            if served:
+                from ray import serve
+
+                serve.shutdown()
+            import ray
+
+            ray.shutdown()
+
+
+def _training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
+    return {
+        "data_fingerprint": trained.snapshot.fingerprint,
+        "snapshot": trained.snapshot.path,
+        "rows": trained.splits.counts(),
+        "quarantine": {"rows": trained.splits.quarantined, "reasons": trained.splits.quarantine_reasons,
+                       "path": trained.splits.quarantine_path},
+        "best_family": trained.final.family,
+        "best_params": trained.final.params,
+        "metric": cfg.tune.metric,
+        "val_metrics": trained.final.val_metrics,
+        "test_metrics": trained.final.test_metrics,
+        "trials": {"total": len(trained.search.trials),
+                   "failed": sum(t.status != "ok" for t in trained.search.trials)},
+        "mlflow_run_id": trained.tracked.run_id,
+        "model_version": trained.tracked.version,
+    }
+
+
+def _replay(cfg: Config, url: str, trained: Trained) -> dict[str, Any]:
+    from mlauto.monitor.replay import replay
+
+    splits = trained.splits
+    rows = splits.test.head(cfg.replay.rows)
+    std = splits.train[splits.features].select_dtypes("number").std()
+    return replay(url, rows[splits.features], rows[splits.target].to_numpy(), std, shift=cfg.replay.shift,
+                  batch=cfg.replay.batch, timeout_s=cfg.replay.timeout_s)
+
+
+def _write_summary(summary: dict[str, Any], output_dir: str) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "summary.json")
+    with open(path, "w") as fh:
+        json.dump(summary, fh, indent=2, default=str)
+    logger.info("summary written to %s", path)
+
+
+def _block(url: str) -> None:
+    logger.info("serving at %s (POST /predict, GET /model, GET /drift, GET /health). Ctrl-C to stop.", url)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        logger.info("stopping")
+
+
+__all__ = ["MlautoError", "Paths", "retrain", "run", "train"]

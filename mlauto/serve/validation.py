@@ -1,0 +1,61 @@
+"""Request validation generated from the training schema: a wrong field gets a 422 naming it."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from mlauto.errors import MlautoError
+
+
+class InvalidRequest(MlautoError):
+    """The body does not match the feature schema; ``detail`` lists each bad field."""
+
+    def __init__(self, detail: list[dict[str, Any]]) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in self.detail)
+
+
+def record_model(schema: list[dict[str, Any]]) -> type[BaseModel]:
+    """A pydantic model of one record. Strict: no string-to-number coercion; unknown fields refused."""
+    fields: dict[str, Any] = {}
+    for col in schema:
+        kind: Any = str if col["type"] == "string" else float
+        if col.get("nullable"):
+            kind = Optional[kind]
+        fields[col["name"]] = (kind, ...)
+    return create_model("Record", __config__=ConfigDict(strict=True, extra="forbid"), **fields)
+
+
+class RequestValidator:
+    """Accepts one record (a JSON object) or a list of them; returns plain dicts."""
+
+    def __init__(self, schema: list[dict[str, Any]]) -> None:
+        self.columns = [c["name"] for c in schema]
+        self.model = record_model(schema)
+
+    def __call__(self, body: Any) -> list[dict[str, Any]]:
+        single = isinstance(body, dict)
+        if not single and not isinstance(body, list):
+            raise InvalidRequest([{"loc": ["body"], "field": None, "type": "type_error",
+                                   "msg": "send a JSON object keyed by feature name, or a list of such objects"}])
+        items = [body] if single else body
+        if not items:
+            raise InvalidRequest([{"loc": ["body"], "field": None, "type": "empty",
+                                   "msg": "the list holds no records"}])
+        records, detail = [], []
+        for i, item in enumerate(items):
+            try:
+                records.append(self.model.model_validate(item).model_dump())
+            except ValidationError as exc:
+                for err in exc.errors(include_url=False):
+                    loc = ["body", *([] if single else [i]), *err["loc"]]
+                    field = next((p for p in reversed(err["loc"]) if isinstance(p, str)), None)
+                    detail.append({"loc": loc, "field": field, "msg": err["msg"], "type": err["type"]})
+        if detail:
+            raise InvalidRequest(detail)
+        return records

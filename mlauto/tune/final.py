@@ -1,0 +1,37 @@
+"""Refit the winning trial's config on the training split and score it once on test."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sklearn.pipeline import Pipeline
+
+from mlauto.data import Splits
+from mlauto.features import Preprocessor
+from mlauto.models import build_estimator
+from mlauto.tune.metrics import classification_metrics
+
+
+@dataclass
+class FinalModel:
+    pipeline: Pipeline  # steps: "prep" (fitted Preprocessor) and "model"
+    family: str
+    params: dict[str, Any]
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    train_seconds: float
+
+
+def fit_final(prep: Preprocessor, family: str, params: dict[str, Any], splits: Splits, seed: int) -> FinalModel:
+    """Same data, params and seed as the trial, so the validation score matches the leaderboard."""
+    features, target = splits.features, splits.target
+    estimator = build_estimator(family, params, seed)
+    start = time.perf_counter()
+    estimator.fit(prep.transform(splits.train[features]), splits.train[target].to_numpy())
+    seconds = time.perf_counter() - start
+    pipeline = Pipeline([("prep", prep), ("model", estimator)])
+    val = classification_metrics(pipeline, splits.val[features], splits.val[target].to_numpy())
+    test = classification_metrics(pipeline, splits.test[features], splits.test[target].to_numpy())
+    return FinalModel(pipeline, family, params, val, test, seconds)
