@@ -1,0 +1,73 @@
+import pickle
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from conftest import make_config
+from mlauto.config.store import EXPERIMENTS_DIR, GLOBAL_HEADER, experiment_files
+from mlauto.errors import ConfigError, DataError
+
+
+def test_default_config_composes_and_validates():
+    cfg = make_config()
+    assert cfg.stages == ["ingest", "prepare", "tune", "serve", "monitor"]
+    assert sorted(cfg.families) == ["hist_gb", "logreg", "mlp", "random_forest"]
+    assert cfg.root.startswith("/")
+
+
+def test_overrides_reach_the_config(tmp_path):
+    cfg = make_config([f"data.path={tmp_path}/my.csv", "data.target=label", "tune.num_samples=20"])
+    assert cfg.data.path == f"{tmp_path}/my.csv" and cfg.data.target == "label" and cfg.tune.num_samples == 20
+
+
+def test_experiments_are_global_deltas():
+    files = experiment_files()
+    assert {f.stem for f in files} >= {"quickstart", "tune_only"}
+    for f in files:
+        assert f.read_text().startswith(GLOBAL_HEADER), f
+    assert make_config(["experiment=quickstart"]).replay.enabled
+    assert sorted(make_config(["experiment=tune_only"]).families) == ["hist_gb", "logreg"]
+
+
+def test_unknown_key_fails_naming_it():
+    with pytest.raises(ConfigCompositionException) as exc:
+        make_config(["tune.nmu_samples=3"])
+    assert "nmu_samples" in str(exc.value.__cause__ or exc.value)
+
+
+def test_unknown_group_option_lists_the_valid_ones():
+    with pytest.raises(ConfigCompositionException, match="Available options in 'search'") as exc:
+        make_config(["search=grid_typo"])
+    assert "optuna" in str(exc.value) and "random" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "override,key,allowed",
+    [
+        ("stages=[tune,deploy]", "stages", "serve"),
+        ("tune.metric=auc", "tune.metric", "roc_auc"),
+        ("monitor.detector=magic", "monitor.detector", "ks"),
+        ("prepare.test_size=0.9", "prepare.test_size", "(0, 0.5)"),
+        ("+model@families.xgboost=logreg", "families", "random_forest"),
+        ("families.logreg.space.C.type=gauss", "families.logreg.space.C.type", "loguniform"),
+        ("cluster.address=nowhere", "cluster.address", "ray://"),
+    ],
+)
+def test_bad_values_fail_naming_key_and_allowed_values(override, key, allowed):
+    with pytest.raises(ConfigError) as exc:
+        make_config([override])
+    assert exc.value.key == key
+    assert f"'{key}'" in str(exc.value) and allowed in str(exc.value)
+
+
+def test_wrong_type_fails_before_work():
+    with pytest.raises(ConfigCompositionException) as exc:
+        make_config(["tune.num_samples=many"])
+    assert "num_samples" in str(exc.value.__cause__ or exc.value)
+
+
+def test_errors_pickle_across_processes():
+    err = ConfigError("tune.metric", "auc", ["accuracy", "roc_auc"], "unknown metric")
+    back = pickle.loads(pickle.dumps(err))
+    assert str(back) == str(err) and back.key == "tune.metric"
+    assert str(pickle.loads(pickle.dumps(DataError("x")))) == "x"

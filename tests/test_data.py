@@ -1,0 +1,104 @@
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlauto.data import FileSource, SampleSource, fingerprint, ingest, make_source, make_splits
+from mlauto.errors import ConfigError, DataError
+
+
+def test_sample_snapshot_is_fingerprinted_and_stored_once(ray_session, tmp_path):
+    first = ingest(SampleSource("breast_cancer"), str(tmp_path))
+    assert first.n_rows == 569 and "target" in first.columns
+    assert os.path.basename(first.path) == f"{first.fingerprint}.parquet"
+    mtime = os.path.getmtime(first.path)
+    second = ingest(SampleSource("breast_cancer"), str(tmp_path))
+    assert second.fingerprint == first.fingerprint
+    assert os.path.getmtime(second.path) == mtime  # not written again
+    assert len([f for f in os.listdir(tmp_path) if f.endswith(".parquet")]) == 1
+
+
+def test_fingerprint_changes_with_content():
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
+    changed = frame.copy()
+    changed.loc[1, "a"] = 2.5
+    assert fingerprint(frame) == fingerprint(frame.copy())
+    assert fingerprint(frame) != fingerprint(changed)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
+def test_file_source_reads_through_ray_data(ray_session, tmp_path, fmt):
+    frame = pd.DataFrame({"x": np.arange(20, dtype=float), "c": list("ab") * 10, "y": [0, 1] * 10})
+    path = tmp_path / f"data.{'jsonl' if fmt == 'json' else fmt}"
+    {"csv": lambda: frame.to_csv(path, index=False), "parquet": lambda: frame.to_parquet(path),
+     "json": lambda: frame.to_json(path, orient="records", lines=True)}[fmt]()
+    snap = ingest(make_source("auto", name=None, path=str(path), format=None, target="y"), str(tmp_path / "s"))
+    got = snap.to_pandas()
+    assert len(got) == 20 and set(got.columns) == {"x", "c", "y"}
+    assert got["x"].sum() == frame["x"].sum()
+
+
+def test_folder_and_glob_sources(ray_session, tmp_path):
+    for i in range(3):
+        pd.DataFrame({"x": [i, i + 1], "y": [0, 1]}).to_csv(tmp_path / f"part{i}.csv", index=False)
+    assert ingest(FileSource(str(tmp_path)), str(tmp_path / "s1")).n_rows == 6
+    assert ingest(FileSource(str(tmp_path / "part[01].csv")), str(tmp_path / "s2")).n_rows == 4
+
+
+def test_bad_sources_say_what_to_fix(ray_session, tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        FileSource(str(tmp_path / "nope.csv")).read()
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="is empty"):
+        FileSource(str(empty)).read()
+    with pytest.raises(ConfigError) as exc:
+        SampleSource("titanic").read()
+    assert exc.value.key == "data.name" and "breast_cancer" in str(exc.value)
+
+
+def _frame(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"x": rng.normal(size=n), "c": rng.choice(["a", "b"], n), "y": [0, 0, 1] * (n // 3)})
+
+
+def test_wrong_target_names_the_columns(tmp_path):
+    with pytest.raises(DataError, match="set data.target to one of: x, c, y"):
+        make_splits(_frame(), "label", fingerprint="f", quarantine_dir=str(tmp_path), test_size=0.2,
+                    val_size=0.2, stratify=True, seed=0)
+
+
+def test_rows_without_target_are_quarantined_not_lost(tmp_path):
+    frame = _frame().astype({"y": "float"})
+    frame.loc[[3, 7, 11], "y"] = np.nan
+    splits = make_splits(frame, "y", fingerprint="fp1", quarantine_dir=str(tmp_path), test_size=0.2,
+                         val_size=0.2, stratify=True, seed=0)
+    kept = len(splits.train) + len(splits.val) + len(splits.test)
+    assert kept + splits.quarantined == len(frame)
+    q = pd.read_parquet(splits.quarantine_path)
+    assert len(q) == 3 and set(q["reason"]) == {"missing target"} and set(q["snapshot"]) == {"fp1"}
+    assert splits.quarantine_reasons == {"missing target": 3}
+
+
+def test_every_row_bad_fails_clearly(tmp_path):
+    frame = _frame().astype({"y": "float"})
+    frame["y"] = np.nan
+    with pytest.raises(DataError, match="every row lacks the target"):
+        make_splits(frame, "y", fingerprint="f", quarantine_dir=str(tmp_path), test_size=0.2, val_size=0.2,
+                    stratify=True, seed=0)
+
+
+def test_stratified_split_is_seeded_and_disjoint(tmp_path):
+    frame = _frame(300)
+    frame["row"] = range(len(frame))
+    kw = dict(fingerprint="f", quarantine_dir=str(tmp_path), test_size=0.2, val_size=0.2, stratify=True)
+    a = make_splits(frame, "y", seed=1, **kw)
+    b = make_splits(frame, "y", seed=1, **kw)
+    c = make_splits(frame, "y", seed=2, **kw)
+    assert a.test["row"].tolist() == b.test["row"].tolist() != c.test["row"].tolist()
+    assert (len(a.train), len(a.val), len(a.test)) == (180, 60, 60)
+    rows = [set(s["row"]) for s in (a.train, a.val, a.test)]
+    assert not (rows[0] & rows[1] or rows[0] & rows[2] or rows[1] & rows[2])
+    for part in (a.train, a.val, a.test):  # class balance kept in every split
+        assert part["y"].mean() == pytest.approx(frame["y"].mean(), abs=0.02)

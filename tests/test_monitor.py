@@ -1,0 +1,96 @@
+"""Real Alibi Detect detectors and the real monitor actor on the trained model's data."""
+
+import sys
+import time
+
+import numpy as np
+import pytest
+import ray
+
+from mlauto import pipeline
+from mlauto.errors import ConfigError
+from mlauto.monitor import DETECTORS, make_detector, start_monitor, stop_monitor
+from mlauto.monitor.replay import shift_numeric
+
+WINDOW = 50
+
+# The retrain functions below run in Ray workers, which cannot import this test module.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _held_out(result):
+    """Validation and test rows: same distribution as training, never seen by the reference."""
+    splits = result.splits
+    prep = result.final.pipeline.named_steps["prep"]
+    rows = splits.val[splits.features]._append(splits.test[splits.features], ignore_index=True)
+    std = splits.train[splits.features].std()
+    return prep, rows, std
+
+
+def _windows(X, size=WINDOW):
+    return [X[i : i + size] for i in range(0, len(X) - size + 1, size)]
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_detectors_alarm_on_shift_and_not_on_held_out_rows(trained, name):
+    _, result = trained
+    prep, rows, std = _held_out(result)
+    reference = prep.transform(result.splits.train[result.splits.features])
+    detector = make_detector(name, reference, p_val=0.05)
+    clean = [detector.test(w) for w in _windows(prep.transform(rows))]
+    shifted = [detector.test(w) for w in _windows(prep.transform(shift_numeric(rows, std, 1.0)))]
+    assert len(clean) == 4 and len(shifted) == 4
+    assert not any(r["is_drift"] for r in clean), [min(r["p_vals"]) for r in clean]
+    assert all(r["is_drift"] for r in shifted)
+    assert all(len(r["p_vals"]) == reference.shape[1] for r in clean + shifted)
+
+
+def test_unknown_detector_lists_valid_ones():
+    with pytest.raises(ConfigError) as exc:
+        make_detector("magic", np.zeros((10, 2)), 0.05)
+    assert exc.value.key == "monitor.detector" and "ks" in str(exc.value)
+
+
+def slow_retrain(reason):
+    time.sleep(1.0)
+    return {"version": "1", "promoted": False, "reason": reason}
+
+
+def broken_retrain(reason):
+    raise RuntimeError("no data today")
+
+
+def _wait(handle, until, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = ray.get(handle.status.remote())
+        if until(status):
+            return status
+        time.sleep(0.2)
+    raise TimeoutError(status)
+
+
+@pytest.mark.parametrize("retrain_fn,outcome", [(slow_retrain, "finished"), (broken_retrain, "failed")])
+def test_monitor_actor_counts_tests_and_schedules_one_retrain(trained, retrain_fn, outcome):
+    cfg, result = trained
+    prep, rows, std = _held_out(result)
+    name = f"test-monitor-{outcome}"
+    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=retrain_fn,
+                           cooldown_s=0.0)
+    try:
+        clean = prep.transform(rows)
+        ray.get(handle.ingest.remote(clean[:130], np.zeros(130), [str(i) for i in range(130)]))
+        status = ray.get(handle.status.remote())
+        assert (status["rows_seen"], status["tests_run"], status["drift_count"]) == (130, 2, 0)
+        shifted = prep.transform(shift_numeric(rows, std, 3.0))
+        for start in range(0, 150, 50):  # three drifting windows while one retrain runs
+            ray.get(handle.ingest.remote(shifted[start : start + 50], np.zeros(50), ["x"] * 50))
+        status = _wait(handle, lambda s: s["retrains"] and not s["retrain_running"])
+        assert status["drift_count"] == 3 and status["rows_seen"] == 280
+        assert len(status["retrains"]) == 1 and status["retrains"][0]["status"] == outcome
+        events = [e["event"] for e in status["events"]]
+        assert events.count("retrain_started") == 1
+        assert ("retrain_failed" in events) == (outcome == "failed")
+        assert status["model_version"] == result.tracked.version  # a failed retrain changes nothing
+    finally:
+        stop_monitor(name, "mlauto-tests")

@@ -1,0 +1,79 @@
+"""The endpoint over real HTTP: predictions, schema, validation errors."""
+
+import numpy as np
+import pytest
+import requests
+from ray import serve
+
+from conftest import free_port
+from mlauto import pipeline
+from mlauto.serve import deploy
+
+
+@pytest.fixture(scope="module")
+def endpoint(trained):
+    cfg, result = trained
+    url = deploy(pipeline.loader_for(cfg), result.tracked.version, app_name="test-app", host="127.0.0.1",
+                 port=free_port(), route_prefix="/")
+    yield url, cfg, result
+    serve.shutdown()
+
+
+def _records(frame):
+    return frame.to_dict(orient="records")
+
+
+def test_predict_matches_the_trained_pipeline(endpoint):
+    url, cfg, result = endpoint
+    rows = result.splits.test[result.splits.features].head(7)
+    resp = requests.post(f"{url}/predict", json=_records(rows), timeout=30)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    expected = result.final.pipeline.predict(rows).tolist()
+    assert body["predictions"] == expected  # serving and training give the same answer
+    proba = result.final.pipeline.predict_proba(rows)
+    got = np.array([[p[str(c)] for c in result.final.pipeline.classes_] for p in body["probabilities"]])
+    assert np.allclose(got, proba)
+    assert len(body["request_id"]) == 32 and body["model"]["version"] == result.tracked.version
+
+
+def test_one_record_is_accepted(endpoint):
+    url, _, result = endpoint
+    row = _records(result.splits.test[result.splits.features].head(1))[0]
+    resp = requests.post(f"{url}/predict", json=row, timeout=30)
+    assert resp.status_code == 200 and len(resp.json()["predictions"]) == 1
+
+
+@pytest.mark.parametrize("breakage,field", [("drop", "mean_radius"), ("string", "mean_texture"), ("extra", "colour")])
+def test_bad_fields_get_422_naming_them(endpoint, breakage, field):
+    url, _, result = endpoint
+    row = _records(result.splits.test[result.splits.features].head(1))[0]
+    if breakage == "drop":
+        del row[field]
+    elif breakage == "string":
+        row[field] = "twelve"
+    else:
+        row[field] = "red"
+    resp = requests.post(f"{url}/predict", json=[row], timeout=30)
+    assert resp.status_code == 422
+    detail = resp.json()["detail"]
+    assert [d["field"] for d in detail] == [field] and detail[0]["loc"] == ["body", 0, field]
+
+
+def test_malformed_bodies_are_refused(endpoint):
+    url, _, _ = endpoint
+    assert requests.post(f"{url}/predict", data="{not json", timeout=30).status_code == 400
+    assert requests.post(f"{url}/predict", json=[], timeout=30).status_code == 422
+    assert requests.post(f"{url}/predict", json=3, timeout=30).status_code == 422
+
+
+def test_health_model_and_drift_routes(endpoint):
+    url, cfg, result = endpoint
+    assert requests.get(f"{url}/health", timeout=30).json()["status"] == "ok"
+    info = requests.get(f"{url}/model", timeout=30).json()
+    assert info["version"] == result.tracked.version and info["name"] == pipeline.model_name(cfg)
+    assert info["data_fingerprint"] == result.snapshot.fingerprint
+    assert [c["name"] for c in info["schema"]] == result.splits.features
+    assert info["test_metrics"][cfg.tune.metric] == pytest.approx(result.final.test_metrics[cfg.tune.metric])
+    assert requests.get(f"{url}/drift", timeout=30).status_code == 404  # deployed without a monitor
+    assert requests.get(f"{url}/docs", timeout=30).status_code == 200
