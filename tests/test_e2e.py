@@ -1,0 +1,103 @@
+"""The quickstart through the real launcher, against the test session's Ray cluster.
+
+The command returns (cluster mode), leaving the endpoint and the monitor up, so the test can
+call them over HTTP the way a user would.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import ray
+import requests
+from mlflow.tracking import MlflowClient
+from ray import serve
+
+from conftest import free_port
+from mlauto.monitor import stop_monitor
+from mlauto.track import CHAMPION
+
+pytestmark = pytest.mark.slow
+
+NUM_SAMPLES, RETRAIN_SAMPLES = 4, 2
+
+
+@pytest.fixture(scope="module")
+def quickstart(ray_session, tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "mlauto", "experiment=quickstart", f"root={root}", f"hydra.run.dir={root}/out",
+        f"cluster.address={ray_session['address']}", "cluster.namespace=e2e", f"serve.port={port}",
+        "serve.app_name=e2e", f"tune.num_samples={NUM_SAMPLES}", f"monitor.retrain_num_samples={RETRAIN_SAMPLES}",
+        "models=fast",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    log = proc.stdout + proc.stderr
+    try:
+        assert proc.returncode == 0, log[-6000:]
+        yield root, port, log
+    finally:
+        stop_monitor("mlauto-monitor", "e2e")
+        serve.shutdown()
+
+
+def test_console_shows_predictions_drift_and_retrain(quickstart):
+    _, _, log = quickstart
+    assert "predictions served: 100 held-out rows" in log
+    assert "drift alarms on held-out rows: 0" in log
+    assert "DRIFT detected" in log
+    assert "retrain produced mlauto-quickstart version 2" in log
+
+
+def test_summary_is_complete(quickstart):
+    root, port, _ = quickstart
+    summary = json.loads((Path(root) / "out" / "summary.json").read_text())
+    for key in ("experiment", "data_fingerprint", "rows", "best_family", "best_params", "val_metrics",
+                "test_metrics", "mlflow_run_id", "model_name", "model_version", "endpoint", "stage_seconds"):
+        assert summary.get(key) not in (None, {}, ""), key
+    assert summary["experiment"] == "quickstart"
+    assert summary["rows"] == {"train": 341, "val": 114, "test": 114, "quarantined": 0}
+    assert summary["endpoint"] == f"http://127.0.0.1:{port}"
+    assert set(summary["stage_seconds"]) >= {"ingest", "prepare", "tune", "track", "serve", "monitor", "replay"}
+    assert summary["replay"]["retrain"]["status"] == "finished"
+
+
+def test_champion_answers_over_http(quickstart):
+    root, port, _ = quickstart
+    summary = json.loads((Path(root) / "out" / "summary.json").read_text())
+    schema = requests.get(f"http://127.0.0.1:{port}/model", timeout=30).json()["schema"]
+    record = {c["name"]: (c["min"] + c["max"]) / 2 for c in schema}
+    resp = requests.post(f"http://127.0.0.1:{port}/predict", json=record, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["predictions"][0] in (0, 1)
+    client = MlflowClient(summary["tracking_uri"])
+    champion = client.get_model_version_by_alias("mlauto-quickstart", CHAMPION)
+    assert resp.json()["model"]["version"] == str(champion.version)
+
+
+def test_monitor_saw_the_replay_and_retrained(quickstart):
+    root, port, _ = quickstart
+    status = requests.get(f"http://127.0.0.1:{port}/drift", timeout=30).json()
+    assert status["rows_seen"] >= 200 and status["tests_run"] >= 4 and status["drift_count"] >= 1
+    assert status["last_test"]["is_drift"] and len(status["last_test"]["p_vals"]) == 30
+    actor = ray.get_actor("mlauto-monitor", namespace="e2e")
+    assert ray.get(actor.status.remote())["rows_seen"] == status["rows_seen"]
+    retrain = status["retrains"][-1]
+    assert retrain["status"] == "finished" and retrain["version"] == "2"
+
+
+def test_mlflow_holds_every_trial_and_both_versions(quickstart):
+    root, _, _ = quickstart
+    summary = json.loads((Path(root) / "out" / "summary.json").read_text())
+    client = MlflowClient(summary["tracking_uri"])
+    exp = client.get_experiment_by_name("quickstart")
+    runs = client.search_runs([exp.experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == NUM_SAMPLES + RETRAIN_SAMPLES
+    versions = client.search_model_versions("name = 'mlauto-quickstart'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    retrained = client.get_model_version("mlauto-quickstart", "2")
+    assert retrained.tags["mlauto.decision"] in ("promoted", "rejected")
