@@ -5,6 +5,7 @@ This is the only place that reads a DictConfig; library code gets plain dataclas
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shlex
@@ -52,8 +53,13 @@ def submit_job(address: str, argv: list[str]) -> int:
         runtime_env={"working_dir": str(REPO_ROOT), "excludes": [".venv", "runs", ".git", "outputs"]},
     )
     logger.info("submitted job %s to %s: %s", job_id, address, entrypoint)
-    for line in client.tail_job_logs(job_id) if hasattr(client, "tail_job_logs") else []:
-        print(line, end="")  # noqa: T201 - the job's own console output
+
+    async def follow() -> None:
+        async for chunk in client.tail_job_logs(job_id):
+            sys.stdout.write(chunk)  # the job's own console output, as it comes
+            sys.stdout.flush()
+
+    asyncio.run(follow())
     status = client.get_job_status(job_id)
     logger.info("job %s ended: %s", job_id, status)
     return 0 if status == JobStatus.SUCCEEDED else 1

@@ -1,0 +1,22 @@
+# mlauto image: the entry point is the Hydra launcher.
+#   docker build -t mlauto .
+#   docker run --rm --shm-size=2g -p 8000:8000 -v "$PWD/runs:/app/runs" mlauto experiment=quickstart serve.host=0.0.0.0
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+# Dependencies first, so code edits do not reinstall them.
+COPY pyproject.toml README.md ./
+RUN mkdir -p mlauto && touch mlauto/__init__.py && pip install -e . && rm -rf mlauto
+
+COPY mlauto ./mlauto
+COPY conf ./conf
+COPY experiments ./experiments
+RUN pip install --no-deps -e .
+
+# Serve endpoint, Ray dashboard, MLflow UI (mlflow ui --host 0.0.0.0 --backend-store-uri sqlite:////app/runs/mlflow.db).
+EXPOSE 8000 8265 5000
+VOLUME ["/app/runs"]
+ENTRYPOINT ["mlauto"]
+CMD ["experiment=quickstart", "serve.host=0.0.0.0"]
