@@ -29,3 +29,24 @@ def test_experiment_runs(ray_session, tmp_path, experiment):
     assert written["experiment"] == cfg.name == summary["experiment"]
     assert written["model_version"] == "1" and written["trials"]["total"] == 2
     assert ("endpoint" in written and written["endpoint"] is not None) == ("serve" in cfg.stages)
+
+
+def test_stage_subset_serves_the_registered_champion(trained, tmp_path):
+    """`stages=[serve,monitor]` trains nothing: it serves and watches the version behind `champion`."""
+    import requests
+
+    cfg, result = trained
+    run_cfg = make_config([
+        f"root={cfg.root}", f"name={cfg.name}", "stages=[serve,monitor]", "serve.blocking=false",
+        f"serve.port={free_port()}", "cluster.namespace=subset", "serve.app_name=subset",
+    ])
+    try:
+        summary = pipeline.run(run_cfg, str(tmp_path))
+        health = requests.get(f"{summary['endpoint']}/health", timeout=30).json()
+        drift = requests.get(f"{summary['endpoint']}/drift", timeout=30).json()
+    finally:
+        stop_monitor(run_cfg.monitor.actor_name, "subset")
+        serve.shutdown()
+    assert summary["model_version"] == result.tracked.version == health["model_version"]
+    assert drift["model_version"] == result.tracked.version and drift["rows_seen"] == 0
+    assert set(summary["stage_seconds"]) == {"serve", "monitor"}

@@ -8,12 +8,12 @@ import uuid
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import ray
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from mlauto.serve.predict import score
 from mlauto.serve.validation import InvalidRequest, RequestValidator
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,9 @@ class MonitorSender:
             self.dropped += len(features)
             logger.warning("monitor %s unreachable, dropped %d row(s): %s", self.name, len(features), exc)
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def close(self) -> None:
         self._stop.set()
         self.flush()
@@ -118,32 +121,21 @@ class ModelServer:
             body = await request.json()
         except ValueError:
             return JSONResponse({"detail": [{"loc": ["body"], "msg": "the body is not valid JSON"}]}, status_code=400)
+        bundle = self.bundle
         try:
-            records = self.validator(body)
+            scored = score(bundle.pipeline, self.validator, body)
         except InvalidRequest as exc:
             return JSONResponse({"detail": exc.detail}, status_code=422)
-        bundle = self.bundle
-        frame = pd.DataFrame.from_records(records, columns=self.validator.columns)
-        try:
-            features = bundle.pipeline.named_steps["prep"].transform(frame)
-            proba = bundle.pipeline.named_steps["model"].predict_proba(features)
         except Exception as exc:
             self.errors += 1
             logger.exception("prediction failed")
             return JSONResponse({"detail": f"prediction failed: {exc}"}, status_code=500)
-        classes = bundle.pipeline.classes_
-        predictions = classes[np.argmax(proba, axis=1)]
         request_id = uuid.uuid4().hex
         if self.sender is not None:
-            self.sender.add(features, predictions, [f"{request_id}:{i}" for i in range(len(records))])
-        self.served += len(records)
-        labels = [c.item() if hasattr(c, "item") else c for c in classes]
-        return JSONResponse({
-            "request_id": request_id,
-            "model": {"name": bundle.model_name, "version": bundle.version},
-            "predictions": [p.item() if hasattr(p, "item") else p for p in predictions],
-            "probabilities": [dict(zip(map(str, labels), map(float, row))) for row in proba],
-        })
+            self.sender.add(scored.features, scored.predictions,
+                            [f"{request_id}:{i}" for i in range(len(scored.predictions))])
+        self.served += len(scored.predictions)
+        return JSONResponse(scored.body(request_id, bundle.model_name, bundle.version))
 
     @api.get("/health")
     async def health(self) -> dict[str, Any]:
@@ -168,9 +160,7 @@ class ModelServer:
         return JSONResponse(status)
 
     def check_health(self) -> None:
-        if self.bundle is None and self.validator is None:
-            return  # still loading
-        if self.sender is not None and not self.sender._thread.is_alive():
+        if self.sender is not None and not self.sender.alive():
             raise RuntimeError("monitor sender thread died")
 
     def __del__(self) -> None:

@@ -1,0 +1,135 @@
+"""Endpoint latency: mlauto's Ray Serve app against a bare FastAPI + uvicorn server, in one run.
+
+Both servers load the same registered model and score through the same code
+(:func:`mlauto.serve.predict.score`), so the ratio is the cost of Ray Serve's proxy, the replica
+hop and the monitor hand-off.
+
+    python bench/serve_latency.py [--requests 500] [--batch 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+logger = logging.getLogger("bench")
+
+
+def baseline_app(bundle):
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    from mlauto.serve.predict import score
+    from mlauto.serve.validation import InvalidRequest, RequestValidator
+
+    app = FastAPI()
+    validator = RequestValidator(bundle.schema)
+
+    @app.post("/predict")
+    async def predict(request: Request) -> JSONResponse:
+        try:
+            scored = score(bundle.pipeline, validator, await request.json())
+        except InvalidRequest as exc:
+            return JSONResponse({"detail": exc.detail}, status_code=422)
+        return JSONResponse(scored.body(uuid.uuid4().hex, bundle.model_name, bundle.version))
+
+    return app
+
+
+def measure(url: str, records: list[dict], n: int, batch: int) -> dict[str, float]:
+    session = requests.Session()
+    for i in range(30):  # warm-up
+        session.post(f"{url}/predict", json=records[i % len(records)], timeout=30).raise_for_status()
+    latencies = []
+    start = time.perf_counter()
+    for i in range(n):
+        t0 = time.perf_counter()
+        session.post(f"{url}/predict", json=records[i % len(records)], timeout=30).raise_for_status()
+        latencies.append((time.perf_counter() - t0) * 1000)
+    wall = time.perf_counter() - start
+    big = (records * (batch // len(records) + 1))[:batch]
+    t0 = time.perf_counter()
+    rounds = max(5, n // 50)
+    for _ in range(rounds):
+        session.post(f"{url}/predict", json=big, timeout=60).raise_for_status()
+    batch_wall = time.perf_counter() - t0
+    latencies.sort()
+    return {
+        "p50_ms": statistics.median(latencies),
+        "p95_ms": latencies[int(0.95 * len(latencies)) - 1],
+        "req_per_s": n / wall,
+        "rows_per_s_batched": rounds * batch / batch_wall,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=100)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    import ray
+    import uvicorn
+    from hydra import compose, initialize_config_dir
+    from ray import serve
+
+    from mlauto import pipeline
+    from mlauto.cli import to_config
+    from mlauto.config.store import CONF_DIR, register_configs
+    from mlauto.monitor import start_monitor, stop_monitor
+    from mlauto.serve import deploy
+    from mlauto.track import CHAMPION, set_alias
+
+    register_configs()
+    root = tempfile.mkdtemp(prefix="mlauto-bench-")
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = to_config(compose("config", [f"root={root}", "models=fast", "tune.num_samples=2", "name=bench"]))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="bench")
+    server = None
+    try:
+        trained = pipeline.train(cfg, {})
+        set_alias(pipeline.tracking_uri(cfg), pipeline.model_name(cfg), trained.tracked.version, CHAMPION)
+        loader = pipeline.loader_for(cfg)
+        records = trained.splits.test[trained.splits.features].to_dict(orient="records")
+
+        server = uvicorn.Server(uvicorn.Config(baseline_app(loader()), host="127.0.0.1", port=8911,
+                                               log_level="warning"))
+        threading.Thread(target=server.run, daemon=True).start()
+        while not server.started:
+            time.sleep(0.05)
+        results = {"bare FastAPI + uvicorn (baseline)": measure("http://127.0.0.1:8911", records, args.requests,
+                                                                 args.batch)}
+        url = deploy(loader, trained.tracked.version, app_name="bench", host="127.0.0.1", port=8912)
+        results["mlauto Serve, no monitor"] = measure(url, records, args.requests, args.batch)
+        start_monitor("bench-monitor", "bench", loader, window=50)
+        url = deploy(loader, trained.tracked.version, app_name="bench", host="127.0.0.1", port=8912,
+                     monitor={"name": "bench-monitor", "namespace": "bench"})
+        results["mlauto Serve + monitor hand-off"] = measure(url, records, args.requests, args.batch)
+        stop_monitor("bench-monitor", "bench")
+    finally:
+        if server is not None:
+            server.should_exit = True
+        serve.shutdown()
+        ray.shutdown()
+    base = results["bare FastAPI + uvicorn (baseline)"]
+    print(f"{args.requests} sequential single-record POSTs, then batches of {args.batch} rows; "
+          f"{pipeline.model_name(cfg)} ({trained.final.family})")
+    print(f"{'setup':36} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8} {'rows/s batched':>15} {'p50 / baseline':>15}")
+    for name, r in results.items():
+        print(f"{name:36} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f} {r['req_per_s']:8.1f} "
+              f"{r['rows_per_s_batched']:15.0f} {r['p50_ms'] / base['p50_ms']:15.2f}")
+
+
+if __name__ == "__main__":
+    main()

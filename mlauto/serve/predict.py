@@ -1,0 +1,40 @@
+"""Scoring a validated request: the one code path for the Serve replica and any other server."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlauto.serve.validation import RequestValidator
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+@dataclass
+class Scored:
+    features: np.ndarray  # after the fitted preprocessing: what the monitor tests
+    predictions: np.ndarray
+    proba: np.ndarray
+    classes: np.ndarray
+
+    def body(self, request_id: str, model_name: str, version: str) -> dict[str, Any]:
+        labels = [str(_plain(c)) for c in self.classes]
+        return {
+            "request_id": request_id,
+            "model": {"name": model_name, "version": version},
+            "predictions": [_plain(p) for p in self.predictions],
+            "probabilities": [dict(zip(labels, map(float, row))) for row in self.proba],
+        }
+
+
+def score(pipeline: Any, validator: RequestValidator, body: Any) -> Scored:
+    """Validate (raises :class:`InvalidRequest`), preprocess and predict with the saved pipeline."""
+    records = validator(body)
+    frame = pd.DataFrame.from_records(records, columns=validator.columns)
+    features = pipeline.named_steps["prep"].transform(frame)
+    proba = pipeline.named_steps["model"].predict_proba(features)
+    classes = np.asarray(pipeline.classes_)
+    return Scored(features, classes[np.argmax(proba, axis=1)], proba, classes)
