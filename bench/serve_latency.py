@@ -7,7 +7,6 @@ hop and the monitor hand-off.
     python bench/serve_latency.py [--requests 500] [--batch 100]
 """
 
-from __future__ import annotations
 
 import argparse
 import logging
