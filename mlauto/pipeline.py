@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -273,7 +274,14 @@ def _write_summary(summary: dict[str, Any], output_dir: str) -> None:
     logger.info("summary written to %s", path)
 
 
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _block(url: str) -> None:
+    """Wait for Ctrl-C or SIGTERM (docker stop). Tune leaves its own SIGINT handler behind, so set ours."""
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     logger.info("serving at %s (POST /predict, GET /model, GET /drift, GET /health). Ctrl-C to stop.", url)
     try:
         while True:

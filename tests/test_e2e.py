@@ -101,3 +101,29 @@ def test_mlflow_holds_every_trial_and_both_versions(quickstart):
     assert sorted(int(v.version) for v in versions) == [1, 2]
     retrained = client.get_model_version("mlauto-quickstart", "2")
     assert retrained.tags["mlauto.decision"] in ("promoted", "rejected")
+
+
+def test_local_run_serves_until_interrupted(tmp_path):
+    """`make run`'s path: a local Ray of its own, the endpoint up until Ctrl-C, then everything stopped."""
+    import signal
+    import time
+
+    port = free_port()
+    log_path = tmp_path / "run.log"
+    cmd = [sys.executable, "-m", "mlauto", f"root={tmp_path}", "models=fast", "tune.num_samples=2",
+           f"serve.port={port}", "stages=[ingest,prepare,tune,serve]", "cluster.num_cpus=1"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while "Ctrl-C to stop" not in log_path.read_text():
+            assert proc.poll() is None and time.time() < deadline, log_path.read_text()[-4000:]
+            time.sleep(1)
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=30).json()["status"] == "ok"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0, log_path.read_text()[-4000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
