@@ -94,7 +94,7 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="mlauto-bench-")
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = to_config(compose("config", [f"root={root}", "models=fast", "tune.num_samples=2", "name=bench"]))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="bench")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="bench")
     server = None
     try:
         trained = pipeline.train(cfg, {})

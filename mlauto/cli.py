@@ -67,14 +67,14 @@ def submit_job(address: str, argv: list[str]) -> int:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
-    address = cfg.cluster.address
-    if address and str(address).startswith(("http://", "https://")):
-        sys.exit(submit_job(str(address), sys.argv[1:]))
     try:
         conf = to_config(cfg)
     except MlautoError as exc:
         logger.error("%s", exc)
         sys.exit(2)
+    address = conf.cluster.address
+    if address and address.startswith(("http://", "https://")):
+        sys.exit(submit_job(address, sys.argv[1:]))
     from mlauto import pipeline
 
     try:

@@ -99,8 +99,14 @@ def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float]) ->
         return splits, prep
 
 
-def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | None = None) -> Trained:
-    """ingest -> prepare -> tune -> track: a new registered version, without an alias yet."""
+def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | None = None,
+          search_seed: int | None = None) -> Trained:
+    """ingest -> prepare -> tune -> track: a new registered version, without an alias yet.
+
+    ``cfg.seed`` fixes the split; ``search_seed`` (default: the same) drives the search and the models,
+    so a retrain can explore new configs while champion and challenger share one test split.
+    """
+    seed = cfg.seed if search_seed is None else search_seed
     paths = Paths(cfg.root)
     snapshot = ingest_stage(cfg, timings)
     splits, prep = prepare_stage(cfg, snapshot, timings)
@@ -113,11 +119,11 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
         t = cfg.tune
         search = run_search(
             data, families, metric=t.metric, mode=metric_mode(t.metric), num_samples=t.num_samples,
-            algorithm=cfg.search.algorithm, seed=cfg.seed, storage_path=paths.ray_results,
+            algorithm=cfg.search.algorithm, seed=seed, storage_path=paths.ray_results,
             name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", cpus_per_trial=t.cpus_per_trial,
             max_concurrent=t.max_concurrent, time_budget_s=t.time_budget_s, max_failures=t.max_failures,
         )
-        final = fit_final(prep, search.best.family, search.best.params, splits, cfg.seed)
+        final = fit_final(prep, search.best.family, search.best.params, splits, seed)
         logger.info("best %s: val %s=%.4f, test %s=%.4f", final.family, t.metric, final.val_metrics[t.metric],
                     t.metric, final.test_metrics[t.metric])
     with stage("track", timings):
@@ -127,7 +133,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             uri=tracking_uri(cfg), experiment=cfg.tracking.experiment or cfg.name, artifact_root=paths.artifacts,
             model_name=model_name(cfg), search=search, final=final, reference=reference,
             sample_input=splits.train[features].head(20), fingerprint=snapshot.fingerprint,
-            config=dataclasses.asdict(cfg), seed=cfg.seed, counts=splits.counts(), extra_tags=extra_tags,
+            config=dataclasses.asdict(cfg), seed=seed, counts=splits.counts(), extra_tags=extra_tags,
         )
     return Trained(snapshot, splits, search, final, tracked)
 
@@ -143,16 +149,35 @@ def serve_version(cfg: Config, version: str | None) -> str:
                   monitor=monitor)
 
 
+def champion_config(cfg: Config, run_id: str) -> Config:
+    """How the champion was trained (its logged config), with this run's storage, serving and monitoring."""
+    import mlflow
+
+    from mlauto.config import config_from_dict
+
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    logged = config_from_dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json"))
+    return dataclasses.replace(logged, root=cfg.root, stages=list(cfg.stages), tracking=cfg.tracking,
+                               serve=cfg.serve, monitor=cfg.monitor, replay=cfg.replay, cluster=cfg.cluster)
+
+
 def retrain(cfg: Config, reason: str) -> dict[str, Any]:
     """Run by the monitor as a Ray task: train a challenger on a small budget; promote it if it is better.
 
-    Both models are scored on the challenger's held-out test split. A failure raises, and the
-    live model keeps serving.
+    The challenger is trained the way the champion was (its logged data, prepare, families and
+    search settings) with a new search seed, on a fresh ingest of the source. Both are scored on the
+    same held-out test split (same split seed). A failure raises, and the live model keeps serving.
     """
-    small = dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, num_samples=cfg.monitor.retrain_num_samples))
-    trained = train(small, {}, extra_tags={"mlauto.trigger": reason})
-    metric, mode = cfg.tune.metric, metric_mode(cfg.tune.metric)
+    from mlflow.tracking import MlflowClient
+
     champion = BundleLoader(tracking_uri(cfg), model_name(cfg), with_reference=False)()
+    base = champion_config(cfg, champion.run_id)
+    small = dataclasses.replace(base, tune=dataclasses.replace(base.tune, num_samples=cfg.monitor.retrain_num_samples))
+    client = MlflowClient(tracking_uri(cfg))
+    n_versions = len(client.search_model_versions(f"name = '{model_name(cfg)}'"))
+    trained = train(small, {}, extra_tags={"mlauto.trigger": reason, "mlauto.champion_version": champion.version},
+                    search_seed=base.seed + n_versions)
+    metric, mode = base.tune.metric, metric_mode(base.tune.metric)
     test = trained.splits.test
     champion_score = classification_metrics(champion.pipeline, test[trained.splits.features],
                                             test[trained.splits.target].to_numpy())[metric]
@@ -160,9 +185,7 @@ def retrain(cfg: Config, reason: str) -> dict[str, Any]:
     margin = cfg.monitor.promote_margin
     better = challenger_score >= champion_score + margin if mode == "max" else challenger_score <= champion_score - margin
     version = trained.tracked.version
-    from mlflow.tracking import MlflowClient
-
-    MlflowClient(tracking_uri(cfg)).set_model_version_tag(
+    client.set_model_version_tag(
         model_name(cfg), version, "mlauto.decision", "promoted" if better else "rejected")
     if better:
         set_alias(tracking_uri(cfg), model_name(cfg), version, CHAMPION)
@@ -182,7 +205,7 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
     summary: dict[str, Any] = {"experiment": cfg.name, "stages": list(cfg.stages), "output_dir": output_dir,
                                "tracking_uri": tracking_uri(cfg), "model_name": model_name(cfg), "endpoint": None}
     owns_ray = runtime.connect(cfg.cluster.address, cfg.cluster.namespace, cfg.cluster.num_cpus)
-    served = False
+    served = monitored = False
     try:
         version: str | None = None
         trained = None
@@ -209,8 +232,9 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
 
                 m = cfg.monitor
                 start_monitor(m.actor_name, cfg.cluster.namespace, loader_for(cfg), detector=m.detector,
-                              p_val=m.p_val, window=m.window, version=version,
+                              p_val=m.p_val, window=m.window,
                               retrain_fn=partial(retrain, cfg) if m.retrain else None, cooldown_s=m.cooldown_s)
+                monitored = True
                 summary["monitor"] = {"actor": m.actor_name, "namespace": cfg.cluster.namespace,
                                       "detector": m.detector, "window": m.window}
         if "serve" in cfg.stages:
@@ -220,12 +244,18 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
         if cfg.replay.enabled and served and "monitor" in cfg.stages and trained is not None:
             with stage("replay", timings):
                 summary["replay"] = _replay(cfg, summary["endpoint"], trained)
+        summary["status"] = "ok"
         summary["stage_seconds"] = timings
         summary["total_seconds"] = round(time.perf_counter() - start, 3)
         _write_summary(summary, output_dir)
-        if served and owns_ray and cfg.serve.blocking:
-            _block(summary["endpoint"])
+        if (served or monitored) and owns_ray and cfg.serve.blocking:
+            _block(summary["endpoint"] or f"monitor actor {cfg.monitor.actor_name}")
         return summary
+    except BaseException as exc:
+        summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", stage_seconds=timings,
+                       total_seconds=round(time.perf_counter() - start, 3))
+        _write_summary(summary, output_dir)
+        raise
     finally:
         if owns_ray:
             if served:
@@ -278,11 +308,11 @@ def _stop(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _block(url: str) -> None:
+def _block(what: str) -> None:
     """Wait for Ctrl-C or SIGTERM (docker stop). Tune leaves its own SIGINT handler behind, so set ours."""
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    logger.info("serving at %s (POST /predict, GET /model, GET /drift, GET /health). Ctrl-C to stop.", url)
+    logger.info("serving at %s (POST /predict, GET /model, GET /drift, GET /health). Ctrl-C to stop.", what)
     try:
         while True:
             time.sleep(3600)

@@ -14,7 +14,9 @@ def connect(address: str | None, namespace: str, num_cpus: int | None = None) ->
     if ray.is_initialized():
         return False
     if address is None:
-        ctx = ray.init(num_cpus=num_cpus, namespace=namespace)
+        # "local" always starts a new instance, even when a `ray start` cluster or RAY_ADDRESS exists:
+        # this process owns it and may shut it down.
+        ctx = ray.init(address="local", num_cpus=num_cpus, namespace=namespace)
         logger.info("started a local Ray with %s CPUs; dashboard: %s", ray.cluster_resources().get("CPU"),
                     f"http://{ctx.dashboard_url}" if ctx.dashboard_url else "not installed")
         return True

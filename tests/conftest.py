@@ -33,7 +33,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[dict]:
     """A real local Ray, started once; every test that needs Ray shares it."""
-    ctx = ray.init(num_cpus=2, namespace="mlauto-tests", include_dashboard=False, log_to_driver=False)
+    ctx = ray.init(address="local", num_cpus=2, namespace="mlauto-tests", include_dashboard=False, log_to_driver=False)
     yield {"address": ctx.address_info["gcs_address"]}
     from ray import serve
 

@@ -20,6 +20,17 @@ def test_overrides_reach_the_config(tmp_path):
     assert cfg.data.path == f"{tmp_path}/my.csv" and cfg.data.target == "label" and cfg.tune.num_samples == 20
 
 
+def test_data_path_override_reads_that_file(tmp_path):
+    from mlauto.data import FileSource, make_source
+
+    cfg = make_config([f"data.path={tmp_path}/my.csv", "data.target=label"])
+    source = make_source(cfg.data.source, name=cfg.data.name, path=cfg.data.path, format=cfg.data.format,
+                         target=cfg.data.target)
+    assert isinstance(source, FileSource) and source.path == f"{tmp_path}/my.csv"
+    with pytest.raises(ConfigError, match="the sample source ignores it"):
+        make_config([f"data.path={tmp_path}/my.csv", "data.source=sample"])
+
+
 def test_experiments_are_global_deltas():
     files = experiment_files()
     assert {f.stem for f in files} >= {"quickstart", "tune_only"}

@@ -40,10 +40,14 @@ def test_file_source_reads_through_ray_data(ray_session, tmp_path, fmt):
 
 
 def test_folder_and_glob_sources(ray_session, tmp_path):
-    for i in range(3):
-        pd.DataFrame({"x": [i, i + 1], "y": [0, 1]}).to_csv(tmp_path / f"part{i}.csv", index=False)
-    assert ingest(FileSource(str(tmp_path)), str(tmp_path / "s1")).n_rows == 6
-    assert ingest(FileSource(str(tmp_path / "part[01].csv")), str(tmp_path / "s2")).n_rows == 4
+    for i in range(6):
+        pd.DataFrame({"x": np.arange(50) + 100 * i, "y": [0, 1] * 25}).to_csv(tmp_path / f"part{i}.csv", index=False)
+    first = ingest(FileSource(str(tmp_path)), str(tmp_path / "s1"))
+    assert first.n_rows == 300
+    assert first.to_pandas()["x"].tolist() == [x + 100 * i for i in range(6) for x in range(50)]  # file order kept
+    again = [ingest(FileSource(str(tmp_path)), str(tmp_path / f"s{k}")).fingerprint for k in range(2, 5)]
+    assert again == [first.fingerprint] * 3  # unchanged folder: same fingerprint on every read
+    assert ingest(FileSource(str(tmp_path / "part[01].csv")), str(tmp_path / "g")).n_rows == 100
 
 
 def test_bad_sources_say_what_to_fix(ray_session, tmp_path):

@@ -34,7 +34,7 @@ def quickstart(ray_session, tmp_path_factory):
         "serve.app_name=e2e", f"tune.num_samples={NUM_SAMPLES}", f"monitor.retrain_num_samples={RETRAIN_SAMPLES}",
         "models=fast",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=540)
     log = proc.stdout + proc.stderr
     try:
         assert proc.returncode == 0, log[-6000:]

@@ -50,3 +50,14 @@ def test_stage_subset_serves_the_registered_champion(trained, tmp_path):
     assert summary["model_version"] == result.tracked.version == health["model_version"]
     assert drift["model_version"] == result.tracked.version and drift["rows_seen"] == 0
     assert set(summary["stage_seconds"]) == {"serve", "monitor"}
+
+
+def test_a_failed_run_still_writes_its_summary(ray_session, tmp_path):
+    from mlauto.errors import DataError
+
+    cfg = make_config([f"root={tmp_path}", f"data.path={tmp_path}/missing.csv", "data.target=y",
+                       "stages=[ingest,prepare,tune]"])
+    with pytest.raises(DataError, match="does not exist"):
+        pipeline.run(cfg, str(tmp_path / "out"))
+    written = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert written["status"] == "failed" and "missing.csv" in written["error"]

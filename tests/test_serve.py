@@ -60,6 +60,16 @@ def test_bad_fields_get_422_naming_them(endpoint, breakage, field):
     assert [d["field"] for d in detail] == [field] and detail[0]["loc"] == ["body", 0, field]
 
 
+def test_null_values_are_imputed_like_training(endpoint):
+    url, _, result = endpoint
+    rows = result.splits.test[result.splits.features].head(2).copy()
+    rows.iloc[0, :3] = None
+    resp = requests.post(f"{url}/predict", json=rows.astype(object).where(rows.notna(), None).to_dict("records"),
+                         timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["predictions"] == result.final.pipeline.predict(rows.astype(float)).tolist()
+
+
 def test_malformed_bodies_are_refused(endpoint):
     url, _, _ = endpoint
     assert requests.post(f"{url}/predict", data="{not json", timeout=30).status_code == 400
@@ -77,3 +87,45 @@ def test_health_model_and_drift_routes(endpoint):
     assert info["test_metrics"][cfg.tune.metric] == pytest.approx(result.final.test_metrics[cfg.tune.metric])
     assert requests.get(f"{url}/drift", timeout=30).status_code == 404  # deployed without a monitor
     assert requests.get(f"{url}/docs", timeout=30).status_code == 200
+
+
+def test_swap_under_load_drops_nothing(endpoint):
+    """Redeploying another model version under a request loop: every request answers 200.
+
+    Ray 2.60's serve.run starts new replicas before it stops the old ones, so the swap is a rolling restart.
+    """
+    import threading
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    url, cfg, result = endpoint
+    uri = pipeline.tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    source = MlflowClient(uri).get_model_version(pipeline.model_name(cfg), result.tracked.version).source
+    new = mlflow.register_model(source, pipeline.model_name(cfg)).version
+    row = _records(result.splits.test[result.splits.features].head(1))[0]
+    outcomes: list[int] = []
+    stop = threading.Event()
+
+    def hammer():
+        session = requests.Session()
+        while not stop.is_set() and len(outcomes) < 5000:
+            try:
+                outcomes.append(session.post(f"{url}/predict", json=row, timeout=10).status_code)
+            except requests.RequestException:
+                outcomes.append(-1)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        deploy(pipeline.loader_for(cfg), str(new), app_name="test-app", host="127.0.0.1", port=port)
+        deadline = __import__("time").time() + 30
+        while requests.get(f"{url}/health", timeout=30).json()["model_version"] != str(new):
+            assert __import__("time").time() < deadline
+    finally:
+        stop.set()
+        thread.join()
+    assert requests.get(f"{url}/predict", timeout=30).status_code == 405
+    assert len(outcomes) > 20 and set(outcomes) == {200}, {c: outcomes.count(c) for c in set(outcomes)}

@@ -118,3 +118,10 @@ class Config:
     monitor: MonitorConf = field(default_factory=MonitorConf)
     replay: ReplayConf = field(default_factory=ReplayConf)
     cluster: ClusterConf = field(default_factory=ClusterConf)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """A :class:`Config` from a plain dict (e.g. the ``config.json`` logged with a run), checked by the schema."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), data))  # type: ignore[return-value]

@@ -25,6 +25,11 @@ def experiment_files(directory: Path = EXPERIMENTS_DIR) -> list[Path]:
 
 def register_configs(experiments_dir: Path = EXPERIMENTS_DIR) -> None:
     """Store the schema as ``base_config`` and every experiment file under group ``experiment``."""
+    if not CONF_DIR.is_dir():
+        raise FileNotFoundError(
+            f"mlauto's config folder {CONF_DIR} is missing: install from a checkout (pip install -e .) "
+            "so conf/ and experiments/ sit beside the package"
+        )
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     for path in experiment_files(experiments_dir):

@@ -57,6 +57,9 @@ def validate(
             raise ConfigError("stages", stage, STAGES)
     if cfg.data.source != "auto" and cfg.data.source not in sources:
         raise ConfigError("data.source", cfg.data.source, ["auto", *sources])
+    if cfg.data.source == "sample" and cfg.data.path:
+        raise ConfigError("data.source", "sample", ["auto", "file"],
+                          f"data.path={cfg.data.path!r} is set but the sample source ignores it")
     if cfg.data.format not in (None, "csv", "parquet", "json"):
         raise ConfigError("data.format", cfg.data.format, ["null (infer)", "csv", "parquet", "json"])
     for key in ("test_size", "val_size"):

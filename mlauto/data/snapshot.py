@@ -46,8 +46,10 @@ def fingerprint(frame: pd.DataFrame) -> str:
 def ingest(source: Source, snapshot_dir: str) -> Snapshot:
     """Read ``source`` through Ray Data and store a Parquet snapshot named by its fingerprint.
 
-    An unchanged source maps to the same fingerprint, so it is stored once.
+    An unchanged source maps to the same fingerprint, so it is stored once. Row order is kept
+    (files in sorted order), so a folder or glob fingerprints the same on every read.
     """
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
     dataset: ray.data.Dataset = source.read()
     frame = dataset.to_pandas()
     if frame.empty:

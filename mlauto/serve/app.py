@@ -41,7 +41,6 @@ class MonitorSender:
         self._pending: list[tuple[np.ndarray, np.ndarray, list[str]]] = []
         self._n_pending = 0
         self._lock = threading.Lock()
-        self._actor: Any = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="monitor-sender", daemon=True)
         self._thread.start()
@@ -67,14 +66,17 @@ class MonitorSender:
         predictions = np.concatenate([b[1] for b in batch])
         row_ids = [r for b in batch for r in b[2]]
         try:
-            if self._actor is None:
-                self._actor = ray.get_actor(self.name, namespace=self.namespace)
-            self._actor.ingest.remote(features, predictions, row_ids)  # fire and forget
-            self.sent += len(features)
-        except Exception as exc:  # monitor absent or restarting: count the loss, look it up again next time
-            self._actor = None
-            self.dropped += len(features)
+            # Looked up on every flush (one GCS call per flush_s): a cached handle to a replaced
+            # monitor would swallow rows without an error.
+            actor = ray.get_actor(self.name, namespace=self.namespace)
+            actor.ingest.remote(features, predictions, row_ids)  # fire and forget
+            sent, dropped = len(features), 0
+        except Exception as exc:  # monitor absent or restarting: count the loss
+            sent, dropped = 0, len(features)
             logger.warning("monitor %s unreachable, dropped %d row(s): %s", self.name, len(features), exc)
+        with self._lock:
+            self.sent += sent
+            self.dropped += dropped
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -140,7 +142,8 @@ class ModelServer:
     @api.get("/health")
     async def health(self) -> dict[str, Any]:
         self._ensure_loaded()
-        return {"status": "ok", "model_version": self.bundle.version, "rows_served": self.served}
+        return {"status": "ok", "model_version": self.bundle.version, "rows_served": self.served,
+                "replica": serve.get_replica_context().replica_id.unique_id}
 
     @api.get("/model")
     async def model(self) -> dict[str, Any]:
@@ -168,6 +171,20 @@ class ModelServer:
             self.sender.close()
 
 
+def _http_address(host: str, port: int) -> tuple[str, int]:
+    """Where Serve really listens: ``http_options`` only apply when Serve first starts."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        config = _get_global_client().http_config
+    except Exception:  # private API moved: trust the caller
+        return host, port
+    if (config.host, config.port) != (host, port):
+        logger.warning("Serve was already running on %s:%s; serve.host/serve.port (%s:%s) do not apply",
+                       config.host, config.port, host, port)
+    return config.host, config.port
+
+
 def deploy(
     loader: Any,
     version: str | None,
@@ -180,8 +197,12 @@ def deploy(
     replica_cpus: float = 0.0,
     monitor: dict[str, Any] | None = None,
 ) -> str:
-    """Start Serve if needed and (re)deploy the app serving ``version``; returns the base URL."""
+    """Start Serve if needed and (re)deploy the app serving ``version``; returns the base URL.
+
+    Redeploying with another model version only changes ``user_config``.
+    """
     serve.start(http_options={"host": host, "port": port})
+    host, port = _http_address(host, port)
     app = ModelServer.options(
         num_replicas=num_replicas,
         ray_actor_options={"num_cpus": replica_cpus},

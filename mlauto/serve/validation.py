@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mlauto.errors import MlautoError
 
@@ -21,13 +21,15 @@ class InvalidRequest(MlautoError):
 
 
 def record_model(schema: list[dict[str, Any]]) -> type[BaseModel]:
-    """A pydantic model of one record. Strict: no string-to-number coercion; unknown fields refused."""
+    """A pydantic model of one record. Strict: no string-to-number coercion; unknown fields refused.
+
+    Every field must be present, and may be null: the fitted imputation handles missing values.
+    Python names are generated and the column name is the alias, so any column name works.
+    """
     fields: dict[str, Any] = {}
-    for col in schema:
+    for i, col in enumerate(schema):
         kind: Any = str if col["type"] == "string" else float
-        if col.get("nullable"):
-            kind = Optional[kind]
-        fields[col["name"]] = (kind, ...)
+        fields[f"f{i}"] = (Optional[kind], Field(..., alias=col["name"]))
     return create_model("Record", __config__=ConfigDict(strict=True, extra="forbid"), **fields)
 
 
@@ -50,7 +52,7 @@ class RequestValidator:
         records, detail = [], []
         for i, item in enumerate(items):
             try:
-                records.append(self.model.model_validate(item).model_dump())
+                records.append(self.model.model_validate(item).model_dump(by_alias=True))
             except ValidationError as exc:
                 for err in exc.errors(include_url=False):
                     loc = ["body", *([] if single else [i]), *err["loc"]]
