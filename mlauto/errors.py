@@ -35,5 +35,13 @@ class DataError(MlautoError):
     """Input data cannot be used as given; the message says what to fix."""
 
 
+class UnknownRows(MlautoError, KeyError):
+    """Feedback names rows the monitor never saw (or saw too long ago to keep)."""
+
+
+class DuplicateFeedback(MlautoError, ValueError):
+    """Feedback for rows that already have a label; counting it twice would skew accuracy."""
+
+
 class ModelNotFoundError(MlautoError):
     """A registered model, version or alias does not exist in the tracking store."""

@@ -146,7 +146,7 @@ def serve_version(cfg: Config, version: str | None) -> str:
                 "max_buffer": s.monitor_buffer} if "monitor" in cfg.stages else None)
     return deploy(loader_for(cfg), version, app_name=s.app_name, host=s.host, port=s.port,
                   route_prefix=s.route_prefix, num_replicas=s.num_replicas, replica_cpus=s.replica_cpus,
-                  monitor=monitor)
+                  monitor=monitor, max_body_bytes=s.max_body_bytes)
 
 
 def champion_config(cfg: Config, run_id: str) -> Config:
@@ -233,7 +233,9 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
                 m = cfg.monitor
                 start_monitor(m.actor_name, cfg.cluster.namespace, loader_for(cfg), detector=m.detector,
                               p_val=m.p_val, window=m.window,
-                              retrain_fn=partial(retrain, cfg) if m.retrain else None, cooldown_s=m.cooldown_s)
+                              retrain_fn=partial(retrain, cfg) if m.retrain else None, cooldown_s=m.cooldown_s,
+                              perf_window=m.perf_window, min_accuracy=m.min_accuracy,
+                              state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None)
                 monitored = True
                 summary["monitor"] = {"actor": m.actor_name, "namespace": cfg.cluster.namespace,
                                       "detector": m.detector, "window": m.window}

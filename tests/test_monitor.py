@@ -43,6 +43,7 @@ def test_detectors_alarm_on_shift_and_not_on_held_out_rows(trained, name):
     assert not any(r["is_drift"] for r in clean), [min(r["p_vals"]) for r in clean]
     assert all(r["is_drift"] for r in shifted)
     assert all(len(r["p_vals"]) == reference.shape[1] for r in clean + shifted)
+    assert all(0.0 <= p <= 1.0 for r in clean + shifted for p in r["p_vals"])
 
 
 def test_unknown_detector_lists_valid_ones():
@@ -62,8 +63,13 @@ def broken_retrain(reason):
 
 def _wait(handle, until, timeout=30):
     deadline = time.time() + timeout
+    status = None
     while time.time() < deadline:
-        status = ray.get(handle.status.remote())
+        try:
+            status = ray.get(handle.status.remote())
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            time.sleep(0.5)  # restarting
+            continue
         if until(status):
             return status
         time.sleep(0.2)
@@ -87,10 +93,84 @@ def test_monitor_actor_counts_tests_and_schedules_one_retrain(trained, retrain_f
             ray.get(handle.ingest.remote(shifted[start : start + 50], np.zeros(50), ["x"] * 50))
         status = _wait(handle, lambda s: s["retrains"] and not s["retrain_running"])
         assert status["drift_count"] == 3 and status["rows_seen"] == 280
+        assert status["last_test"]["prediction_drift"]["p_val"] >= 0.0
         assert len(status["retrains"]) == 1 and status["retrains"][0]["status"] == outcome
         events = [e["event"] for e in status["events"]]
         assert events.count("retrain_started") == 1
         assert ("retrain_failed" in events) == (outcome == "failed")
         assert status["model_version"] == result.tracked.version  # a failed retrain changes nothing
+    finally:
+        stop_monitor(name, "mlauto-tests")
+
+
+def test_performance_tracker_joins_labels_once():
+    from mlauto.errors import DuplicateFeedback, UnknownRows
+    from mlauto.monitor.performance import PerformanceTracker
+
+    perf = PerformanceTracker(window=4, min_accuracy=0.6)
+    perf.add_served(["a:0", "a:1", "b:0", "c:0"], np.array([1, 0, 1, 1]), np.array([0.9, 0.8, 0.7, 0.6]))
+    with pytest.raises(UnknownRows):
+        perf.add_labels(["zzz:0"], [1])
+    perf.add_labels(["a:0", "a:1"], [1, 0])
+    with pytest.raises(DuplicateFeedback):
+        perf.add_labels(["a:0"], [1])
+    with pytest.raises(DuplicateFeedback):
+        perf.add_labels(["b:0", "b:0"], [1, 1])
+    assert perf.labels_total == 2 and perf.accuracy == 1.0 and not perf.degraded()
+    perf.add_labels(["b:0", "c:0"], [0, 0])
+    assert perf.accuracy == 0.5 and perf.degraded()  # full window below 0.6
+    assert perf.status()["estimated_accuracy"] == pytest.approx(0.75)
+
+
+def test_concept_drift_with_unchanged_features_is_caught_by_accuracy(trained):
+    """Labels flip, features do not: feature drift stays quiet, the accuracy rule retrains."""
+    cfg, result = trained
+    prep, rows, _ = _held_out(result)
+    X = prep.transform(rows)
+    preds = result.final.pipeline.named_steps["model"].predict(X)
+    name = "test-monitor-concept"
+    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
+                           cooldown_s=0.0, perf_window=100, min_accuracy=0.8)
+    try:
+        ids = [f"r:{i}" for i in range(len(X))]
+        ray.get(handle.ingest.remote(X, preds, ids, np.full(len(X), 0.9)))
+        ray.get(handle.feedback.remote(ids[:100], list(preds[:100])))  # labels agree: accuracy 1.0
+        status = ray.get(handle.status.remote())
+        assert status["performance"]["accuracy"] == 1.0 and status["drift_count"] == 0
+        assert not status["retrain_running"] and not status["retrains"]
+        flipped = [1 - p for p in preds[100:200]]  # the concept changes
+        ray.get(handle.feedback.remote(ids[100:200], flipped))
+        status = _wait(handle, lambda s: s["retrains"] and not s["retrain_running"])
+        assert status["drift_count"] == 0  # the features never moved
+        assert status["performance"]["accuracy"] < 0.8
+        events = [e["event"] for e in status["events"]]
+        assert "performance_drop" in events and events.count("retrain_started") == 1
+        assert status["retrains"][0]["reason"].startswith("accuracy")
+    finally:
+        stop_monitor(name, "mlauto-tests")
+
+
+def test_killed_monitor_resumes_its_state(trained, tmp_path):
+    cfg, result = trained
+    prep, rows, _ = _held_out(result)
+    X = prep.transform(rows)
+    name = "test-monitor-restart"
+    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW,
+                           state_dir=str(tmp_path / "state"))
+    try:
+        ray.get(handle.ingest.remote(X[:130], np.zeros(130), [f"r:{i}" for i in range(130)]))
+        ray.get(handle.feedback.remote(["r:0", "r:1"], [0, 1]))
+        before = ray.get(handle.status.remote())
+        ray.kill(handle, no_restart=False)  # the actor dies; Ray restarts it with the same arguments
+        status = _wait(handle, lambda s: s["pid"] != before["pid"], timeout=60)
+        assert status["restored"]
+        for key in ("rows_seen", "tests_run", "drift_count", "last_test"):
+            assert status[key] == before[key], key
+        assert status["performance"]["labels_total"] == 2
+        ray.get(handle.ingest.remote(X[130:150], np.zeros(20), [f"r:{i}" for i in range(130, 150)]))
+        status = ray.get(handle.status.remote())
+        assert (status["rows_seen"], status["tests_run"]) == (150, 3)  # the 30 buffered rows survived too
+        events = ray.get(handle.events_log.remote())
+        assert [e["event"] for e in events].count("state_restored") == 1
     finally:
         stop_monitor(name, "mlauto-tests")

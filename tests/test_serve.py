@@ -105,7 +105,7 @@ def test_swap_under_load_drops_nothing(endpoint):
     source = MlflowClient(uri).get_model_version(pipeline.model_name(cfg), result.tracked.version).source
     new = mlflow.register_model(source, pipeline.model_name(cfg)).version
     row = _records(result.splits.test[result.splits.features].head(1))[0]
-    outcomes: list[int] = []
+    outcomes: list[int | str] = []
     stop = threading.Event()
 
     def hammer():
@@ -113,8 +113,8 @@ def test_swap_under_load_drops_nothing(endpoint):
         while not stop.is_set() and len(outcomes) < 5000:
             try:
                 outcomes.append(session.post(f"{url}/predict", json=row, timeout=10).status_code)
-            except requests.RequestException:
-                outcomes.append(-1)
+            except requests.RequestException as exc:
+                outcomes.append(type(exc).__name__)
 
     thread = threading.Thread(target=hammer)
     thread.start()
@@ -129,3 +129,53 @@ def test_swap_under_load_drops_nothing(endpoint):
         thread.join()
     assert requests.get(f"{url}/predict", timeout=30).status_code == 405
     assert len(outcomes) > 20 and set(outcomes) == {200}, {c: outcomes.count(c) for c in set(outcomes)}
+
+
+@pytest.fixture(scope="module")
+def monitored(endpoint, tmp_path_factory):
+    """A second app on the same Serve instance, with a monitor and a small body limit."""
+    from mlauto.monitor import start_monitor, stop_monitor
+
+    url, cfg, result = endpoint
+    start_monitor("serve-test-monitor", "mlauto-tests", pipeline.loader_for(cfg), window=10,
+                  state_dir=str(tmp_path_factory.mktemp("monitor")))
+    port = int(url.rsplit(":", 1)[1])
+    mon_url = deploy(pipeline.loader_for(cfg), result.tracked.version, app_name="test-app-mon", host="127.0.0.1",
+                     port=port, route_prefix="/mon", max_body_bytes=20_000,
+                     monitor={"name": "serve-test-monitor", "namespace": "mlauto-tests", "flush_s": 0.2})
+    yield mon_url, result
+    serve.delete("test-app-mon")
+    stop_monitor("serve-test-monitor", "mlauto-tests")
+
+
+def test_feedback_joins_once_and_refuses_unknown_ids(monitored):
+    url, result = monitored
+    rows = result.splits.test[result.splits.features].head(3)
+    resp = requests.post(f"{url}/predict", json=_records(rows), timeout=30).json()
+    labels = result.splits.test[result.splits.target].head(3).tolist()
+    ok = requests.post(f"{url}/feedback", json={"request_id": resp["request_id"], "labels": labels}, timeout=30)
+    assert ok.status_code == 200, ok.text
+    perf = ok.json()["performance"]
+    assert perf["labels_total"] == 3
+    assert perf["accuracy"] == np.mean(np.array(resp["predictions"]) == np.array(labels))
+    again = requests.post(f"{url}/feedback", json={"request_id": resp["request_id"], "labels": labels}, timeout=30)
+    assert again.status_code == 409
+    unknown = requests.post(f"{url}/feedback", json={"request_id": "nope", "label": 1}, timeout=30)
+    assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
+    assert requests.post(f"{url}/feedback", json={"label": 1}, timeout=30).status_code == 422
+    drift = requests.get(f"{url}/drift", timeout=30).json()
+    assert drift["performance"]["labels_total"] == 3  # the duplicate was not counted
+
+
+def test_metrics_and_body_limit(monitored):
+    url, result = monitored
+    rows = _records(result.splits.test[result.splits.features].head(2))
+    assert requests.post(f"{url}/predict", json=rows, timeout=30).status_code == 200
+    too_big = rows * 200  # ~ 200 kB, over the 20 kB limit
+    resp = requests.post(f"{url}/predict", json=too_big, timeout=30)
+    assert resp.status_code == 413 and "limit" in resp.json()["detail"]
+    text = requests.get(f"{url}/metrics", timeout=30).text
+    assert 'mlauto_requests_total{route="/mon/predict",status="413"}' in text
+    assert 'mlauto_requests_total{route="/mon/predict",status="200"}' in text
+    assert "mlauto_request_latency_seconds_bucket" in text and "mlauto_predictions_total" in text
+    assert "mlauto_monitor_rows_dropped 0.0" in text

@@ -72,6 +72,7 @@ class ServeConf:
     blocking: bool = True
     monitor_flush_s: float = 0.5
     monitor_buffer: int = 10000
+    max_body_bytes: int = 8388608
 
 
 @dataclass
@@ -84,6 +85,9 @@ class MonitorConf:
     cooldown_s: float = 60.0
     retrain_num_samples: int = 4
     promote_margin: float = 0.0
+    perf_window: int = 200  # labels in the rolling accuracy
+    min_accuracy: Optional[float] = None  # retrain when rolling accuracy falls below it; null: off
+    persist: bool = True  # events and state under <root>/monitor/<actor_name>/
 
 
 @dataclass

@@ -89,6 +89,12 @@ def validate(
         raise ConfigError("monitor.p_val", cfg.monitor.p_val, "a probability in (0, 1)")
     if cfg.monitor.window < 10:
         raise ConfigError("monitor.window", cfg.monitor.window, "an integer >= 10")
+    if cfg.monitor.min_accuracy is not None and not 0.0 < cfg.monitor.min_accuracy <= 1.0:
+        raise ConfigError("monitor.min_accuracy", cfg.monitor.min_accuracy, "null or a fraction in (0, 1]")
+    if cfg.monitor.perf_window < 10:
+        raise ConfigError("monitor.perf_window", cfg.monitor.perf_window, "an integer >= 10")
+    if cfg.serve.max_body_bytes < 1024:
+        raise ConfigError("serve.max_body_bytes", cfg.serve.max_body_bytes, "an integer >= 1024")
     if cfg.monitor.retrain_num_samples < 1:
         raise ConfigError("monitor.retrain_num_samples", cfg.monitor.retrain_num_samples, "an integer >= 1")
     address = cfg.cluster.address

@@ -1,8 +1,14 @@
-"""The monitor: a named, detached Ray actor that tests live traffic for drift and schedules retraining."""
+"""The monitor: a named, detached Ray actor that watches live traffic and schedules retraining.
+
+It tests tumbling windows of served rows for feature drift and prediction drift, joins delayed
+labels to served rows for rolling accuracy, persists its events and state so a restarted actor
+resumes where it was, and starts a retraining Ray task on drift or on an accuracy drop.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from typing import Any, Callable
@@ -10,11 +16,19 @@ from typing import Any, Callable
 import numpy as np
 import ray
 
-from mlauto.monitor.detectors import make_detector
+from mlauto.monitor.detectors import make_detector, prediction_drift
+from mlauto.monitor.performance import PerformanceTracker
+from mlauto.monitor.state import StateStore
 
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS = 500
+# Served rows are saved at least this often and after every window test; a crash loses at most
+# this much traffic. Labels and retrain outcomes are saved at once.
+SAVE_EVERY_S = 1.0
+# What a restart restores; everything else is rebuilt from the model bundle.
+PERSISTED = ("rows_seen", "tests_run", "drift_count", "last_test", "retrains", "_buffer", "_buffered",
+             "performance", "_retrain_started")
 
 
 def _run_retrain(retrain_fn: Callable[[str], dict[str, Any]], reason: str) -> dict[str, Any]:
@@ -24,8 +38,9 @@ def _run_retrain(retrain_fn: Callable[[str], dict[str, Any]], reason: str) -> di
 class Monitor:
     """Tumbling windows of ``window`` rows, each tested against the champion's training features.
 
-    ``retrain_fn(reason) -> dict`` runs as a Ray task when drift is found (one at a time, after a
-    cooldown); when it reports a promotion, the reference data moves to the new champion.
+    ``retrain_fn(reason) -> dict`` runs as a Ray task on drift or when accuracy over the last
+    ``perf_window`` labels falls below ``min_accuracy`` (one at a time, after a cooldown); when it
+    reports a promotion, the reference data moves to the new champion.
     """
 
     def __init__(
@@ -38,6 +53,9 @@ class Monitor:
         version: str | None = None,
         retrain_fn: Callable[[str], dict[str, Any]] | None = None,
         cooldown_s: float = 60.0,
+        perf_window: int = 200,
+        min_accuracy: float | None = None,
+        state_dir: str | None = None,
     ) -> None:
         self.loader = loader
         self.detector_name = detector
@@ -51,15 +69,48 @@ class Monitor:
         self.last_test: dict[str, Any] | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self.retrains: list[dict[str, Any]] = []
-        self._buffer: list[np.ndarray] = []
+        self.performance = PerformanceTracker(perf_window, min_accuracy)
+        self._buffer: list[tuple[np.ndarray, np.ndarray]] = []
         self._buffered = 0
         self._retrain_ref: Any = None
         self._retrain_started = -float("inf")
+        self._saved_at = 0.0
+        self.store = StateStore(state_dir) if state_dir else None
+        self.restored = False
         self._load(version)
+        self._restore()
 
+    # -- state -------------------------------------------------------------------------------
     def _event(self, kind: str, **evidence: Any) -> None:
-        self.events.append({"time": time.time(), "event": kind, **evidence})
+        event = {"time": time.time(), "event": kind, **evidence}
+        self.events.append(event)
+        if self.store is not None:
+            self.store.append_event(event)
         logger.info("monitor event %s %s", kind, evidence)
+
+    def _restore(self) -> None:
+        state = self.store.load() if self.store is not None else None
+        if not state:
+            return
+        if state.get("model_version") != self.model_version:
+            self._event("state_discarded", saved_for=state.get("model_version"), model_version=self.model_version)
+            return
+        for key in PERSISTED:
+            if key in state:
+                setattr(self, key, state[key])
+        self.events.extend(self.store.events(MAX_EVENTS))
+        self.restored = True
+        if state.get("retrain_running"):  # the task's result went with the old actor
+            self.retrains.append({"status": "lost", "error": "monitor restarted while a retrain ran",
+                                  "time": time.time()})
+        self._event("state_restored", rows_seen=self.rows_seen, saved=state.get("saved"))
+
+    def _save(self, force: bool = False) -> None:
+        if self.store is None or (not force and time.time() - self._saved_at < SAVE_EVERY_S):
+            return
+        self.store.save({"model_version": self.model_version, "retrain_running": self._retrain_ref is not None,
+                         **{key: getattr(self, key) for key in PERSISTED}})
+        self._saved_at = time.time()
 
     def _load(self, version: str | None) -> None:
         bundle = self.loader(version)
@@ -67,27 +118,53 @@ class Monitor:
         categorical = bundle.meta.get("categorical_features", [])
         self.detector = make_detector(self.detector_name, bundle.reference, self.p_val, categorical)
         self.feature_names = bundle.meta.get("feature_names", [])
+        model = bundle.pipeline.named_steps["model"]
+        self.classes = list(bundle.pipeline.classes_)
+        proba = model.predict_proba(bundle.reference)
+        self.reference_predictions = np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]
 
-    def ingest(self, features: np.ndarray, predictions: np.ndarray, row_ids: list[str]) -> int:
-        """Add served rows; run a test for every full window. Returns rows seen so far."""
+    # -- traffic -----------------------------------------------------------------------------
+    def ingest(self, features: np.ndarray, predictions: np.ndarray, row_ids: list[str],
+               confidence: np.ndarray | None = None) -> int:
+        """Add served rows; run the tests for every full window. Returns rows seen so far."""
         self._poll_retrain()
         features = np.asarray(features)
+        predictions = np.asarray(predictions, dtype=object)
         self.rows_seen += len(features)
-        self._buffer.append(features)
+        self.performance.add_served(row_ids, predictions, confidence)
+        self._buffer.append((features, predictions))
         self._buffered += len(features)
         if self._buffered >= self.window:
-            rows = np.vstack(self._buffer)
+            rows = np.vstack([b[0] for b in self._buffer])
+            preds = np.concatenate([b[1] for b in self._buffer])
             while len(rows) >= self.window:
-                self._test(rows[: self.window])
-                rows = rows[self.window :]
-            self._buffer = [rows] if len(rows) else []
+                self._test(rows[: self.window], preds[: self.window])
+                rows, preds = rows[self.window :], preds[self.window :]
+            self._buffer = [(rows, preds)] if len(rows) else []
             self._buffered = len(rows)
+            self._save(force=True)
+        else:
+            self._save()
         return self.rows_seen
 
-    def _test(self, window: np.ndarray) -> None:
+    def feedback(self, row_ids: list[str], labels: list[Any]) -> dict[str, Any]:
+        """Join true labels to served rows. Raises UnknownRows or DuplicateFeedback, changing nothing."""
+        self._poll_retrain()
+        status = self.performance.add_labels(row_ids, labels)
+        if self.performance.degraded():
+            perf = self.performance
+            self._event("performance_drop", accuracy=perf.accuracy, min_accuracy=perf.min_accuracy,
+                        labels=len(perf.correct), model_version=self.model_version)
+            self._maybe_retrain(f"accuracy {perf.accuracy:.3f} < {perf.min_accuracy}")
+        self._save(force=True)  # labels are never sent twice: keep every one
+        return status
+
+    def _test(self, window: np.ndarray, predictions: np.ndarray) -> None:
         result = self.detector.test(window)
         result["model_version"] = self.model_version
         result["rows_seen"] = self.rows_seen
+        result["prediction_drift"] = prediction_drift(self.reference_predictions, predictions, self.classes,
+                                                      self.p_val)
         self.tests_run += 1
         self.last_test = result
         if result["is_drift"]:
@@ -95,9 +172,11 @@ class Monitor:
             worst = int(np.argmin(result["p_vals"]))
             name = self.feature_names[worst] if worst < len(self.feature_names) else str(worst)
             self._event("drift", min_p_val=result["p_vals"][worst], feature=name,
-                        threshold=result["threshold"], model_version=self.model_version)
+                        threshold=result["threshold"], model_version=self.model_version,
+                        prediction_drift=result["prediction_drift"]["is_drift"])
             self._maybe_retrain(f"drift on {name}")
 
+    # -- retraining --------------------------------------------------------------------------
     def _maybe_retrain(self, reason: str) -> None:
         if self.retrain_fn is None:
             return
@@ -122,13 +201,18 @@ class Monitor:
         except Exception as exc:  # the live model keeps serving; only the event log changes
             self.retrains.append({"status": "failed", "error": str(exc)[:2000], "time": time.time()})
             self._event("retrain_failed", error=str(exc)[:2000])
+            self._save(force=True)
             return
         self.retrains.append({"status": "finished", **result, "time": time.time()})
         self._event("retrain_finished", **result)
+        self._event("promotion" if result.get("promoted") else "rejection", version=result.get("version"),
+                    challenger_score=result.get("challenger_score"), champion_score=result.get("champion_score"))
         if result.get("promoted"):
             self._load(result["version"])
             self._buffer, self._buffered = [], 0
+            self.performance.reset()
             self._event("reference_updated", model_version=self.model_version)
+        self._save(force=True)
 
     def status(self) -> dict[str, Any]:
         self._poll_retrain()
@@ -140,14 +224,25 @@ class Monitor:
             "tests_run": self.tests_run,
             "drift_count": self.drift_count,
             "last_test": self.last_test,
+            "performance": self.performance.status(),
             "retrain_running": self._retrain_ref is not None,
             "retrains": self.retrains[-20:],
             "events": list(self.events)[-50:],
+            "restored": self.restored,
+            "pid": os.getpid(),
         }
+
+    def events_log(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Every persisted event (or the in-memory ones when nothing is persisted)."""
+        return self.store.events(limit) if self.store is not None else list(self.events)[-limit:]
 
 
 def start_monitor(name: str, namespace: str, loader: Any, **kwargs: Any) -> Any:
-    """Replace any monitor of that name with a new detached one; returns its handle."""
+    """Replace any monitor of that name with a new detached one; returns its handle.
+
+    Restarts (``max_restarts=-1``) rerun ``__init__`` with the same arguments, which restores the
+    persisted state when ``state_dir`` is given.
+    """
     try:
         old = ray.get_actor(name, namespace=namespace)
         ray.kill(old, no_restart=True)

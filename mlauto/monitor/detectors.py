@@ -75,5 +75,36 @@ class TabularDetector(Detector):
         return TabularDrift(self.reference, p_val=self.p_val, categories_per_feature=cats, correction="bonferroni")
 
 
+@DETECTORS.register("scipy_ks")
+class ScipyKSDetector(Detector):
+    """Per-feature two-sample KS tests from scipy, Bonferroni-corrected: no Alibi Detect import.
+
+    For users who cannot accept Alibi Detect's Business Source License.
+    """
+
+    def _build(self) -> Any:
+        return self
+
+    def predict(self, window: np.ndarray, drift_type: str = "batch") -> dict[str, Any]:
+        from scipy.stats import ks_2samp
+
+        tests = [ks_2samp(self.reference[:, j], window[:, j]) for j in range(self.reference.shape[1])]
+        p_vals = np.array([t.pvalue for t in tests])
+        threshold = self.p_val / max(1, len(tests))
+        return {"data": {"is_drift": int((p_vals < threshold).any()), "p_val": p_vals,
+                         "distance": np.array([t.statistic for t in tests]), "threshold": threshold}}
+
+
+def prediction_drift(reference: np.ndarray, window: np.ndarray, classes: list[Any], p_val: float) -> dict[str, Any]:
+    """Chi-squared test of the predicted class frequencies in ``window`` against ``reference``."""
+    from scipy.stats import chisquare
+
+    ref = np.array([np.sum(reference == c) for c in classes], dtype=float) + 0.5  # smoothed: no empty class
+    obs = np.array([np.sum(window == c) for c in classes], dtype=float) + 0.5
+    stat, p = chisquare(obs, f_exp=ref / ref.sum() * obs.sum())
+    return {"statistic": float(stat), "p_val": float(p), "is_drift": bool(p < p_val),
+            "window_share": dict(zip(map(str, classes), (obs / obs.sum()).round(4).tolist()))}
+
+
 def make_detector(name: str, reference: np.ndarray, p_val: float, categorical: list[int] | None = None) -> Detector:
     return DETECTORS.get(name)(reference, p_val=p_val, categorical=categorical)

@@ -17,16 +17,35 @@ from tqdm import tqdm
 logger = logging.getLogger(__name__)
 
 
-def post_rows(session: requests.Session, url: str, frame: pd.DataFrame, batch: int, desc: str) -> list[Any]:
-    """POST ``frame`` in batches to ``url``/predict; returns the predictions in row order."""
+def post_rows(session: requests.Session, url: str, frame: pd.DataFrame, batch: int,
+              desc: str) -> tuple[list[Any], list[tuple[str, int, int]]]:
+    """POST ``frame`` in batches to ``url``/predict; returns the predictions in row order and, per
+    request, (request id, first row, row count) for feedback."""
     predictions: list[Any] = []
+    requests_made: list[tuple[str, int, int]] = []
     records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
     for start in tqdm(range(0, len(records), batch), desc=desc, unit="req", mininterval=1.0):
-        resp = session.post(f"{url}/predict", json=records[start : start + batch], timeout=30)
+        chunk = records[start : start + batch]
+        resp = session.post(f"{url}/predict", json=chunk, timeout=30)
         if resp.status_code != 200:
             raise RuntimeError(f"POST {url}/predict answered {resp.status_code}: {resp.text[:2000]}")
-        predictions.extend(resp.json()["predictions"])
-    return predictions
+        body = resp.json()
+        predictions.extend(body["predictions"])
+        requests_made.append((body["request_id"], start, len(chunk)))
+    return predictions, requests_made
+
+
+def send_feedback(session: requests.Session, url: str, requests_made: list[tuple[str, int, int]],
+                  labels: np.ndarray) -> dict[str, Any]:
+    """POST the true labels of earlier requests to ``url``/feedback; returns the last performance status."""
+    status: dict[str, Any] = {}
+    for request_id, start, count in requests_made:
+        chunk = [v.item() if hasattr(v, "item") else v for v in labels[start : start + count]]
+        resp = session.post(f"{url}/feedback", json={"request_id": request_id, "labels": chunk}, timeout=30)
+        if resp.status_code != 200:
+            raise RuntimeError(f"POST {url}/feedback answered {resp.status_code}: {resp.text[:2000]}")
+        status = resp.json()["performance"]
+    return status
 
 
 def wait_for(
@@ -70,9 +89,12 @@ def replay(
         return session.get(f"{url}/drift", timeout=30).json()
 
     before = drift_status()
-    preds = post_rows(session, url, rows, batch, "replay held-out rows")
+    preds, made = post_rows(session, url, rows, batch, "replay held-out rows")
     accuracy = float(np.mean(np.asarray(preds, dtype=object) == np.asarray(labels, dtype=object)))
     logger.info("predictions served: %d held-out rows, accuracy against their labels %.3f", len(preds), accuracy)
+    perf = send_feedback(session, url, made, np.asarray(labels))
+    logger.info("feedback joined: %d labels; rolling accuracy %.3f, label-free estimate %.3f",
+                perf["labels_total"], perf["accuracy"], perf["estimated_accuracy"])
     target_seen = before["rows_seen"] + len(rows)
     status = wait_for(drift_status, lambda s: s["rows_seen"] >= target_seen, 60,
                       "the monitor to receive the replayed rows")
@@ -98,7 +120,7 @@ def replay(
     else:
         logger.warning("retrain failed: %s (the live model keeps serving)", retrain.get("error"))
     return {
-        "rows_clean": len(rows), "rows_shifted": len(shifted), "accuracy_clean": accuracy,
+        "rows_clean": len(rows), "rows_shifted": len(shifted), "accuracy_clean": accuracy, "feedback": perf,
         "drift_alarms_clean": clean_drifts, "rows_seen": status["rows_seen"], "tests_run": status["tests_run"],
         "drift_count": status["drift_count"], "retrain": retrain,
     }

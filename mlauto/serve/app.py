@@ -2,7 +2,6 @@
 
 
 import logging
-import threading
 import time
 import uuid
 from typing import Any
@@ -10,10 +9,13 @@ from typing import Any
 import numpy as np
 import ray
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from ray import serve
 
+from mlauto.errors import DuplicateFeedback, UnknownRows
+from mlauto.serve.metrics import CONTENT_TYPE, replica_metrics
 from mlauto.serve.predict import score
+from mlauto.serve.sender import MonitorSender
 from mlauto.serve.validation import InvalidRequest, RequestValidator
 
 logger = logging.getLogger(__name__)
@@ -23,67 +25,21 @@ DEPLOYMENT = "ModelServer"
 api = FastAPI(
     title="mlauto model server",
     description="POST /predict with one record or a list of records keyed by feature name; "
-    "GET /model for the feature schema.",
+    "POST /feedback with a request id and its true label(s); GET /model for the feature schema.",
 )
+MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
-class MonitorSender:
-    """Buffers served rows and ships them to the monitor actor without waiting on it.
-
-    When the buffer is full, rows are dropped and counted, never silently.
-    """
-
-    def __init__(self, name: str, namespace: str, flush_s: float, max_buffer: int) -> None:
-        self.name, self.namespace = name, namespace
-        self.flush_s, self.max_buffer = flush_s, max_buffer
-        self.sent = 0
-        self.dropped = 0
-        self._pending: list[tuple[np.ndarray, np.ndarray, list[str]]] = []
-        self._n_pending = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="monitor-sender", daemon=True)
-        self._thread.start()
-
-    def add(self, features: np.ndarray, predictions: np.ndarray, row_ids: list[str]) -> None:
-        with self._lock:
-            if self._n_pending + len(features) > self.max_buffer:
-                self.dropped += len(features)
-                return
-            self._pending.append((features, predictions, row_ids))
-            self._n_pending += len(features)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.flush_s):
-            self.flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            batch, self._pending, self._n_pending = self._pending, [], 0
-        if not batch:
-            return
-        features = np.vstack([b[0] for b in batch])
-        predictions = np.concatenate([b[1] for b in batch])
-        row_ids = [r for b in batch for r in b[2]]
-        try:
-            # Looked up on every flush (one GCS call per flush_s): a cached handle to a replaced
-            # monitor would swallow rows without an error.
-            actor = ray.get_actor(self.name, namespace=self.namespace)
-            actor.ingest.remote(features, predictions, row_ids)  # fire and forget
-            sent, dropped = len(features), 0
-        except Exception as exc:  # monitor absent or restarting: count the loss
-            sent, dropped = 0, len(features)
-            logger.warning("monitor %s unreachable, dropped %d row(s): %s", self.name, len(features), exc)
-        with self._lock:
-            self.sent += sent
-            self.dropped += dropped
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def close(self) -> None:
-        self._stop.set()
-        self.flush()
+@api.middleware("http")
+async def measure(request: Request, call_next: Any) -> Response:
+    """Count and time every request (the app is pickled by value into replicas: no shared globals here)."""
+    metrics = replica_metrics()
+    start = time.perf_counter()
+    response = await call_next(request)
+    route = request.url.path
+    metrics.requests.labels(route, str(response.status_code)).inc()
+    metrics.latency.labels(route).observe(time.perf_counter() - start)
+    return response
 
 
 @serve.deployment(name=DEPLOYMENT, max_ongoing_requests=64, health_check_period_s=2.0)
@@ -91,7 +47,9 @@ class MonitorSender:
 class ModelServer:
     """Serves one registered model version; ``reconfigure`` (user_config) swaps it."""
 
-    def __init__(self, loader: Any, monitor: dict[str, Any] | None = None) -> None:
+    def __init__(self, loader: Any, monitor: dict[str, Any] | None = None,
+                 max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self.max_body_bytes = max_body_bytes
         self._loader = loader
         self.bundle: Any = None
         self.validator: RequestValidator | None = None
@@ -116,9 +74,19 @@ class ModelServer:
         if self.bundle is None:  # deployed without user_config: serve the champion
             self.reconfigure({})
 
+    def _too_big(self, request: Request) -> JSONResponse | None:
+        """A 413 before the body is read, when Content-Length is over ``max_body_bytes``."""
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            return JSONResponse({"detail": f"body of {length} bytes is over the limit of {self.max_body_bytes}; "
+                                           "send fewer records per request"}, status_code=413)
+        return None
+
     @api.post("/predict")
     async def predict(self, request: Request) -> JSONResponse:
         self._ensure_loaded()
+        if (refused := self._too_big(request)) is not None:
+            return refused
         try:
             body = await request.json()
         except ValueError:
@@ -130,14 +98,53 @@ class ModelServer:
             return JSONResponse({"detail": exc.detail}, status_code=422)
         except Exception as exc:
             self.errors += 1
+            replica_metrics().errors.inc()
             logger.exception("prediction failed")
             return JSONResponse({"detail": f"prediction failed: {exc}"}, status_code=500)
         request_id = uuid.uuid4().hex
         if self.sender is not None:
-            self.sender.add(scored.features, scored.predictions,
+            self.sender.add(scored.features, scored.predictions, scored.proba.max(axis=1),
                             [f"{request_id}:{i}" for i in range(len(scored.predictions))])
         self.served += len(scored.predictions)
+        counter = replica_metrics().predictions
+        for label, count in zip(*np.unique(scored.predictions.astype(str), return_counts=True)):
+            counter.labels(label).inc(int(count))
         return JSONResponse(scored.body(request_id, bundle.model_name, bundle.version))
+
+    @api.post("/feedback")
+    async def feedback(self, request: Request) -> JSONResponse:
+        """``{"request_id": ..., "label": ...}`` or, for a request of several records, ``"labels": [...]``."""
+        if (refused := self._too_big(request)) is not None:
+            return refused
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"detail": "the body is not valid JSON"}, status_code=400)
+        if not isinstance(body, dict) or not isinstance(body.get("request_id"), str) or (
+                ("label" in body) == ("labels" in body)) or ("labels" in body and not isinstance(body["labels"], list)):
+            return JSONResponse({"detail": 'send {"request_id": "<id from /predict>", "label": <true label>} '
+                                           'or "labels": [one per record of that request]'}, status_code=422)
+        labels = body["labels"] if "labels" in body else [body["label"]]
+        row_ids = [f"{body['request_id']}:{i}" for i in range(len(labels))]
+        if self.sender is None:
+            return JSONResponse({"detail": "this endpoint was deployed without a monitor"}, status_code=404)
+        self.sender.flush()  # rows this replica served just now must reach the monitor first
+        try:
+            actor = ray.get_actor(self.sender.name, namespace=self.sender.namespace)
+            status = await actor.feedback.remote(row_ids, labels)
+        except UnknownRows:
+            return JSONResponse({"detail": f"unknown request id {body['request_id']!r} (or more labels than "
+                                           "records); ids come from POST /predict"}, status_code=404)
+        except DuplicateFeedback:
+            return JSONResponse({"detail": f"request {body['request_id']!r} already has feedback; "
+                                           "it is counted once"}, status_code=409)
+        except ValueError as exc:
+            return JSONResponse({"detail": f"monitor unavailable: {exc}"}, status_code=503)
+        return JSONResponse({"accepted": len(labels), "performance": status})
+
+    @api.get("/metrics")
+    async def metrics(self) -> Response:
+        return Response(replica_metrics().render(self.sender), media_type=CONTENT_TYPE)
 
     @api.get("/health")
     async def health(self) -> dict[str, Any]:
@@ -196,6 +203,7 @@ def deploy(
     num_replicas: int = 1,
     replica_cpus: float = 0.0,
     monitor: dict[str, Any] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> str:
     """Start Serve if needed and (re)deploy the app serving ``version``; returns the base URL.
 
@@ -207,7 +215,7 @@ def deploy(
         num_replicas=num_replicas,
         ray_actor_options={"num_cpus": replica_cpus},
         user_config={"version": version},
-    ).bind(loader, monitor)
+    ).bind(loader, monitor, max_body_bytes)
     start = time.perf_counter()
     serve.run(app, name=app_name, route_prefix=route_prefix)
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
