@@ -19,7 +19,7 @@ from mlauto.data import Snapshot, Splits, ingest, make_source, make_splits
 from mlauto.errors import MlautoError
 from mlauto.features import Preprocessor
 from mlauto.track import CHAMPION, BundleLoader, TrackedModel, set_alias, sqlite_uri, track_experiment
-from mlauto.tune import FinalModel, SearchResult, classification_metrics, fit_final, run_search
+from mlauto.tune import FinalModel, SearchResult, classification_metrics, fit_final, run_search, warm_start_point
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +100,12 @@ def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float]) ->
 
 
 def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | None = None,
-          search_seed: int | None = None) -> Trained:
+          search_seed: int | None = None, warm_start: tuple[str, dict[str, Any]] | None = None) -> Trained:
     """ingest -> prepare -> tune -> track: a new registered version, without an alias yet.
 
     ``cfg.seed`` fixes the split; ``search_seed`` (default: the same) drives the search and the models,
     so a retrain can explore new configs while champion and challenger share one test split.
+    ``warm_start`` (family, params) is evaluated first, so a challenger starts from the champion's config.
     """
     seed = cfg.seed if search_seed is None else search_seed
     paths = Paths(cfg.root)
@@ -122,6 +123,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             algorithm=cfg.search.algorithm, seed=seed, storage_path=paths.ray_results,
             name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", cpus_per_trial=t.cpus_per_trial,
             max_concurrent=t.max_concurrent, time_budget_s=t.time_budget_s, max_failures=t.max_failures,
+            points_to_evaluate=[p] if warm_start and (p := warm_start_point(families, *warm_start)) else None,
         )
         final = fit_final(prep, search.best.family, search.best.params, splits, seed)
         logger.info("best %s: val %s=%.4f, test %s=%.4f", final.family, t.metric, final.val_metrics[t.metric],
@@ -176,7 +178,8 @@ def retrain(cfg: Config, reason: str) -> dict[str, Any]:
     client = MlflowClient(tracking_uri(cfg))
     n_versions = len(client.search_model_versions(f"name = '{model_name(cfg)}'"))
     trained = train(small, {}, extra_tags={"mlauto.trigger": reason, "mlauto.champion_version": champion.version},
-                    search_seed=base.seed + n_versions)
+                    search_seed=base.seed + n_versions,
+                    warm_start=(champion.meta["family"], champion.meta["params"]))
     metric, mode = base.tune.metric, metric_mode(base.tune.metric)
     test = trained.splits.test
     champion_score = classification_metrics(champion.pipeline, test[trained.splits.features],
@@ -185,8 +188,11 @@ def retrain(cfg: Config, reason: str) -> dict[str, Any]:
     margin = cfg.monitor.promote_margin
     better = challenger_score >= champion_score + margin if mode == "max" else challenger_score <= champion_score - margin
     version = trained.tracked.version
-    client.set_model_version_tag(
-        model_name(cfg), version, "mlauto.decision", "promoted" if better else "rejected")
+    evidence = {"mlauto.decision": "promoted" if better else "rejected", "mlauto.trigger": reason,
+                "mlauto.champion_version": champion.version, f"mlauto.challenger_test_{metric}": challenger_score,
+                f"mlauto.champion_test_{metric}": champion_score, "mlauto.promote_margin": margin}
+    for key, value in evidence.items():
+        client.set_model_version_tag(model_name(cfg), version, key, str(value))
     if better:
         set_alias(tracking_uri(cfg), model_name(cfg), version, CHAMPION)
         if "serve" in cfg.stages:

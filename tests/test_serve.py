@@ -95,6 +95,7 @@ def test_swap_under_load_drops_nothing(endpoint):
     Ray 2.60's serve.run starts new replicas before it stops the old ones, so the swap is a rolling restart.
     """
     import threading
+    import time
 
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -116,14 +117,22 @@ def test_swap_under_load_drops_nothing(endpoint):
             except requests.RequestException as exc:
                 outcomes.append(type(exc).__name__)
 
+    def wait_for_requests(n: int) -> None:
+        deadline = time.time() + 60
+        while len(outcomes) < n:
+            assert time.time() < deadline and thread.is_alive()
+            time.sleep(0.05)
+
     thread = threading.Thread(target=hammer)
     thread.start()
     try:
+        wait_for_requests(10)  # traffic before the swap ...
         port = int(url.rsplit(":", 1)[1])
         deploy(pipeline.loader_for(cfg), str(new), app_name="test-app", host="127.0.0.1", port=port)
-        deadline = __import__("time").time() + 30
+        deadline = time.time() + 30
         while requests.get(f"{url}/health", timeout=30).json()["model_version"] != str(new):
-            assert __import__("time").time() < deadline
+            assert time.time() < deadline
+        wait_for_requests(len(outcomes) + 10)  # ... during it, and after it
     finally:
         stop.set()
         thread.join()

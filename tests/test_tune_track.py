@@ -99,3 +99,14 @@ def test_missing_model_says_what_to_run(trained):
     cfg, _ = trained
     with pytest.raises(ModelNotFoundError, match="run the tune stage first"):
         BundleLoader(pipeline.tracking_uri(cfg), "no-such-model")()
+
+
+def test_warm_start_evaluates_the_known_config(ray_session, tmp_path):
+    from mlauto.tune import warm_start_point
+
+    point = warm_start_point(FAMILIES, "logreg", {"C": 0.123, "max_iter": 500})
+    assert point == {"family": "logreg", "logreg.C": 0.123}
+    assert warm_start_point(FAMILIES, "mlp", {"hidden": 8}) is None
+    result = run_search(_data(), FAMILIES, metric="accuracy", mode="max", num_samples=3, algorithm="optuna",
+                        seed=0, storage_path=str(tmp_path), name="t", points_to_evaluate=[point])
+    assert any(t.family == "logreg" and t.params["C"] == 0.123 for t in result.trials)

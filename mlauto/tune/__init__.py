@@ -2,9 +2,16 @@
 
 from mlauto.tune.final import FinalModel, fit_final
 from mlauto.tune.metrics import classification_metrics
-from mlauto.tune.search import SearchResult, TrialResult, ConditionalSpace, run_search, trial_params
+from mlauto.tune.search import (
+    ConditionalSpace,
+    SearchResult,
+    TrialResult,
+    run_search,
+    trial_params,
+    warm_start_point,
+)
 
 __all__ = [
-    "FinalModel", "SearchResult", "TrialResult", "classification_metrics", "fit_final", "ConditionalSpace",
-    "run_search", "trial_params",
+    "ConditionalSpace", "FinalModel", "SearchResult", "TrialResult", "classification_metrics", "fit_final",
+    "run_search", "trial_params", "warm_start_point",
 ]

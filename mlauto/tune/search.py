@@ -85,6 +85,14 @@ class ConditionalSpace:
             _suggest(trial, f"{family}.{param}", spec)
 
 
+def warm_start_point(families: dict[str, dict[str, Any]], family: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    """A known config in the search's own terms, or None when its family is not being searched."""
+    if family not in families:
+        return None
+    space = families[family]["space"]
+    return {"family": family, **{f"{family}.{k}": v for k, v in params.items() if k in space}}
+
+
 def trial_params(config: dict[str, Any], families: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """Family name and its full constructor params (fixed ones plus the sampled ones)."""
     family = config["family"]
@@ -132,8 +140,12 @@ def run_search(
     max_concurrent: int = 0,
     time_budget_s: float | None = None,
     max_failures: int = 1,
+    points_to_evaluate: list[dict[str, Any]] | None = None,
 ) -> SearchResult:
-    """Run the search; trials get the data from the object store, placed there once."""
+    """Run the search; trials get the data from the object store, placed there once.
+
+    ``points_to_evaluate`` (e.g. the champion's config, see :func:`warm_start_point`) run first.
+    """
     if not families:
         raise MlautoError("no model families to search; select some, e.g. models=all")
     cpus = ray.available_resources().get("CPU", 1.0) or 1.0
@@ -142,7 +154,8 @@ def run_search(
         optuna.samplers.TPESampler(seed=seed) if algorithm == "optuna" else optuna.samplers.RandomSampler(seed=seed)
     )
     searcher = ConcurrencyLimiter(
-        OptunaSearch(space=ConditionalSpace(families), metric="score", mode=mode, sampler=sampler),
+        OptunaSearch(space=ConditionalSpace(families), metric="score", mode=mode, sampler=sampler,
+                     points_to_evaluate=points_to_evaluate or None),
         max_concurrent=concurrency,
     )
     trainable = tune.with_resources(
