@@ -78,11 +78,26 @@ def _hydra_main(cfg: DictConfig) -> None:
     from mlauto import pipeline
 
     try:
-        summary = pipeline.run(conf, HydraConfig.get().runtime.output_dir)
+        if conf.action == "run":
+            summary = pipeline.run(conf, HydraConfig.get().runtime.output_dir)
+            logger.info("done: %s", {k: summary.get(k) for k in ("best_family", "model_version", "endpoint")})
+        else:
+            logger.info("%s: %s", conf.action, manage(conf))
     except MlautoError as exc:
         logger.error("%s", exc)
         sys.exit(1)
-    logger.info("done: %s", {k: summary.get(k) for k in ("best_family", "model_version", "endpoint")})
+
+
+def manage(conf: Config) -> dict:
+    """``action=promote version=N`` or ``action=rollback``: move the aliases; with ``cluster.address``,
+    also swap the running endpoint and monitor in that cluster."""
+    from mlauto import pipeline, runtime
+
+    if conf.cluster.address:
+        runtime.connect(conf.cluster.address, conf.cluster.namespace)
+    if conf.action == "promote":
+        return pipeline.promote_version(conf, str(conf.version))
+    return pipeline.rollback(conf)
 
 
 def main() -> None:

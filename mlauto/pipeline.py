@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import signal
 import time
 from dataclasses import dataclass
@@ -18,7 +19,14 @@ from mlauto.config import Config, metric_mode
 from mlauto.data import Snapshot, Splits, ingest, make_source, make_splits
 from mlauto.errors import MlautoError
 from mlauto.features import Preprocessor
-from mlauto.track import CHAMPION, BundleLoader, TrackedModel, set_alias, sqlite_uri, track_experiment
+from mlauto.track import (
+    BundleLoader,
+    TrackedModel,
+    previous_champion,
+    promote,
+    sqlite_uri,
+    track_experiment,
+)
 from mlauto.tune import FinalModel, SearchResult, classification_metrics, fit_final, run_search, warm_start_point
 
 logger = logging.getLogger(__name__)
@@ -135,12 +143,20 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             uri=tracking_uri(cfg), experiment=cfg.tracking.experiment or cfg.name, artifact_root=paths.artifacts,
             model_name=model_name(cfg), search=search, final=final, reference=reference,
             sample_input=splits.train[features].head(20), fingerprint=snapshot.fingerprint,
-            config=dataclasses.asdict(cfg), seed=seed, counts=splits.counts(), extra_tags=extra_tags,
+            config=_redacted(cfg), seed=seed, counts=splits.counts(), extra_tags=extra_tags,
         )
     return Trained(snapshot, splits, search, final, tracked)
 
 
-def serve_version(cfg: Config, version: str | None) -> str:
+def _redacted(cfg: Config) -> dict[str, Any]:
+    """The config as logged to MLflow: secrets masked."""
+    config = dataclasses.asdict(cfg)
+    if config["serve"].get("admin_token"):
+        config["serve"]["admin_token"] = "***"
+    return config
+
+
+def serve_version(cfg: Config, version: str | None, admin_token: str | None = None) -> str:
     from mlauto.serve import deploy
 
     s = cfg.serve
@@ -148,7 +164,38 @@ def serve_version(cfg: Config, version: str | None) -> str:
                 "max_buffer": s.monitor_buffer} if "monitor" in cfg.stages else None)
     return deploy(loader_for(cfg), version, app_name=s.app_name, host=s.host, port=s.port,
                   route_prefix=s.route_prefix, num_replicas=s.num_replicas, replica_cpus=s.replica_cpus,
-                  monitor=monitor, max_body_bytes=s.max_body_bytes)
+                  monitor=monitor, max_body_bytes=s.max_body_bytes,
+                  admin_token=admin_token or s.admin_token, protect_predict=s.protect_predict)
+
+
+def promote_version(cfg: Config, version: str, *, reload_monitor: bool = True) -> dict[str, Any]:
+    """Make ``version`` the champion, and swap it into the running endpoint and monitor, if any."""
+    import ray
+    from ray import serve
+
+    old = promote(tracking_uri(cfg), model_name(cfg), version)
+    swapped = watched = False
+    if ray.is_initialized():
+        if cfg.serve.app_name in serve.status().applications:
+            serve_version(cfg, version)
+            swapped = True
+        if reload_monitor:
+            try:
+                actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
+            except ValueError:
+                actor = None
+            if actor is not None:
+                ray.get(actor.reload.remote(version))
+                watched = True
+    logger.info("champion of %s: version %s -> %s (endpoint swapped: %s, monitor reloaded: %s)",
+                model_name(cfg), old, version, swapped, watched)
+    return {"model_name": model_name(cfg), "previous": old, "champion": str(version), "endpoint_swapped": swapped,
+            "monitor_reloaded": watched}
+
+
+def rollback(cfg: Config) -> dict[str, Any]:
+    """Restore the champion before the last promotion."""
+    return promote_version(cfg, previous_champion(tracking_uri(cfg), model_name(cfg)))
 
 
 def champion_config(cfg: Config, run_id: str) -> Config:
@@ -193,10 +240,8 @@ def retrain(cfg: Config, reason: str) -> dict[str, Any]:
                 f"mlauto.champion_test_{metric}": champion_score, "mlauto.promote_margin": margin}
     for key, value in evidence.items():
         client.set_model_version_tag(model_name(cfg), version, key, str(value))
-    if better:
-        set_alias(tracking_uri(cfg), model_name(cfg), version, CHAMPION)
-        if "serve" in cfg.stages:
-            serve_version(cfg, version)
+    if better:  # the monitor reloads itself when it reads this result
+        promote_version(cfg, version, reload_monitor=False)
     return {"model_name": model_name(cfg), "version": version, "promoted": bool(better), "metric": metric,
             "challenger_score": challenger_score, "champion_score": champion_score,
             "champion_version": champion.version, "reason": reason, "run_id": trained.tracked.run_id}
@@ -210,6 +255,10 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
     timings: dict[str, float] = {}
     summary: dict[str, Any] = {"experiment": cfg.name, "stages": list(cfg.stages), "output_dir": output_dir,
                                "tracking_uri": tracking_uri(cfg), "model_name": model_name(cfg), "endpoint": None}
+    if "serve" in cfg.stages and not cfg.serve.admin_token:
+        # Generated once per run, so the swap after a retrain keeps it.
+        cfg = dataclasses.replace(cfg, serve=dataclasses.replace(cfg.serve, admin_token=secrets.token_urlsafe(24)))
+        logger.info("admin token for POST /admin/* (Authorization: Bearer ...): %s", cfg.serve.admin_token)
     owns_ray = runtime.connect(cfg.cluster.address, cfg.cluster.namespace, cfg.cluster.num_cpus)
     served = monitored = False
     try:
@@ -218,7 +267,7 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
         if "tune" in cfg.stages:
             trained = train(cfg, timings)
             version = trained.tracked.version
-            set_alias(tracking_uri(cfg), model_name(cfg), version, CHAMPION)
+            promote(tracking_uri(cfg), model_name(cfg), version)
             summary.update(_training_summary(trained, cfg))
         else:
             if "ingest" in cfg.stages or "prepare" in cfg.stages:

@@ -82,3 +82,12 @@ def test_errors_pickle_across_processes():
     back = pickle.loads(pickle.dumps(err))
     assert str(back) == str(err) and back.key == "tune.metric"
     assert str(pickle.loads(pickle.dumps(DataError("x")))) == "x"
+
+
+def test_actions_are_validated():
+    assert make_config(["action=promote", "version=3"]).version == "3"
+    with pytest.raises(ConfigError, match="action=promote needs version=N"):
+        make_config(["action=promote"])
+    with pytest.raises(ConfigError) as exc:
+        make_config(["action=deploy"])
+    assert exc.value.key == "action" and "rollback" in str(exc.value)

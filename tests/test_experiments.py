@@ -1,6 +1,7 @@
 """Smoke-runs every experiment file through the pipeline on a tiny budget (lightning-hydra-template style)."""
 
 import json
+import time
 
 import pytest
 from ray import serve
@@ -61,3 +62,52 @@ def test_a_failed_run_still_writes_its_summary(ray_session, tmp_path):
         pipeline.run(cfg, str(tmp_path / "out"))
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert written["status"] == "failed" and "missing.csv" in written["error"]
+
+
+def test_promote_and_rollback_swap_the_live_endpoint(trained, tmp_path):
+    """The CLI's action=promote / action=rollback, against a running endpoint and monitor."""
+    import mlflow
+    import requests
+    from mlflow.tracking import MlflowClient
+
+    cfg, result = trained
+    run_cfg = make_config([
+        f"root={cfg.root}", f"name={cfg.name}", "stages=[serve,monitor]", "serve.blocking=false",
+        f"serve.port={free_port()}", "cluster.namespace=promote", "serve.app_name=promote",
+        "serve.admin_token=s3cret", "monitor.persist=false", "monitor.retrain_num_samples=1",
+    ])
+    uri = pipeline.tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    source = MlflowClient(uri).get_model_version(pipeline.model_name(cfg), result.tracked.version).source
+    new = str(mlflow.register_model(source, pipeline.model_name(cfg)).version)
+    try:
+        url = pipeline.run(run_cfg, str(tmp_path))["endpoint"]
+        live = requests.get(f"{url}/health", timeout=30).json()["model_version"]
+        out = pipeline.promote_version(run_cfg, new)
+        assert out == {"model_name": pipeline.model_name(cfg), "previous": live, "champion": new,
+                       "endpoint_swapped": True, "monitor_reloaded": True}
+        assert requests.get(f"{url}/health", timeout=30).json()["model_version"] == new
+        assert requests.get(f"{url}/drift", timeout=30).json()["model_version"] == new
+        back = pipeline.rollback(run_cfg)
+        assert back["champion"] == live and back["previous"] == new
+        assert requests.get(f"{url}/health", timeout=30).json()["model_version"] == live
+        # admin routes need the token
+        assert requests.post(f"{url}/admin/retrain", timeout=30).status_code == 401
+        bad = requests.post(f"{url}/admin/retrain", headers={"Authorization": "Bearer nope"}, timeout=30)
+        assert bad.status_code == 403
+        ok = requests.post(f"{url}/admin/retrain", headers={"Authorization": "Bearer s3cret"}, timeout=30)
+        assert ok.status_code == 202, ok.text
+        assert requests.post(f"{url}/admin/retrain", headers={"Authorization": "Bearer s3cret"},
+                             timeout=30).status_code == 409  # one at a time
+        deadline = time.time() + 300
+        while not (status := requests.get(f"{url}/drift", timeout=30).json())["retrains"]:
+            assert time.time() < deadline
+            time.sleep(1)
+        assert status["retrains"][-1]["status"] == "finished"
+        assert status["retrains"][-1]["reason"] == "manual (POST /admin/retrain)"
+        live = requests.get(f"{url}/health", timeout=30).json()["model_version"]
+    finally:
+        stop_monitor(run_cfg.monitor.actor_name, "promote")
+        serve.shutdown()
+    client = MlflowClient(uri)
+    assert str(client.get_model_version_by_alias(pipeline.model_name(cfg), "champion").version) == live

@@ -73,6 +73,8 @@ class ServeConf:
     monitor_flush_s: float = 0.5
     monitor_buffer: int = 10000
     max_body_bytes: int = 8388608
+    admin_token: Optional[str] = None  # None: generated at start and logged once
+    protect_predict: bool = False  # also require the token on /predict and /feedback
 
 
 @dataclass
@@ -108,6 +110,9 @@ class ClusterConf:
 
 @dataclass
 class Config:
+    # run: the stages; promote: make `version` the champion; rollback: restore the previous champion
+    action: str = "run"
+    version: Optional[str] = None
     name: str = "default"
     stages: List[str] = field(default_factory=lambda: list(STAGES))
     seed: int = 42

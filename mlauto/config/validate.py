@@ -13,6 +13,7 @@ from mlauto.errors import ConfigError
 
 CLASSIFICATION_METRICS = {"accuracy": "max", "f1": "max", "roc_auc": "max", "log_loss": "min"}
 SEARCH_ALGORITHMS = ("optuna", "random")
+ACTIONS = ("run", "promote", "rollback")
 PARAM_TYPES = ("loguniform", "uniform", "int", "logint", "choice")
 
 
@@ -50,6 +51,10 @@ def validate(
 ) -> Config:
     """Raise :class:`ConfigError` naming the first bad key; return ``cfg`` unchanged otherwise."""
     families, sources, detectors = sorted(families), sorted(sources), sorted(detectors)
+    if cfg.action not in ACTIONS:
+        raise ConfigError("action", cfg.action, ACTIONS)
+    if cfg.action == "promote" and not cfg.version:
+        raise ConfigError("version", cfg.version, "a registered version number", "action=promote needs version=N")
     if not cfg.stages:
         raise ConfigError("stages", cfg.stages, STAGES, "choose at least one stage")
     for stage in cfg.stages:

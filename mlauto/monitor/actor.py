@@ -214,6 +214,24 @@ class Monitor:
             self._event("reference_updated", model_version=self.model_version)
         self._save(force=True)
 
+    def reload(self, version: str | None = None) -> str:
+        """Watch another model version (a manual promotion or rollback): new reference, fresh accuracy."""
+        self._load(version)
+        self._buffer, self._buffered = [], 0
+        self.performance.reset()
+        self._event("reference_updated", model_version=self.model_version)
+        self._save(force=True)
+        return self.model_version
+
+    def trigger_retrain(self, reason: str = "manual") -> bool:
+        """Start a retrain now (cooldown ignored); False when retraining is off or one is running."""
+        self._poll_retrain()
+        if self.retrain_fn is None or self._retrain_ref is not None:
+            return False
+        self._retrain_started = -float("inf")
+        self._maybe_retrain(reason)
+        return True
+
     def status(self) -> dict[str, Any]:
         self._poll_retrain()
         return {

@@ -2,6 +2,7 @@
 
 
 import logging
+import secrets
 import time
 import uuid
 from typing import Any
@@ -47,9 +48,11 @@ async def measure(request: Request, call_next: Any) -> Response:
 class ModelServer:
     """Serves one registered model version; ``reconfigure`` (user_config) swaps it."""
 
-    def __init__(self, loader: Any, monitor: dict[str, Any] | None = None,
-                 max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, loader: Any, monitor: dict[str, Any] | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+                 admin_token: str | None = None, protect_predict: bool = False) -> None:
         self.max_body_bytes = max_body_bytes
+        self.admin_token = admin_token
+        self.protect_predict = protect_predict
         self._loader = loader
         self.bundle: Any = None
         self.validator: RequestValidator | None = None
@@ -74,6 +77,18 @@ class ModelServer:
         if self.bundle is None:  # deployed without user_config: serve the champion
             self.reconfigure({})
 
+    def _refuse(self, request: Request) -> JSONResponse | None:
+        """401/403 unless the request carries the admin token (constant-time compare)."""
+        if not self.admin_token:
+            return JSONResponse({"detail": "no admin token is configured (serve.admin_token)"}, status_code=403)
+        given = request.headers.get("authorization", "")
+        if not given.startswith("Bearer "):
+            return JSONResponse({"detail": "send Authorization: Bearer <admin token>"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not secrets.compare_digest(given[7:].encode(), self.admin_token.encode()):
+            return JSONResponse({"detail": "wrong admin token"}, status_code=403)
+        return None
+
     def _too_big(self, request: Request) -> JSONResponse | None:
         """A 413 before the body is read, when Content-Length is over ``max_body_bytes``."""
         length = request.headers.get("content-length")
@@ -85,7 +100,7 @@ class ModelServer:
     @api.post("/predict")
     async def predict(self, request: Request) -> JSONResponse:
         self._ensure_loaded()
-        if (refused := self._too_big(request)) is not None:
+        if (refused := self._too_big(request) or (self.protect_predict and self._refuse(request))) is not None:
             return refused
         try:
             body = await request.json()
@@ -114,7 +129,7 @@ class ModelServer:
     @api.post("/feedback")
     async def feedback(self, request: Request) -> JSONResponse:
         """``{"request_id": ..., "label": ...}`` or, for a request of several records, ``"labels": [...]``."""
-        if (refused := self._too_big(request)) is not None:
+        if (refused := self._too_big(request) or (self.protect_predict and self._refuse(request))) is not None:
             return refused
         try:
             body = await request.json()
@@ -141,6 +156,22 @@ class ModelServer:
         except ValueError as exc:
             return JSONResponse({"detail": f"monitor unavailable: {exc}"}, status_code=503)
         return JSONResponse({"accepted": len(labels), "performance": status})
+
+    @api.post("/admin/retrain")
+    async def admin_retrain(self, request: Request) -> JSONResponse:
+        """Start a retrain now (admin token required); the live model serves on throughout."""
+        if (refused := self._refuse(request)) is not None:
+            return refused
+        if self.sender is None:
+            return JSONResponse({"detail": "this endpoint was deployed without a monitor"}, status_code=404)
+        try:
+            actor = ray.get_actor(self.sender.name, namespace=self.sender.namespace)
+            started = await actor.trigger_retrain.remote("manual (POST /admin/retrain)")
+        except ValueError as exc:
+            return JSONResponse({"detail": f"monitor unavailable: {exc}"}, status_code=503)
+        if not started:
+            return JSONResponse({"detail": "not started: retraining is off or one is running"}, status_code=409)
+        return JSONResponse({"started": True, "status": "GET /drift shows its progress"}, status_code=202)
 
     @api.get("/metrics")
     async def metrics(self) -> Response:
@@ -204,6 +235,8 @@ def deploy(
     replica_cpus: float = 0.0,
     monitor: dict[str, Any] | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    admin_token: str | None = None,
+    protect_predict: bool = False,
 ) -> str:
     """Start Serve if needed and (re)deploy the app serving ``version``; returns the base URL.
 
@@ -215,7 +248,7 @@ def deploy(
         num_replicas=num_replicas,
         ray_actor_options={"num_cpus": replica_cpus},
         user_config={"version": version},
-    ).bind(loader, monitor, max_body_bytes)
+    ).bind(loader, monitor, max_body_bytes, admin_token, protect_predict)
     start = time.perf_counter()
     serve.run(app, name=app_name, route_prefix=route_prefix)
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"

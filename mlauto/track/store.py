@@ -18,7 +18,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
@@ -30,6 +30,7 @@ from mlauto.tune import FinalModel, SearchResult
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+PREVIOUS = "previous"  # the champion before the last promotion: what a rollback restores
 BUNDLE_DIR = "bundle"
 
 
@@ -181,3 +182,29 @@ def _requirements() -> list[str]:
 def set_alias(uri: str, model_name: str, version: str, alias: str = CHAMPION) -> None:
     MlflowClient(uri).set_registered_model_alias(model_name, alias, str(version))
     logger.info("alias %s of %s -> version %s", alias, model_name, version)
+
+
+def promote(uri: str, model_name: str, version: str) -> str | None:
+    """Point ``champion`` at ``version`` and ``previous`` at the old champion; returns the old one."""
+    client = MlflowClient(uri)
+    try:
+        client.get_model_version(model_name, str(version))
+    except MlflowException as exc:
+        raise ModelNotFoundError(f"model {model_name!r} has no version {version} in {uri}") from exc
+    try:
+        old: str | None = str(client.get_model_version_by_alias(model_name, CHAMPION).version)
+    except MlflowException:
+        old = None
+    if old == str(version):
+        return old
+    set_alias(uri, model_name, str(version), CHAMPION)
+    if old is not None:
+        set_alias(uri, model_name, old, PREVIOUS)
+    return old
+
+
+def previous_champion(uri: str, model_name: str) -> str:
+    try:
+        return str(MlflowClient(uri).get_model_version_by_alias(model_name, PREVIOUS).version)
+    except MlflowException as exc:
+        raise ModelNotFoundError(f"model {model_name!r} has no '{PREVIOUS}' alias: nothing to roll back to") from exc
