@@ -80,6 +80,7 @@ def test_promote_and_rollback_swap_the_live_endpoint(trained, tmp_path):
     mlflow.set_tracking_uri(uri)
     source = MlflowClient(uri).get_model_version(pipeline.model_name(cfg), result.tracked.version).source
     new = str(mlflow.register_model(source, pipeline.model_name(cfg)).version)
+    original = result.tracked.version
     try:
         url = pipeline.run(run_cfg, str(tmp_path))["endpoint"]
         live = requests.get(f"{url}/health", timeout=30).json()["model_version"]
@@ -109,5 +110,8 @@ def test_promote_and_rollback_swap_the_live_endpoint(trained, tmp_path):
     finally:
         stop_monitor(run_cfg.monitor.actor_name, "promote")
         serve.shutdown()
+        from mlauto.track import promote
+
+        promote(uri, pipeline.model_name(cfg), original)  # other tests share this model: leave it as found
     client = MlflowClient(uri)
-    assert str(client.get_model_version_by_alias(pipeline.model_name(cfg), "champion").version) == live
+    assert str(client.get_model_version_by_alias(pipeline.model_name(cfg), "champion").version) == original

@@ -83,18 +83,18 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         for epoch in range(self.max_epochs):
             net.train()
             order = torch.randperm(len(xt), generator=generator).to(device)
-            total = 0.0
+            total = torch.zeros((), device=device)  # summed on the device: no host sync per batch
             for start in range(0, len(xt), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 opt.zero_grad()
                 loss = loss_fn(net(xt[idx]), yt[idx])
                 loss.backward()
                 opt.step()
-                total += loss.item() * len(idx)
+                total += loss.detach() * len(idx)
             net.eval()
             with torch.no_grad():
                 val_loss = float(loss_fn(net(xv), yv))
-            self.history_.append({"epoch": epoch + 1, "train_loss": total / len(xt), "val_loss": val_loss})
+            self.history_.append({"epoch": epoch + 1, "train_loss": float(total) / len(xt), "val_loss": val_loss})
             if val_loss < best_loss - 1e-6:
                 best_loss, best_state, stale = val_loss, copy.deepcopy(net.state_dict()), 0
             else:

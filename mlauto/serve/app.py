@@ -89,6 +89,13 @@ class ModelServer:
             return JSONResponse({"detail": "wrong admin token"}, status_code=403)
         return None
 
+    def _gate(self, request: Request) -> JSONResponse | None:
+        """What /predict and /feedback refuse before reading the body: oversize, and no token when protected."""
+        refused = self._too_big(request)
+        if refused is None and self.protect_predict:
+            refused = self._refuse(request)
+        return refused
+
     def _too_big(self, request: Request) -> JSONResponse | None:
         """A 413 before the body is read, when Content-Length is over ``max_body_bytes``."""
         length = request.headers.get("content-length")
@@ -100,7 +107,7 @@ class ModelServer:
     @api.post("/predict")
     async def predict(self, request: Request) -> JSONResponse:
         self._ensure_loaded()
-        if (refused := self._too_big(request) or (self.protect_predict and self._refuse(request))) is not None:
+        if (refused := self._gate(request)) is not None:
             return refused
         try:
             body = await request.json()
@@ -129,7 +136,7 @@ class ModelServer:
     @api.post("/feedback")
     async def feedback(self, request: Request) -> JSONResponse:
         """``{"request_id": ..., "label": ...}`` or, for a request of several records, ``"labels": [...]``."""
-        if (refused := self._too_big(request) or (self.protect_predict and self._refuse(request))) is not None:
+        if (refused := self._gate(request)) is not None:
             return refused
         try:
             body = await request.json()
