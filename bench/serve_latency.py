@@ -67,9 +67,26 @@ def measure(url: str, records: list[dict], n: int, batch: int) -> dict[str, floa
     return {
         "p50_ms": statistics.median(latencies),
         "p95_ms": latencies[int(0.95 * len(latencies)) - 1],
+        "p99_ms": latencies[int(0.99 * len(latencies)) - 1],
         "req_per_s": n / wall,
+        "req_per_s_c16": concurrent(url, records, n, 16),
         "rows_per_s_batched": rounds * batch / batch_wall,
     }
+
+
+def concurrent(url: str, records: list[dict], n: int, clients: int) -> float:
+    """Requests per second with ``clients`` threads, each with its own connection, one record each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def worker(k: int) -> None:
+        session = requests.Session()
+        for i in range(k, n, clients):
+            session.post(f"{url}/predict", json=records[i % len(records)], timeout=60).raise_for_status()
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(worker, range(clients)))
+    return n / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -109,12 +126,15 @@ def main() -> None:
             time.sleep(0.05)
         results = {"bare FastAPI + uvicorn (baseline)": measure("http://127.0.0.1:8911", records, args.requests,
                                                                  args.batch)}
-        url = deploy(loader, trained.tracked.version, app_name="bench", host="127.0.0.1", port=8912)
-        results["mlauto Serve, no monitor"] = measure(url, records, args.requests, args.batch)
+        version = trained.tracked.version
+        url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912, batch={"max_size": 1})
+        results["Serve, no batching, no monitor"] = measure(url, records, args.requests, args.batch)
+        url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912)
+        results["Serve, @serve.batch 32, no monitor"] = measure(url, records, args.requests, args.batch)
         start_monitor("bench-monitor", "bench", loader, window=50)
-        url = deploy(loader, trained.tracked.version, app_name="bench", host="127.0.0.1", port=8912,
+        url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912,
                      monitor={"name": "bench-monitor", "namespace": "bench"})
-        results["mlauto Serve + monitor hand-off"] = measure(url, records, args.requests, args.batch)
+        results["Serve, @serve.batch 32, + monitor"] = measure(url, records, args.requests, args.batch)
         stop_monitor("bench-monitor", "bench")
     finally:
         if server is not None:
@@ -124,10 +144,12 @@ def main() -> None:
     base = results["bare FastAPI + uvicorn (baseline)"]
     print(f"{args.requests} sequential single-record POSTs, then batches of {args.batch} rows; "
           f"{pipeline.model_name(cfg)} ({trained.final.family})")
-    print(f"{'setup':36} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8} {'rows/s batched':>15} {'p50 / baseline':>15}")
+    print(f"{'setup':36} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'req/s':>7} {'req/s c16':>10} "
+          f"{'rows/s x100':>12} {'p50/base':>9} {'c16/base':>9}")
     for name, r in results.items():
-        print(f"{name:36} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f} {r['req_per_s']:8.1f} "
-              f"{r['rows_per_s_batched']:15.0f} {r['p50_ms'] / base['p50_ms']:15.2f}")
+        print(f"{name:36} {r['p50_ms']:7.2f} {r['p95_ms']:7.2f} {r['p99_ms']:7.2f} {r['req_per_s']:7.1f} "
+              f"{r['req_per_s_c16']:10.1f} {r['rows_per_s_batched']:12.0f} {r['p50_ms'] / base['p50_ms']:9.2f} "
+              f"{r['req_per_s_c16'] / base['req_per_s_c16']:9.2f}")
 
 
 if __name__ == "__main__":

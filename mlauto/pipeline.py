@@ -156,7 +156,7 @@ def _redacted(cfg: Config) -> dict[str, Any]:
     return config
 
 
-def serve_version(cfg: Config, version: str | None, admin_token: str | None = None) -> str:
+def serve_version(cfg: Config, version: str | None) -> str:
     from mlauto.serve import deploy
 
     s = cfg.serve
@@ -165,20 +165,20 @@ def serve_version(cfg: Config, version: str | None, admin_token: str | None = No
     return deploy(loader_for(cfg), version, app_name=s.app_name, host=s.host, port=s.port,
                   route_prefix=s.route_prefix, num_replicas=s.num_replicas, replica_cpus=s.replica_cpus,
                   monitor=monitor, max_body_bytes=s.max_body_bytes,
-                  admin_token=admin_token or s.admin_token, protect_predict=s.protect_predict)
+                  admin_token=s.admin_token, protect_predict=s.protect_predict,
+                  batch={"max_size": s.batch_max_size, "wait_s": s.batch_wait_s}, poll_s=s.poll_s)
 
 
 def promote_version(cfg: Config, version: str, *, reload_monitor: bool = True) -> dict[str, Any]:
-    """Make ``version`` the champion, and swap it into the running endpoint and monitor, if any."""
+    """Make ``version`` the champion; the endpoint's replicas follow the alias in place (within
+    ``serve.poll_s``), and the running monitor, if any, is reloaded now."""
     import ray
     from ray import serve
 
     old = promote(tracking_uri(cfg), model_name(cfg), version)
     swapped = watched = False
     if ray.is_initialized():
-        if cfg.serve.app_name in serve.status().applications:
-            serve_version(cfg, version)
-            swapped = True
+        swapped = cfg.serve.app_name in serve.status().applications
         if reload_monitor:
             try:
                 actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
@@ -187,8 +187,8 @@ def promote_version(cfg: Config, version: str, *, reload_monitor: bool = True) -
             if actor is not None:
                 ray.get(actor.reload.remote(version))
                 watched = True
-    logger.info("champion of %s: version %s -> %s (endpoint swapped: %s, monitor reloaded: %s)",
-                model_name(cfg), old, version, swapped, watched)
+    logger.info("champion of %s: version %s -> %s (endpoint follows within %ss: %s, monitor reloaded: %s)",
+                model_name(cfg), old, version, cfg.serve.poll_s, swapped, watched)
     return {"model_name": model_name(cfg), "previous": old, "champion": str(version), "endpoint_swapped": swapped,
             "monitor_reloaded": watched}
 
@@ -296,7 +296,7 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
                                       "detector": m.detector, "window": m.window}
         if "serve" in cfg.stages:
             with stage("serve", timings):
-                summary["endpoint"] = serve_version(cfg, version)
+                summary["endpoint"] = serve_version(cfg, None)  # follows the champion alias
                 served = True
         if cfg.replay.enabled and served and "monitor" in cfg.stages and trained is not None:
             with stage("replay", timings):

@@ -64,6 +64,15 @@ def test_a_failed_run_still_writes_its_summary(ray_session, tmp_path):
     assert written["status"] == "failed" and "missing.csv" in written["error"]
 
 
+def _wait_version(url: str, version: str, timeout: float = 30) -> None:
+    import requests
+
+    deadline = time.time() + timeout
+    while requests.get(f"{url}/health", timeout=30).json()["model_version"] != version:
+        assert time.time() < deadline, f"endpoint still not on version {version}"
+        time.sleep(0.2)
+
+
 def test_promote_and_rollback_swap_the_live_endpoint(trained, tmp_path):
     """The CLI's action=promote / action=rollback, against a running endpoint and monitor."""
     import mlflow
@@ -74,7 +83,7 @@ def test_promote_and_rollback_swap_the_live_endpoint(trained, tmp_path):
     run_cfg = make_config([
         f"root={cfg.root}", f"name={cfg.name}", "stages=[serve,monitor]", "serve.blocking=false",
         f"serve.port={free_port()}", "cluster.namespace=promote", "serve.app_name=promote",
-        "serve.admin_token=s3cret", "monitor.persist=false", "monitor.retrain_num_samples=1",
+        "serve.admin_token=s3cret", "monitor.persist=false", "monitor.retrain_num_samples=1", "serve.poll_s=0.5",
     ])
     uri = pipeline.tracking_uri(cfg)
     mlflow.set_tracking_uri(uri)
@@ -87,11 +96,11 @@ def test_promote_and_rollback_swap_the_live_endpoint(trained, tmp_path):
         out = pipeline.promote_version(run_cfg, new)
         assert out == {"model_name": pipeline.model_name(cfg), "previous": live, "champion": new,
                        "endpoint_swapped": True, "monitor_reloaded": True}
-        assert requests.get(f"{url}/health", timeout=30).json()["model_version"] == new
+        _wait_version(url, new)  # replicas follow the alias within serve.poll_s
         assert requests.get(f"{url}/drift", timeout=30).json()["model_version"] == new
         back = pipeline.rollback(run_cfg)
         assert back["champion"] == live and back["previous"] == new
-        assert requests.get(f"{url}/health", timeout=30).json()["model_version"] == live
+        _wait_version(url, live)
         # admin routes need the token
         assert requests.post(f"{url}/admin/retrain", timeout=30).status_code == 401
         bad = requests.post(f"{url}/admin/retrain", headers={"Authorization": "Bearer nope"}, timeout=30)

@@ -13,8 +13,8 @@ from mlauto.serve import deploy
 @pytest.fixture(scope="module")
 def endpoint(trained):
     cfg, result = trained
-    url = deploy(pipeline.loader_for(cfg), result.tracked.version, app_name="test-app", host="127.0.0.1",
-                 port=free_port(), route_prefix="/")
+    url = deploy(pipeline.loader_for(cfg), None, app_name="test-app", host="127.0.0.1",  # follows the champion
+                 port=free_port(), route_prefix="/", poll_s=0.5)
     yield url, cfg, result
     serve.shutdown()
 
@@ -35,6 +35,26 @@ def test_predict_matches_the_trained_pipeline(endpoint):
     got = np.array([[p[str(c)] for c in result.final.pipeline.classes_] for p in body["probabilities"]])
     assert np.allclose(got, proba)
     assert len(body["request_id"]) == 32 and body["model"]["version"] == result.tracked.version
+
+
+def test_concurrent_requests_batched_together_get_their_own_answers(endpoint):
+    """@serve.batch scores concurrent requests in one pass; each must get back exactly its rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, _, result = endpoint
+    test = result.splits.test[result.splits.features]
+    chunks = [test.iloc[i : i + 1 + i % 3] for i in range(0, 48, 2)]  # 24 requests of 1-3 rows
+
+    def post(chunk):
+        return requests.post(f"{url}/predict", json=_records(chunk), timeout=30).json()
+
+    with ThreadPoolExecutor(12) as pool:
+        bodies = list(pool.map(post, chunks))
+    for chunk, body in zip(chunks, bodies):
+        assert body["predictions"] == result.final.pipeline.predict(chunk).tolist()
+        got = np.array([[p[str(c)] for c in result.final.pipeline.classes_] for p in body["probabilities"]])
+        assert np.allclose(got, result.final.pipeline.predict_proba(chunk))
+    assert len({b["request_id"] for b in bodies}) == len(chunks)
 
 
 def test_one_record_is_accepted(endpoint):
@@ -89,16 +109,16 @@ def test_health_model_and_drift_routes(endpoint):
     assert requests.get(f"{url}/docs", timeout=30).status_code == 200
 
 
-def test_swap_under_load_drops_nothing(endpoint):
-    """Redeploying another model version under a request loop: every request answers 200.
-
-    Ray 2.60's serve.run starts new replicas before it stops the old ones, so the swap is a rolling restart.
-    """
+def test_swap_under_load_is_in_place_and_drops_nothing(endpoint):
+    """Promoting another version under a request loop: the replica swaps the model in place, no
+    request fails, and a rollback swaps it back."""
     import threading
     import time
 
     import mlflow
     from mlflow.tracking import MlflowClient
+
+    from mlauto.track import promote
 
     url, cfg, result = endpoint
     uri = pipeline.tracking_uri(cfg)
@@ -127,15 +147,20 @@ def test_swap_under_load_drops_nothing(endpoint):
     thread.start()
     try:
         wait_for_requests(10)  # traffic before the swap ...
-        port = int(url.rsplit(":", 1)[1])
-        deploy(pipeline.loader_for(cfg), str(new), app_name="test-app", host="127.0.0.1", port=port)
+        before = requests.get(f"{url}/health", timeout=30).json()
+        promote(uri, pipeline.model_name(cfg), str(new))
         deadline = time.time() + 30
-        while requests.get(f"{url}/health", timeout=30).json()["model_version"] != str(new):
+        while (after := requests.get(f"{url}/health", timeout=30).json())["model_version"] != str(new):
             assert time.time() < deadline
         wait_for_requests(len(outcomes) + 10)  # ... during it, and after it
     finally:
         stop.set()
         thread.join()
+        promote(uri, pipeline.model_name(cfg), result.tracked.version)  # other tests expect the original
+    deadline = time.time() + 30
+    while requests.get(f"{url}/health", timeout=30).json()["model_version"] != result.tracked.version:
+        assert time.time() < deadline
+    assert after["replica"] == before["replica"]  # swapped in place, not restarted
     assert requests.get(f"{url}/predict", timeout=30).status_code == 405
     assert len(outcomes) > 20 and set(outcomes) == {200}, {c: outcomes.count(c) for c in set(outcomes)}
 

@@ -75,6 +75,9 @@ class ServeConf:
     max_body_bytes: int = 8388608
     admin_token: Optional[str] = None  # None: generated at start and logged once
     protect_predict: bool = False  # also require the token on /predict and /feedback
+    batch_max_size: int = 32  # concurrent /predict requests scored in one pass
+    batch_wait_s: float = 0.002  # how long the first request of a batch waits for others
+    poll_s: float = 2.0  # replicas check the champion alias this often and swap in place
 
 
 @dataclass

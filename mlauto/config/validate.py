@@ -98,6 +98,12 @@ def validate(
         raise ConfigError("monitor.min_accuracy", cfg.monitor.min_accuracy, "null or a fraction in (0, 1]")
     if cfg.monitor.perf_window < 10:
         raise ConfigError("monitor.perf_window", cfg.monitor.perf_window, "an integer >= 10")
+    if cfg.serve.batch_max_size < 1:
+        raise ConfigError("serve.batch_max_size", cfg.serve.batch_max_size, "an integer >= 1 (1: no batching)")
+    if not 0.0 <= cfg.serve.batch_wait_s <= 1.0:
+        raise ConfigError("serve.batch_wait_s", cfg.serve.batch_wait_s, "seconds in [0, 1]")
+    if cfg.serve.poll_s <= 0:
+        raise ConfigError("serve.poll_s", cfg.serve.poll_s, "seconds > 0")
     if cfg.serve.max_body_bytes < 1024:
         raise ConfigError("serve.max_body_bytes", cfg.serve.max_body_bytes, "an integer >= 1024")
     if cfg.monitor.retrain_num_samples < 1:

@@ -3,6 +3,7 @@
 
 import logging
 import secrets
+import threading
 import time
 import uuid
 from typing import Any
@@ -15,7 +16,7 @@ from ray import serve
 
 from mlauto.errors import DuplicateFeedback, UnknownRows
 from mlauto.serve.metrics import CONTENT_TYPE, replica_metrics
-from mlauto.serve.predict import score
+from mlauto.serve.predict import Scored, score_many
 from mlauto.serve.sender import MonitorSender
 from mlauto.serve.validation import InvalidRequest, RequestValidator
 
@@ -46,16 +47,25 @@ async def measure(request: Request, call_next: Any) -> Response:
 @serve.deployment(name=DEPLOYMENT, max_ongoing_requests=64, health_check_period_s=2.0)
 @serve.ingress(api)
 class ModelServer:
-    """Serves one registered model version; ``reconfigure`` (user_config) swaps it."""
+    """Serves the champion (following its alias in place) or a pinned version (``user_config``)."""
 
     def __init__(self, loader: Any, monitor: dict[str, Any] | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-                 admin_token: str | None = None, protect_predict: bool = False) -> None:
+                 admin_token: str | None = None, protect_predict: bool = False,
+                 batch: dict[str, Any] | None = None, poll_s: float = 2.0) -> None:
+        batch = batch or {}
+        self._score_batch.set_max_batch_size(int(batch.get("max_size", 32)))
+        self._score_batch.set_batch_wait_timeout_s(float(batch.get("wait_s", 0.002)))
         self.max_body_bytes = max_body_bytes
         self.admin_token = admin_token
         self.protect_predict = protect_predict
         self._loader = loader
-        self.bundle: Any = None
-        self.validator: RequestValidator | None = None
+        # (bundle, validator), replaced in one assignment so a request never mixes two models.
+        self._current: tuple[Any, RequestValidator] | None = None
+        self._pinned: str | None = None
+        self._swap_lock = threading.Lock()
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="champion-watcher", daemon=True)
         self.served = 0
         self.errors = 0
         self.sender = (
@@ -64,17 +74,48 @@ class ModelServer:
             if monitor else None
         )
 
+    @property
+    def bundle(self) -> Any:
+        return self._current[0] if self._current else None
+
+    @property
+    def validator(self) -> RequestValidator | None:
+        return self._current[1] if self._current else None
+
     def reconfigure(self, config: dict[str, Any]) -> None:
+        """``{"version": N}`` pins a version; ``{"version": None}`` follows the ``champion`` alias."""
         version = config.get("version")
-        if self.bundle is not None and version is not None and str(version) == self.bundle.version:
-            return
-        bundle = self._loader(version)
-        self.validator = RequestValidator(bundle.schema)
-        self.bundle = bundle
+        self._pinned = None if version is None else str(version)
+        self._swap_to(self._pinned)
+        if not self._watcher.is_alive():
+            self._watcher.start()
+
+    def _swap_to(self, version: str | None) -> None:
+        with self._swap_lock:
+            if self._current is not None and version is not None and version == self._current[0].version:
+                return
+            bundle = self._loader(version)
+            if self._current is not None and bundle.version == self._current[0].version:
+                return
+            self._current = (bundle, RequestValidator(bundle.schema))
         logger.info("serving %s version %s", bundle.model_name, bundle.version)
 
+    def _watch(self) -> None:
+        """Follow the champion alias in place: a promotion or rollback swaps the model in this replica
+        within ``poll_s``, with no restart and no dropped request."""
+        resolve = getattr(self._loader, "resolve", None)
+        while resolve is not None and not self._stop.wait(self.poll_s):
+            if self._pinned is not None:
+                continue
+            try:
+                champion = resolve(None)
+                if self._current is None or champion != self._current[0].version:
+                    self._swap_to(champion)
+            except Exception as exc:  # the registry is unreachable: keep serving what we have
+                logger.warning("could not check the champion alias: %s", exc)
+
     def _ensure_loaded(self) -> None:
-        if self.bundle is None:  # deployed without user_config: serve the champion
+        if self._current is None:  # deployed without user_config: serve the champion
             self.reconfigure({})
 
     def _refuse(self, request: Request) -> JSONResponse | None:
@@ -113,11 +154,13 @@ class ModelServer:
             body = await request.json()
         except ValueError:
             return JSONResponse({"detail": [{"loc": ["body"], "msg": "the body is not valid JSON"}]}, status_code=400)
-        bundle = self.bundle
+        bundle, validator = self._current
         try:
-            scored = score(bundle.pipeline, self.validator, body)
+            records = validator(body)
         except InvalidRequest as exc:
             return JSONResponse({"detail": exc.detail}, status_code=422)
+        try:
+            scored = await self._score_batch((bundle, validator.columns, records))
         except Exception as exc:
             self.errors += 1
             replica_metrics().errors.inc()
@@ -132,6 +175,22 @@ class ModelServer:
         for label, count in zip(*np.unique(scored.predictions.astype(str), return_counts=True)):
             counter.labels(label).inc(int(count))
         return JSONResponse(scored.body(request_id, bundle.model_name, bundle.version))
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _score_batch(self, items: list[tuple[Any, list[str], list[dict[str, Any]]]]) -> list[Scored]:
+        """Concurrent requests scored together (``serve.batch_max_size``, ``serve.batch_wait_s``).
+
+        Each request keeps the model it was validated against, even if a swap lands in between.
+        """
+        out: list[Scored | None] = [None] * len(items)
+        groups: dict[int, list[int]] = {}
+        for i, (bundle, _, _) in enumerate(items):
+            groups.setdefault(id(bundle), []).append(i)
+        for idx in groups.values():
+            bundle, columns, _ = items[idx[0]]
+            for i, scored in zip(idx, score_many(bundle.pipeline, columns, [items[i][2] for i in idx])):
+                out[i] = scored
+        return out  # type: ignore[return-value]
 
     @api.post("/feedback")
     async def feedback(self, request: Request) -> JSONResponse:
@@ -210,8 +269,12 @@ class ModelServer:
     def check_health(self) -> None:
         if self.sender is not None and not self.sender.alive():
             raise RuntimeError("monitor sender thread died")
+        if self._current is not None and hasattr(self._loader, "resolve") and not self._watcher.is_alive():
+            raise RuntimeError("champion watcher thread died")
 
     def __del__(self) -> None:
+        if getattr(self, "_stop", None) is not None:
+            self._stop.set()
         if getattr(self, "sender", None) is not None:
             self.sender.close()
 
@@ -244,10 +307,13 @@ def deploy(
     max_body_bytes: int = MAX_BODY_BYTES,
     admin_token: str | None = None,
     protect_predict: bool = False,
+    batch: dict[str, Any] | None = None,
+    poll_s: float = 2.0,
 ) -> str:
     """Start Serve if needed and (re)deploy the app serving ``version``; returns the base URL.
 
-    Redeploying with another model version only changes ``user_config``.
+    ``version=None`` follows the ``champion`` alias: replicas check it every ``poll_s`` and swap the
+    model in place, so a promotion needs no redeploy and drops no request. A version pins it.
     """
     serve.start(http_options={"host": host, "port": port})
     host, port = _http_address(host, port)
@@ -255,9 +321,10 @@ def deploy(
         num_replicas=num_replicas,
         ray_actor_options={"num_cpus": replica_cpus},
         user_config={"version": version},
-    ).bind(loader, monitor, max_body_bytes, admin_token, protect_predict)
+    ).bind(loader, monitor, max_body_bytes, admin_token, protect_predict, batch, poll_s)
     start = time.perf_counter()
     serve.run(app, name=app_name, route_prefix=route_prefix)
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
-    logger.info("serving %s version %s at %s (%.1fs)", app_name, version, url, time.perf_counter() - start)
+    logger.info("serving %s %s at %s (%.1fs)", app_name, f"version {version}" if version else "the champion", url,
+                time.perf_counter() - start)
     return url
