@@ -117,6 +117,11 @@ def replay(
         logger.info("retrain produced %s version %s: challenger %s=%.4f vs champion %.4f -> %s",
                     retrain.get("model_name"), retrain["version"], retrain["metric"], retrain["challenger_score"],
                     retrain["champion_score"], "promoted" if retrain["promoted"] else "rejected")
+        if retrain["promoted"]:
+            wait_for(lambda: session.get(f"{url}/health", timeout=30).json(),
+                     lambda h: h["model_version"] == str(retrain["version"]), 60,
+                     "the endpoint to swap in the promoted version")
+            logger.info("endpoint now serves version %s (the replicas swapped it in place)", retrain["version"])
     else:
         logger.warning("retrain failed: %s (the live model keeps serving)", retrain.get("error"))
     return {

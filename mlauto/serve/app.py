@@ -325,6 +325,6 @@ def deploy(
     start = time.perf_counter()
     serve.run(app, name=app_name, route_prefix=route_prefix)
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
-    logger.info("serving %s %s at %s (%.1fs)", app_name, f"version {version}" if version else "the champion", url,
+    logger.info("serving %s (%s) at %s (%.1fs)", app_name, f"version {version}" if version else "the champion", url,
                 time.perf_counter() - start)
     return url
