@@ -17,7 +17,6 @@ import numpy as np
 
 from mlauto.config import Config, metric_mode
 from mlauto.data import Snapshot, Splits, ingest, make_source, make_splits
-from mlauto.errors import MlautoError
 from mlauto.features import Preprocessor
 from mlauto.track import (
     BundleLoader,
@@ -377,4 +376,4 @@ def _block(what: str) -> None:
         logger.info("stopping")
 
 
-__all__ = ["MlautoError", "Paths", "retrain", "run", "train"]
+__all__ = ["Paths", "champion_config", "promote_version", "retrain", "rollback", "run", "train"]

@@ -4,7 +4,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from conftest import make_config
-from mlauto.config.store import EXPERIMENTS_DIR, GLOBAL_HEADER, experiment_files
+from mlauto.config.store import GLOBAL_HEADER, experiment_files
 from mlauto.errors import ConfigError, DataError
 
 
