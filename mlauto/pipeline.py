@@ -165,7 +165,8 @@ def serve_version(cfg: Config, version: str | None) -> str:
                   route_prefix=s.route_prefix, num_replicas=s.num_replicas, replica_cpus=s.replica_cpus,
                   monitor=monitor, max_body_bytes=s.max_body_bytes,
                   admin_token=s.admin_token, protect_predict=s.protect_predict,
-                  batch={"max_size": s.batch_max_size, "wait_s": s.batch_wait_s}, poll_s=s.poll_s)
+                  batch={"max_size": s.batch_max_size, "wait_s": s.batch_wait_s}, poll_s=s.poll_s,
+                  autoscaling=s.autoscaling)
 
 
 def promote_version(cfg: Config, version: str, *, reload_monitor: bool = True) -> dict[str, Any]:

@@ -213,3 +213,21 @@ def test_metrics_and_body_limit(monitored):
     assert 'mlauto_requests_total{route="/mon/predict",status="200"}' in text
     assert "mlauto_request_latency_seconds_bucket" in text and "mlauto_predictions_total" in text
     assert "mlauto_monitor_rows_dropped 0.0" in text
+
+
+def test_autoscaling_config_deploys(trained):
+    """serve=autoscale: Ray Serve's autoscaler owns the replica count; the endpoint answers."""
+    from conftest import make_config
+
+    cfg, result = trained
+    conf = make_config(["serve=autoscale"])
+    assert conf.serve.autoscaling["max_replicas"] == 2
+    url = deploy(pipeline.loader_for(cfg), None, app_name="test-autoscale", host="127.0.0.1", port=free_port(),
+                 route_prefix="/auto", replica_cpus=conf.serve.replica_cpus, autoscaling=conf.serve.autoscaling)
+    try:
+        status = serve.status().applications["test-autoscale"].deployments["ModelServer"]
+        assert status.status == "HEALTHY"
+        rows = _records(result.splits.test[result.splits.features].head(2))
+        assert requests.post(f"{url}/predict", json=rows, timeout=30).status_code == 200
+    finally:
+        serve.delete("test-autoscale")

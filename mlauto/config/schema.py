@@ -78,6 +78,9 @@ class ServeConf:
     batch_max_size: int = 32  # concurrent /predict requests scored in one pass
     batch_wait_s: float = 0.002  # how long the first request of a batch waits for others
     poll_s: float = 2.0  # replicas check the champion alias this often and swap in place
+    # Ray Serve autoscaling_config (min_replicas, max_replicas, target_ongoing_requests, ...);
+    # None: a fixed num_replicas
+    autoscaling: Optional[Dict[str, Any]] = None
 
 
 @dataclass

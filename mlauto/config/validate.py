@@ -102,6 +102,11 @@ def validate(
         raise ConfigError("serve.batch_max_size", cfg.serve.batch_max_size, "an integer >= 1 (1: no batching)")
     if not 0.0 <= cfg.serve.batch_wait_s <= 1.0:
         raise ConfigError("serve.batch_wait_s", cfg.serve.batch_wait_s, "seconds in [0, 1]")
+    if cfg.serve.autoscaling is not None:
+        low, high = cfg.serve.autoscaling.get("min_replicas", 1), cfg.serve.autoscaling.get("max_replicas", 1)
+        if not (isinstance(low, int) and isinstance(high, int) and 0 <= low <= high and high >= 1):
+            raise ConfigError("serve.autoscaling", dict(cfg.serve.autoscaling),
+                              "min_replicas <= max_replicas, max_replicas >= 1")
     if cfg.serve.poll_s <= 0:
         raise ConfigError("serve.poll_s", cfg.serve.poll_s, "seconds > 0")
     if cfg.serve.max_body_bytes < 1024:

@@ -309,6 +309,7 @@ def deploy(
     protect_predict: bool = False,
     batch: dict[str, Any] | None = None,
     poll_s: float = 2.0,
+    autoscaling: dict[str, Any] | None = None,
 ) -> str:
     """Start Serve if needed and (re)deploy the app serving ``version``; returns the base URL.
 
@@ -317,8 +318,11 @@ def deploy(
     """
     serve.start(http_options={"host": host, "port": port})
     host, port = _http_address(host, port)
+    scaling: dict[str, Any] = (
+        {"autoscaling_config": dict(autoscaling)} if autoscaling else {"num_replicas": num_replicas}
+    )
     app = ModelServer.options(
-        num_replicas=num_replicas,
+        **scaling,
         ray_actor_options={"num_cpus": replica_cpus},
         user_config={"version": version},
     ).bind(loader, monitor, max_body_bytes, admin_token, protect_predict, batch, poll_s)
