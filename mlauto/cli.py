@@ -6,10 +6,12 @@ This is the only place that reads a DictConfig; library code gets plain dataclas
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shlex
 import sys
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -78,9 +80,15 @@ def _hydra_main(cfg: DictConfig) -> None:
     from mlauto import pipeline
 
     try:
+        output_dir = HydraConfig.get().runtime.output_dir
         if conf.action == "run":
-            summary = pipeline.run(conf, HydraConfig.get().runtime.output_dir)
+            summary = pipeline.run(conf, output_dir)
             logger.info("done: %s", {k: summary.get(k) for k in ("best_family", "model_version", "endpoint")})
+        elif conf.action == "events":
+            for event in manage(conf):  # the command's output: one JSON object per line
+                sys.stdout.write(json.dumps(event, default=str) + "\n")
+        elif conf.action == "serve_config":
+            pipeline.serve_config(conf, os.path.join(output_dir, "serve_config.yaml"))
         else:
             logger.info("%s: %s", conf.action, manage(conf))
     except MlautoError as exc:
@@ -88,13 +96,16 @@ def _hydra_main(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
-def manage(conf: Config) -> dict:
+def manage(conf: Config) -> Any:
     """``action=promote version=N`` or ``action=rollback``: move the aliases; with ``cluster.address``,
-    also swap the running endpoint and monitor in that cluster."""
+    also swap the running endpoint and monitor in that cluster. ``action=events``: the monitor's
+    events (from the running actor with ``cluster.address``, else from its log under ``root``)."""
     from mlauto import pipeline, runtime
 
     if conf.cluster.address:
         runtime.connect(conf.cluster.address, conf.cluster.namespace)
+    if conf.action == "events":
+        return pipeline.monitor_events(conf, limit=10000)
     if conf.action == "promote":
         return pipeline.promote_version(conf, str(conf.version))
     return pipeline.rollback(conf)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
+import pandas as pd
 
 from mlauto.config import Config, metric_mode
 from mlauto.data import Snapshot, Splits, ingest, make_source, make_splits
@@ -94,10 +95,15 @@ def ingest_stage(cfg: Config, timings: dict[str, float]) -> Snapshot:
         return ingest(source, Paths(cfg.root).snapshots)
 
 
-def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float]) -> tuple[Splits, Preprocessor]:
+def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
+                  extra_rows: pd.DataFrame | None = None) -> tuple[Splits, Preprocessor]:
+    """``extra_rows`` (labelled production rows, for a retrain) join the snapshot before the split."""
     with stage("prepare", timings):
         p = cfg.prepare
-        splits = make_splits(snapshot.to_pandas(), cfg.data.target, fingerprint=snapshot.fingerprint,
+        frame = snapshot.to_pandas()
+        if extra_rows is not None and len(extra_rows):
+            frame = pd.concat([frame, extra_rows[list(frame.columns)]], ignore_index=True)
+        splits = make_splits(frame, cfg.data.target, fingerprint=snapshot.fingerprint,
                              quarantine_dir=Paths(cfg.root).quarantine, test_size=p.test_size,
                              val_size=p.val_size, stratify=p.stratify, seed=cfg.seed)
         prep = Preprocessor(numeric_impute=p.numeric_impute, max_categories=p.max_categories)
@@ -107,7 +113,8 @@ def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float]) ->
 
 
 def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | None = None,
-          search_seed: int | None = None, warm_start: tuple[str, dict[str, Any]] | None = None) -> Trained:
+          search_seed: int | None = None, warm_start: tuple[str, dict[str, Any]] | None = None,
+          extra_rows: pd.DataFrame | None = None) -> Trained:
     """ingest -> prepare -> tune -> track: a new registered version, without an alias yet.
 
     ``cfg.seed`` fixes the split; ``search_seed`` (default: the same) drives the search and the models,
@@ -117,7 +124,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
     seed = cfg.seed if search_seed is None else search_seed
     paths = Paths(cfg.root)
     snapshot = ingest_stage(cfg, timings)
-    splits, prep = prepare_stage(cfg, snapshot, timings)
+    splits, prep = prepare_stage(cfg, snapshot, timings, extra_rows)
     features, target = splits.features, splits.target
     X_train = prep.transform(splits.train[features])
     data = (X_train, splits.train[target].to_numpy(), prep.transform(splits.val[features]),
@@ -155,18 +162,54 @@ def _redacted(cfg: Config) -> dict[str, Any]:
     return config
 
 
+def serve_options(cfg: Config) -> dict[str, Any]:
+    """The serving options of ``cfg``, as plain values (:func:`mlauto.serve.app.build_app`'s keywords)."""
+    s = cfg.serve
+    monitor = ({"name": cfg.monitor.actor_name, "namespace": cfg.cluster.namespace, "flush_s": s.monitor_flush_s,
+                "max_buffer": s.monitor_buffer} if "monitor" in cfg.stages else None)
+    return {"num_replicas": s.num_replicas, "replica_cpus": s.replica_cpus, "monitor": monitor,
+            "max_body_bytes": s.max_body_bytes, "admin_token": s.admin_token, "protect_predict": s.protect_predict,
+            "batch": {"max_size": s.batch_max_size, "wait_s": s.batch_wait_s}, "poll_s": s.poll_s,
+            "autoscaling": dict(s.autoscaling) if s.autoscaling else None}
+
+
 def serve_version(cfg: Config, version: str | None) -> str:
     from mlauto.serve import deploy
 
     s = cfg.serve
-    monitor = ({"name": cfg.monitor.actor_name, "namespace": cfg.cluster.namespace, "flush_s": s.monitor_flush_s,
-                "max_buffer": s.monitor_buffer} if "monitor" in cfg.stages else None)
     return deploy(loader_for(cfg), version, app_name=s.app_name, host=s.host, port=s.port,
-                  route_prefix=s.route_prefix, num_replicas=s.num_replicas, replica_cpus=s.replica_cpus,
-                  monitor=monitor, max_body_bytes=s.max_body_bytes,
-                  admin_token=s.admin_token, protect_predict=s.protect_predict,
-                  batch={"max_size": s.batch_max_size, "wait_s": s.batch_wait_s}, poll_s=s.poll_s,
-                  autoscaling=s.autoscaling)
+                  route_prefix=s.route_prefix, **serve_options(cfg))
+
+
+def serve_config(cfg: Config, path: str) -> dict[str, Any]:
+    """Write a ``serve deploy`` config file for the champion (or ``cfg.version``); returns its content.
+
+    The file holds the admin token (generated here when none is configured), so it is made
+    readable by its owner only.
+    """
+    import yaml
+
+    options = serve_options(cfg)
+    if not options["admin_token"]:
+        options["admin_token"] = secrets.token_urlsafe(24)
+        logger.info("admin token for POST /admin/* (Authorization: Bearer ...): %s", options["admin_token"])
+    s = cfg.serve
+    content = {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": s.host, "port": s.port},
+        "applications": [{
+            "name": s.app_name, "route_prefix": s.route_prefix, "import_path": "mlauto.serve.entry:build",
+            "args": {"tracking_uri": tracking_uri(cfg), "model_name": model_name(cfg),
+                     "version": cfg.version, **options},
+        }],
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(content, fh, sort_keys=False)
+    logger.info("wrote %s; deploy it with: RAY_AUTH_MODE=token serve deploy %s (the cluster needs mlauto "
+                "installed and access to %s)", path, path, tracking_uri(cfg))
+    return content
 
 
 def promote_version(cfg: Config, version: str, *, reload_monitor: bool = True) -> dict[str, Any]:
@@ -189,8 +232,30 @@ def promote_version(cfg: Config, version: str, *, reload_monitor: bool = True) -
                 watched = True
     logger.info("champion of %s: version %s -> %s (endpoint follows within %ss: %s, monitor reloaded: %s)",
                 model_name(cfg), old, version, cfg.serve.poll_s, swapped, watched)
-    return {"model_name": model_name(cfg), "previous": old, "champion": str(version), "endpoint_swapped": swapped,
+    return {"model_name": model_name(cfg), "previous": old, "champion": str(version), "endpoint_follows": swapped,
             "monitor_reloaded": watched}
+
+
+def monitor_events(cfg: Config, limit: int = 100) -> list[dict[str, Any]]:
+    """The monitor's events, newest last: from the running actor when connected, else from its log on disk."""
+    import ray
+
+    if ray.is_initialized():
+        try:
+            actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
+        except ValueError:
+            actor = None
+        if actor is not None:
+            return ray.get(actor.events_log.remote(limit))
+    from mlauto.errors import MlautoError
+    from mlauto.monitor.state import StateStore
+
+    directory = os.path.join(cfg.root, "monitor", cfg.monitor.actor_name)
+    if not os.path.exists(os.path.join(directory, "events.jsonl")):
+        raise MlautoError(f"no monitor events in {directory}: no monitor named {cfg.monitor.actor_name!r} has run "
+                          f"with root={cfg.root} and monitor.persist=true; set root, monitor.actor_name or "
+                          "cluster.address to reach a running one")
+    return StateStore(directory).events(limit)
 
 
 def rollback(cfg: Config) -> dict[str, Any]:
@@ -210,12 +275,38 @@ def champion_config(cfg: Config, run_id: str) -> Config:
                                serve=cfg.serve, monitor=cfg.monitor, replay=cfg.replay, cluster=cfg.cluster)
 
 
-def retrain(cfg: Config, reason: str) -> dict[str, Any]:
+def split_labelled(labelled: pd.DataFrame | None, holdout: int) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Labelled production rows -> (rows to train on, the newest ``holdout`` rows to judge on).
+
+    With fewer than ``holdout`` labelled rows all of them train, and the test split judges.
+    """
+    if labelled is None or not len(labelled):
+        return None, None
+    if len(labelled) < holdout:
+        return labelled, None
+    return labelled.iloc[: len(labelled) - holdout], labelled.iloc[len(labelled) - holdout :]
+
+
+def _compare(champion: Any, challenger: Any, frame: pd.DataFrame, features: list[str], target: str,
+             metric: str) -> tuple[str, float, float]:
+    """Both models scored on the same rows; accuracy stands in where ``metric`` is undefined there
+    (e.g. ROC AUC on a window holding one class)."""
+    X, y = frame[features], frame[target].to_numpy()
+    a, b = classification_metrics(champion, X, y), classification_metrics(challenger, X, y)
+    if np.isnan(a[metric]) or np.isnan(b[metric]):
+        metric = "accuracy"
+    return metric, a[metric], b[metric]
+
+
+def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> dict[str, Any]:
     """Run by the monitor as a Ray task: train a challenger on a small budget; promote it if it is better.
 
     The challenger is trained the way the champion was (its logged data, prepare, families and
-    search settings) with a new search seed, on a fresh ingest of the source. Both are scored on the
-    same held-out test split (same split seed). A failure raises, and the live model keeps serving.
+    search settings) with a new search seed, on a fresh ingest of the source plus the labelled
+    production rows (``labelled``, from the monitor), except the newest ``monitor.holdout_labels`` of
+    them: champion and challenger are judged on those, the most recent labelled traffic, which
+    neither trained on. With fewer labels, both are judged on the same held-out test split (same
+    split seed). A failure raises, and the live model keeps serving.
     """
     from mlflow.tracking import MlflowClient
 
@@ -224,26 +315,32 @@ def retrain(cfg: Config, reason: str) -> dict[str, Any]:
     small = dataclasses.replace(base, tune=dataclasses.replace(base.tune, num_samples=cfg.monitor.retrain_num_samples))
     client = MlflowClient(tracking_uri(cfg))
     n_versions = len(client.search_model_versions(f"name = '{model_name(cfg)}'"))
-    trained = train(small, {}, extra_tags={"mlauto.trigger": reason, "mlauto.champion_version": champion.version},
+    train_rows, judge_rows = split_labelled(labelled, cfg.monitor.holdout_labels)
+    trained = train(small, {}, extra_tags={"mlauto.trigger": reason, "mlauto.champion_version": champion.version,
+                                           "mlauto.production_rows": str(0 if train_rows is None else len(train_rows))},
                     search_seed=base.seed + n_versions,
-                    warm_start=(champion.meta["family"], champion.meta["params"]))
+                    warm_start=(champion.meta["family"], champion.meta["params"]), extra_rows=train_rows)
+    judged_on = "recent labelled traffic" if judge_rows is not None else "test split"
     metric, mode = base.tune.metric, metric_mode(base.tune.metric)
-    test = trained.splits.test
-    champion_score = classification_metrics(champion.pipeline, test[trained.splits.features],
-                                            test[trained.splits.target].to_numpy())[metric]
-    challenger_score = trained.final.test_metrics[metric]
+    metric, champion_score, challenger_score = _compare(
+        champion.pipeline, trained.final.pipeline, judge_rows if judge_rows is not None else trained.splits.test,
+        trained.splits.features, trained.splits.target, metric)
+    mode = metric_mode(metric)
     margin = cfg.monitor.promote_margin
     better = challenger_score >= champion_score + margin if mode == "max" else challenger_score <= champion_score - margin
     version = trained.tracked.version
     evidence = {"mlauto.decision": "promoted" if better else "rejected", "mlauto.trigger": reason,
-                "mlauto.champion_version": champion.version, f"mlauto.challenger_test_{metric}": challenger_score,
-                f"mlauto.champion_test_{metric}": champion_score, "mlauto.promote_margin": margin}
+                "mlauto.champion_version": champion.version, "mlauto.judged_on": judged_on,
+                "mlauto.judged_rows": len(judge_rows) if judge_rows is not None else len(trained.splits.test),
+                f"mlauto.challenger_{metric}": challenger_score, f"mlauto.champion_{metric}": champion_score,
+                "mlauto.promote_margin": margin}
     for key, value in evidence.items():
         client.set_model_version_tag(model_name(cfg), version, key, str(value))
     if better:  # the monitor reloads itself when it reads this result
         promote_version(cfg, version, reload_monitor=False)
     return {"model_name": model_name(cfg), "version": version, "promoted": bool(better), "metric": metric,
-            "challenger_score": challenger_score, "champion_score": champion_score,
+            "challenger_score": challenger_score, "champion_score": champion_score, "judged_on": judged_on,
+            "production_rows": 0 if train_rows is None else len(train_rows),
             "champion_version": champion.version, "reason": reason, "run_id": trained.tracked.run_id}
 
 
@@ -290,7 +387,8 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
                               p_val=m.p_val, window=m.window,
                               retrain_fn=partial(retrain, cfg) if m.retrain else None, cooldown_s=m.cooldown_s,
                               perf_window=m.perf_window, min_accuracy=m.min_accuracy,
-                              state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None)
+                              state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None,
+                              target=cfg.data.target, retrain_schedule=m.retrain_schedule)
                 monitored = True
                 summary["monitor"] = {"actor": m.actor_name, "namespace": cfg.cluster.namespace,
                                       "detector": m.detector, "window": m.window}

@@ -63,3 +63,48 @@ def tmp_root(tmp_path: Path) -> Path:
 
 def with_root(cfg: Config, root: Path) -> Config:
     return dataclasses.replace(cfg, root=str(root))
+
+
+class RequestLoop:
+    """Clients POSTing one record in a loop from threads; records every outcome (status or exception)."""
+
+    def __init__(self, url: str, body: dict, clients: int = 1, limit: int = 20000) -> None:
+        import threading
+
+        self.url, self.body, self.limit = url, body, limit
+        self.outcomes: list = []
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _run(self) -> None:
+        import requests
+
+        session = requests.Session()
+        while not self.stop_event.is_set() and len(self.outcomes) < self.limit:
+            try:
+                self.outcomes.append(session.post(self.url, json=self.body, timeout=30).status_code)
+            except requests.RequestException as exc:
+                self.outcomes.append(type(exc).__name__)
+
+    def __enter__(self) -> "RequestLoop":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join()
+
+    def wait_for(self, n: int, timeout: float = 120) -> None:
+        """Until ``n`` requests have answered in all."""
+        import time
+
+        deadline = time.time() + timeout
+        while len(self.outcomes) < n:
+            assert time.time() < deadline, f"only {len(self.outcomes)} of {n} requests answered"
+            assert any(t.is_alive() for t in self.threads)
+            time.sleep(0.05)
+
+    def failures(self) -> dict:
+        return {o: self.outcomes.count(o) for o in set(self.outcomes) if o != 200}

@@ -95,7 +95,7 @@ def test_promote_and_rollback_swap_the_live_endpoint(trained, tmp_path):
         live = requests.get(f"{url}/health", timeout=30).json()["model_version"]
         out = pipeline.promote_version(run_cfg, new)
         assert out == {"model_name": pipeline.model_name(cfg), "previous": live, "champion": new,
-                       "endpoint_swapped": True, "monitor_reloaded": True}
+                       "endpoint_follows": True, "monitor_reloaded": True}
         _wait_version(url, new)  # replicas follow the alias within serve.poll_s
         assert requests.get(f"{url}/drift", timeout=30).json()["model_version"] == new
         back = pipeline.rollback(run_cfg)

@@ -4,11 +4,12 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import ray
 
 from mlauto import pipeline
-from mlauto.errors import ConfigError
+from mlauto.errors import ConfigError, DuplicateFeedback
 from mlauto.monitor import DETECTORS, make_detector, start_monitor, stop_monitor
 from mlauto.monitor.replay import shift_numeric
 
@@ -52,12 +53,12 @@ def test_unknown_detector_lists_valid_ones():
     assert exc.value.key == "monitor.detector" and "ks" in str(exc.value)
 
 
-def slow_retrain(reason):
+def slow_retrain(reason, labelled):
     time.sleep(1.0)
-    return {"version": "1", "promoted": False, "reason": reason}
+    return {"version": "1", "promoted": False, "reason": reason, "labelled_rows": len(labelled)}
 
 
-def broken_retrain(reason):
+def broken_retrain(reason, labelled):
     raise RuntimeError("no data today")
 
 
@@ -103,23 +104,52 @@ def test_monitor_actor_counts_tests_and_schedules_one_retrain(trained, retrain_f
         stop_monitor(name, "mlauto-tests")
 
 
-def test_performance_tracker_joins_labels_once():
+def test_traffic_log_joins_labels_once_and_keeps_labelled_rows(tmp_path):
     from mlauto.errors import DuplicateFeedback, UnknownRows
     from mlauto.monitor.performance import PerformanceTracker
+    from mlauto.monitor.traffic import TrafficLog
 
-    perf = PerformanceTracker(window=4, min_accuracy=0.6)
-    perf.add_served(["a:0", "a:1", "b:0", "c:0"], np.array([1, 0, 1, 1]), np.array([0.9, 0.8, 0.7, 0.6]))
+    path = tmp_path / "traffic.sqlite"
+    log, perf = TrafficLog(str(path), max_rows=2), PerformanceTracker(window=4, min_accuracy=0.6)
+    records = [{"x": 1.0, "c": "a"}, {"x": 2.0, "c": None}, {"x": 3.0, "c": "b"}, {"x": None, "c": "b"}]
+    log.add_served(["a:0", "a:1", "b:0", "c:0"], np.array([1, 0, 1, 1]), np.array([0.9, 0.8, 0.7, 0.6]),
+                   records, "1")
+    perf.add_confidence(np.array([0.9, 0.8, 0.7, 0.6]))
     with pytest.raises(UnknownRows):
-        perf.add_labels(["zzz:0"], [1])
-    perf.add_labels(["a:0", "a:1"], [1, 0])
+        log.add_labels(["zzz:0"], [1])
+    perf.add_outcomes(log.add_labels(["a:0", "a:1"], [1, 0]))
     with pytest.raises(DuplicateFeedback):
-        perf.add_labels(["a:0"], [1])
+        log.add_labels(["a:0"], [1])
     with pytest.raises(DuplicateFeedback):
-        perf.add_labels(["b:0", "b:0"], [1, 1])
+        log.add_labels(["b:0", "b:0"], [1, 1])
+    with pytest.raises(DuplicateFeedback):  # all or nothing: b:0 is not labelled by this refused batch
+        log.add_labels(["b:0", "a:1"], [1, 1])
     assert perf.labels_total == 2 and perf.accuracy == 1.0 and not perf.degraded()
-    perf.add_labels(["b:0", "c:0"], [0, 0])
+    perf.add_outcomes(log.add_labels(["b:0", "c:0"], [0, 0]))
     assert perf.accuracy == 0.5 and perf.degraded()  # full window below 0.6
     assert perf.status()["estimated_accuracy"] == pytest.approx(0.75)
+    assert log.prune() == 0  # labelled rows are training data: never pruned
+    log.close()
+    reopened = TrafficLog(str(path), max_rows=2)  # what a restarted monitor sees
+    frame = reopened.labelled("label")
+    assert list(frame.columns) == ["x", "c", "label"] and list(frame["label"]) == [1, 0, 0, 0]
+    assert list(frame["x"].fillna(-1)) == [1.0, 2.0, 3.0, -1] and list(frame["c"]) == ["a", None, "b", "b"]
+    assert reopened.counts() == {"rows_joinable": 4, "labelled_rows": 4}
+    reopened.add_served(["d:0", "d:1", "d:2"], np.array([1, 1, 1]), None, None, "1")
+    assert reopened.prune() == 1  # unlabelled rows beyond the newest max_rows (2) are forgotten
+    with pytest.raises(UnknownRows):
+        reopened.add_labels(["d:0"], [1])
+
+
+def test_labelled_rows_split_into_training_rows_and_the_judging_window():
+    from mlauto.pipeline import split_labelled
+
+    frame = pd.DataFrame({"x": range(120), "target": [0, 1] * 60})
+    train, judge = split_labelled(frame, 50)
+    assert list(train["x"]) == list(range(70)) and list(judge["x"]) == list(range(70, 120))  # newest judge
+    train, judge = split_labelled(frame.head(30), 50)
+    assert len(train) == 30 and judge is None  # too few labels: all train, the test split judges
+    assert split_labelled(frame.head(0), 50) == (None, None)
 
 
 def test_concept_drift_with_unchanged_features_is_caught_by_accuracy(trained):
@@ -158,7 +188,8 @@ def test_killed_monitor_resumes_its_state(trained, tmp_path):
     handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW,
                            state_dir=str(tmp_path / "state"))
     try:
-        ray.get(handle.ingest.remote(X[:130], np.zeros(130), [f"r:{i}" for i in range(130)]))
+        records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
+        ray.get(handle.ingest.remote(X[:130], np.zeros(130), [f"r:{i}" for i in range(130)], None, records[:130]))
         ray.get(handle.feedback.remote(["r:0", "r:1"], [0, 1]))
         before = ray.get(handle.status.remote())
         ray.kill(handle, no_restart=False)  # the actor dies; Ray restarts it with the same arguments
@@ -166,11 +197,34 @@ def test_killed_monitor_resumes_its_state(trained, tmp_path):
         assert status["restored"]
         for key in ("rows_seen", "tests_run", "drift_count", "last_test"):
             assert status[key] == before[key], key
-        assert status["performance"]["labels_total"] == 2
+        assert status["performance"]["labels_total"] == 2 and status["performance"]["labelled_rows"] == 2
+        with pytest.raises(DuplicateFeedback):  # the join survived the restart too
+            ray.get(handle.feedback.remote(["r:1"], [1]))
+        ray.get(handle.feedback.remote(["r:2"], [1]))  # a row served before the kill
         ray.get(handle.ingest.remote(X[130:150], np.zeros(20), [f"r:{i}" for i in range(130, 150)]))
         status = ray.get(handle.status.remote())
         assert (status["rows_seen"], status["tests_run"]) == (150, 3)  # the 30 buffered rows survived too
         events = ray.get(handle.events_log.remote())
         assert [e["event"] for e in events].count("state_restored") == 1
+    finally:
+        stop_monitor(name, "mlauto-tests")
+
+
+def test_retrain_runs_on_its_cron_schedule_with_the_labelled_rows(trained):
+    cfg, result = trained
+    prep, rows, _ = _held_out(result)
+    X = prep.transform(rows[:20])
+    records = rows[:20].astype(object).where(rows[:20].notna(), None).to_dict(orient="records")
+    name = "test-monitor-schedule"
+    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
+                           cooldown_s=0.0, retrain_schedule="* * * * * */2")  # every 2 seconds
+    try:
+        ids = [f"r:{i}" for i in range(20)]
+        ray.get(handle.ingest.remote(X, np.zeros(20), ids, None, records))
+        ray.get(handle.feedback.remote(ids[:15], [0] * 15))
+        status = _wait(handle, lambda s: len([r for r in s["retrains"] if r["status"] == "finished"]) >= 2)
+        assert status["drift_count"] == 0  # no traffic trigger: only the clock
+        assert all(r["reason"] == "schedule * * * * * */2" for r in status["retrains"])
+        assert status["retrains"][0]["labelled_rows"] == 15  # the retrain task got the labelled traffic
     finally:
         stop_monitor(name, "mlauto-tests")

@@ -1,11 +1,13 @@
 """The endpoint over real HTTP: predictions, schema, validation errors."""
 
+import json
+
 import numpy as np
 import pytest
 import requests
 from ray import serve
 
-from conftest import free_port
+from conftest import RequestLoop, free_port, make_config
 from mlauto import pipeline
 from mlauto.serve import deploy
 
@@ -97,6 +99,130 @@ def test_malformed_bodies_are_refused(endpoint):
     assert requests.post(f"{url}/predict", json=3, timeout=30).status_code == 422
 
 
+def _malformed(rng, good: dict) -> tuple[str, object]:
+    """One random bad body: broken JSON, wrong shapes, wrong types, unknown or missing fields."""
+    junk = [True, "x" * int(rng.integers(0, 300)), [], {}, [1, "a"], {"a": {"b": []}}, "NaN", False]
+    kind = int(rng.integers(0, 7))
+    body = dict(good)
+    field = list(good)[int(rng.integers(0, len(good)))]
+    if kind == 0:
+        return "raw", bytes(rng.integers(0, 256, int(rng.integers(1, 200)), dtype=np.uint8))
+    if kind == 1:
+        broken = ['{"' + field + '": ' + str(rng.integers(0, 9)) + ",,}", json.dumps(good).replace("}", ', "x": NaN}'),
+                  json.dumps({**good, field: "@"}).replace('"@"', rng.choice(["NaN", "Infinity", "-Infinity"]))]
+        return "raw", broken[int(rng.integers(0, len(broken)))]
+    if kind == 2:
+        return "json", junk[int(rng.integers(0, len(junk)))]
+    if kind == 3:
+        body[field] = junk[int(rng.integers(0, len(junk)))] if rng.random() < 0.5 else str(body[field])
+    elif kind == 4:
+        body[f"unknown_{int(rng.integers(0, 1000))}"] = 1.0
+    elif kind == 5:
+        del body[field]
+    else:
+        return "json", [body, {**good, field: [good[field]]}]
+    return "json", [good] * int(rng.integers(0, 3)) + [body] if rng.random() < 0.5 else body
+
+
+def test_a_thousand_malformed_payloads_get_4xx_and_the_server_stays_up(endpoint):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, _, result = endpoint
+    good = _records(result.splits.test[result.splits.features].head(1))[0]
+    rng = np.random.default_rng(7)
+    bodies = [_malformed(rng, good) for _ in range(1000)]
+    session = requests.Session()
+
+    def send(item):
+        kind, body = item
+        if kind == "raw":
+            return session.post(f"{url}/predict", data=body, timeout=30).status_code
+        return session.post(f"{url}/predict", json=body, timeout=30).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(send, bodies))
+    assert all(400 <= c < 500 for c in codes), {c: codes.count(c) for c in set(codes)}
+    assert requests.post(f"{url}/predict", json=good, timeout=30).status_code == 200  # still serving
+    assert requests.get(f"{url}/health", timeout=30).json()["status"] == "ok"
+
+
+def test_a_killed_replica_is_replaced_and_requests_barely_fail(trained):
+    """Kill one of two replicas under a request loop: Serve replaces it; failures stay <= 0.1%."""
+    import time
+
+    import ray
+
+    cfg, result = trained
+    url = deploy(pipeline.loader_for(cfg), None, app_name="test-kill", host="127.0.0.1", port=free_port(),
+                 route_prefix="/kill", num_replicas=2)
+    try:
+        replicas = set()
+        deadline = time.time() + 60
+        while len(replicas) < 2:
+            assert time.time() < deadline
+            replicas.add(requests.get(f"{url}/health", timeout=30).json()["replica"])
+        row = _records(result.splits.test[result.splits.features].head(1))[0]
+        victim = sorted(replicas)[0]
+        with RequestLoop(f"{url}/predict", row, clients=2) as loop:
+            loop.wait_for(200)
+            ray.kill(ray.get_actor(f"SERVE_REPLICA::test-kill#ModelServer#{victim}", namespace="serve"),
+                     no_restart=True)
+            deadline = time.time() + 90
+            while True:  # until a new replica answers
+                seen = requests.get(f"{url}/health", timeout=30).json()["replica"]
+                if seen not in replicas:
+                    break
+                assert time.time() < deadline, "no replacement replica came up"
+                time.sleep(0.1)
+            loop.wait_for(max(1000, len(loop.outcomes) + 100))
+        failed = sum(loop.failures().values())
+        assert failed <= 0.001 * len(loop.outcomes), (failed, len(loop.outcomes), loop.failures())
+        assert serve.status().applications["test-kill"].deployments["ModelServer"].status == "HEALTHY"
+    finally:
+        serve.delete("test-kill")
+
+
+def test_serve_deploy_config_file_builds_the_same_app(trained, tmp_path):
+    """`mlauto action=serve_config` writes a file that `serve deploy` accepts: check it against Serve's
+    schema and build the app from its import_path and args, as the Serve controller does."""
+    import os
+
+    import yaml
+    from ray._common.utils import import_attr
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+    from ray.serve.schema import ServeDeploySchema
+
+    cfg, result = trained
+    path = tmp_path / "serve_config.yaml"
+    pipeline.serve_config(cfg, str(path))
+    assert os.stat(path).st_mode & 0o077 == 0  # it holds the admin token
+    content = yaml.safe_load(path.read_text())
+    ServeDeploySchema.model_validate(content) if hasattr(ServeDeploySchema, "model_validate") else \
+        ServeDeploySchema.parse_obj(content)
+    app_conf = content["applications"][0]
+    app = call_user_app_builder_with_args_if_necessary(import_attr(app_conf["import_path"]), app_conf["args"])
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    from mlauto.serve.app import _http_address
+
+    host, port = _http_address("127.0.0.1", port)
+    serve.run(app, name="test-config", route_prefix="/conf")
+    try:
+        url = f"http://{host}:{port}/conf"
+        rows = _records(result.splits.test[result.splits.features].head(3))
+        resp = requests.post(f"{url}/predict", json=rows, timeout=30)
+        assert resp.status_code == 200 and resp.json()["model"]["version"] == result.tracked.version
+        token = app_conf["args"]["admin_token"]
+        assert requests.post(f"{url}/admin/retrain", timeout=30).status_code == 401
+        authorised = requests.post(f"{url}/admin/retrain", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert authorised.status_code == 503 and "monitor" in authorised.text  # past the gate; no monitor runs
+    finally:
+        serve.delete("test-config")
+    bad = dict(app_conf["args"], colour="red")
+    with pytest.raises(Exception, match="colour"):
+        call_user_app_builder_with_args_if_necessary(import_attr(app_conf["import_path"]), bad)
+
+
 def test_health_model_and_drift_routes(endpoint):
     url, cfg, result = endpoint
     assert requests.get(f"{url}/health", timeout=30).json()["status"] == "ok"
@@ -112,7 +238,6 @@ def test_health_model_and_drift_routes(endpoint):
 def test_swap_under_load_is_in_place_and_drops_nothing(endpoint):
     """Promoting another version under a request loop: the replica swaps the model in place, no
     request fails, and a rollback swaps it back."""
-    import threading
     import time
 
     import mlflow
@@ -126,43 +251,23 @@ def test_swap_under_load_is_in_place_and_drops_nothing(endpoint):
     source = MlflowClient(uri).get_model_version(pipeline.model_name(cfg), result.tracked.version).source
     new = mlflow.register_model(source, pipeline.model_name(cfg)).version
     row = _records(result.splits.test[result.splits.features].head(1))[0]
-    outcomes: list[int | str] = []
-    stop = threading.Event()
-
-    def hammer():
-        session = requests.Session()
-        while not stop.is_set() and len(outcomes) < 5000:
-            try:
-                outcomes.append(session.post(f"{url}/predict", json=row, timeout=10).status_code)
-            except requests.RequestException as exc:
-                outcomes.append(type(exc).__name__)
-
-    def wait_for_requests(n: int) -> None:
-        deadline = time.time() + 60
-        while len(outcomes) < n:
-            assert time.time() < deadline and thread.is_alive()
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=hammer)
-    thread.start()
     try:
-        wait_for_requests(10)  # traffic before the swap ...
-        before = requests.get(f"{url}/health", timeout=30).json()
-        promote(uri, pipeline.model_name(cfg), str(new))
-        deadline = time.time() + 30
-        while (after := requests.get(f"{url}/health", timeout=30).json())["model_version"] != str(new):
-            assert time.time() < deadline
-        wait_for_requests(len(outcomes) + 10)  # ... during it, and after it
+        with RequestLoop(f"{url}/predict", row) as loop:
+            loop.wait_for(10)  # traffic before the swap ...
+            before = requests.get(f"{url}/health", timeout=30).json()
+            promote(uri, pipeline.model_name(cfg), str(new))
+            deadline = time.time() + 30
+            while (after := requests.get(f"{url}/health", timeout=30).json())["model_version"] != str(new):
+                assert time.time() < deadline
+            loop.wait_for(len(loop.outcomes) + 10)  # ... during it, and after it
     finally:
-        stop.set()
-        thread.join()
         promote(uri, pipeline.model_name(cfg), result.tracked.version)  # other tests expect the original
     deadline = time.time() + 30
     while requests.get(f"{url}/health", timeout=30).json()["model_version"] != result.tracked.version:
         assert time.time() < deadline
     assert after["replica"] == before["replica"]  # swapped in place, not restarted
     assert requests.get(f"{url}/predict", timeout=30).status_code == 405
-    assert len(outcomes) > 20 and set(outcomes) == {200}, {c: outcomes.count(c) for c in set(outcomes)}
+    assert len(loop.outcomes) > 20 and not loop.failures(), loop.failures()
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +304,10 @@ def test_feedback_joins_once_and_refuses_unknown_ids(monitored):
     assert requests.post(f"{url}/feedback", json={"label": 1}, timeout=30).status_code == 422
     drift = requests.get(f"{url}/drift", timeout=30).json()
     assert drift["performance"]["labels_total"] == 3  # the duplicate was not counted
+    assert drift["performance"]["labelled_rows"] == 3  # kept as training data for the next retrain
+    events = requests.get(f"{url}/events", params={"limit": 5}, timeout=30)
+    assert events.status_code == 200 and isinstance(events.json()["events"], list)
+    assert requests.get(f"{url}/events", params={"limit": 0}, timeout=30).status_code == 422
 
 
 def test_metrics_and_body_limit(monitored):
@@ -217,8 +326,6 @@ def test_metrics_and_body_limit(monitored):
 
 def test_autoscaling_config_deploys(trained):
     """serve=autoscale: Ray Serve's autoscaler owns the replica count; the endpoint answers."""
-    from conftest import make_config
-
     cfg, result = trained
     conf = make_config(["serve=autoscale"])
     assert conf.serve.autoscaling["max_replicas"] == 2

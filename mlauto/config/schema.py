@@ -95,7 +95,9 @@ class MonitorConf:
     promote_margin: float = 0.0
     perf_window: int = 200  # labels in the rolling accuracy
     min_accuracy: Optional[float] = None  # retrain when rolling accuracy falls below it; null: off
-    persist: bool = True  # events and state under <root>/monitor/<actor_name>/
+    persist: bool = True  # events, state and served rows under <root>/monitor/<actor_name>/
+    retrain_schedule: Optional[str] = None  # cron, e.g. "0 3 * * *": also retrain on this schedule
+    holdout_labels: int = 50  # newest labelled rows that judge challenger vs champion (not trained on)
 
 
 @dataclass
@@ -116,7 +118,8 @@ class ClusterConf:
 
 @dataclass
 class Config:
-    # run: the stages; promote: make `version` the champion; rollback: restore the previous champion
+    # run: the stages; promote: make `version` the champion; rollback: restore the previous champion;
+    # events: print the monitor's events; serve_config: write a `serve deploy` file for the champion
     action: str = "run"
     version: Optional[str] = None
     name: str = "default"

@@ -13,7 +13,7 @@ from mlauto.errors import ConfigError
 
 CLASSIFICATION_METRICS = {"accuracy": "max", "f1": "max", "roc_auc": "max", "log_loss": "min"}
 SEARCH_ALGORITHMS = ("optuna", "random")
-ACTIONS = ("run", "promote", "rollback")
+ACTIONS = ("run", "promote", "rollback", "events", "serve_config")
 PARAM_TYPES = ("loguniform", "uniform", "int", "logint", "choice")
 
 
@@ -111,6 +111,14 @@ def validate(
         raise ConfigError("serve.poll_s", cfg.serve.poll_s, "seconds > 0")
     if cfg.serve.max_body_bytes < 1024:
         raise ConfigError("serve.max_body_bytes", cfg.serve.max_body_bytes, "an integer >= 1024")
+    if cfg.monitor.retrain_schedule is not None:
+        from croniter import croniter
+
+        if not croniter.is_valid(cfg.monitor.retrain_schedule):
+            raise ConfigError("monitor.retrain_schedule", cfg.monitor.retrain_schedule,
+                              'null or a cron expression such as "0 3 * * *" (5 fields, or 6 with seconds)')
+    if cfg.monitor.holdout_labels < 10:
+        raise ConfigError("monitor.holdout_labels", cfg.monitor.holdout_labels, "an integer >= 10")
     if cfg.monitor.retrain_num_samples < 1:
         raise ConfigError("monitor.retrain_num_samples", cfg.monitor.retrain_num_samples, "an integer >= 1")
     address = cfg.cluster.address

@@ -2,13 +2,16 @@
 
 It tests tumbling windows of served rows for feature drift and prediction drift, joins delayed
 labels to served rows for rolling accuracy, persists its events and state so a restarted actor
-resumes where it was, and starts a retraining Ray task on drift or on an accuracy drop.
+resumes where it was, and starts a retraining Ray task on drift, on an accuracy drop, on a cron
+schedule, or when asked (a new data snapshot, an admin). The retrain gets the labelled production
+rows, so the challenger learns from the traffic that degraded the champion.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from typing import Any, Callable
@@ -19,28 +22,34 @@ import ray
 from mlauto.monitor.detectors import make_detector, prediction_drift
 from mlauto.monitor.performance import PerformanceTracker
 from mlauto.monitor.state import StateStore
+from mlauto.monitor.traffic import TrafficLog
 
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS = 500
-# Served rows are saved at least this often and after every window test; a crash loses at most
-# this much traffic. Labels and retrain outcomes are saved at once.
+# The unwindowed rows are saved at least this often and after every window test; served rows and
+# labels go to the traffic log (SQLite) as they come, and retrain outcomes are saved at once.
 SAVE_EVERY_S = 1.0
 # What a restart restores; everything else is rebuilt from the model bundle.
 PERSISTED = ("rows_seen", "tests_run", "drift_count", "last_test", "retrains", "_buffer", "_buffered",
              "performance", "_retrain_started")
 
 
-def _run_retrain(retrain_fn: Callable[[str], dict[str, Any]], reason: str) -> dict[str, Any]:
-    return retrain_fn(reason)
+RetrainFn = Callable[[str, Any], dict[str, Any]]
+
+
+def _run_retrain(retrain_fn: RetrainFn, reason: str, labelled: Any) -> dict[str, Any]:
+    return retrain_fn(reason, labelled)
 
 
 class Monitor:
     """Tumbling windows of ``window`` rows, each tested against the champion's training features.
 
-    ``retrain_fn(reason) -> dict`` runs as a Ray task on drift or when accuracy over the last
-    ``perf_window`` labels falls below ``min_accuracy`` (one at a time, after a cooldown); when it
-    reports a promotion, the reference data moves to the new champion.
+    ``retrain_fn(reason, labelled) -> dict`` runs as a Ray task on drift, when accuracy over the last
+    ``perf_window`` labels falls below ``min_accuracy``, or on the cron ``retrain_schedule`` (one at a
+    time, after a cooldown). ``labelled`` is a DataFrame of the served records with their true label
+    in column ``target``, oldest first. When it reports a promotion, the reference data moves to the
+    new champion.
     """
 
     def __init__(
@@ -51,11 +60,14 @@ class Monitor:
         p_val: float = 0.05,
         window: int = 50,
         version: str | None = None,
-        retrain_fn: Callable[[str], dict[str, Any]] | None = None,
+        retrain_fn: RetrainFn | None = None,
         cooldown_s: float = 60.0,
         perf_window: int = 200,
         min_accuracy: float | None = None,
         state_dir: str | None = None,
+        target: str = "target",
+        retrain_schedule: str | None = None,
+        max_served: int = 100_000,
     ) -> None:
         self.loader = loader
         self.detector_name = detector
@@ -63,6 +75,8 @@ class Monitor:
         self.window = window
         self.retrain_fn = retrain_fn
         self.cooldown_s = cooldown_s
+        self.target = target
+        self.retrain_schedule = retrain_schedule
         self.rows_seen = 0
         self.tests_run = 0
         self.drift_count = 0
@@ -76,9 +90,13 @@ class Monitor:
         self._retrain_started = -float("inf")
         self._saved_at = 0.0
         self.store = StateStore(state_dir) if state_dir else None
+        self.traffic = TrafficLog(os.path.join(state_dir, "traffic.sqlite") if state_dir else None, max_served)
         self.restored = False
         self._load(version)
         self._restore()
+        self._stop = threading.Event()
+        if retrain_schedule:
+            threading.Thread(target=self._schedule_loop, name="retrain-schedule", daemon=True).start()
 
     # -- state -------------------------------------------------------------------------------
     def _event(self, kind: str, **evidence: Any) -> None:
@@ -125,13 +143,15 @@ class Monitor:
 
     # -- traffic -----------------------------------------------------------------------------
     def ingest(self, features: np.ndarray, predictions: np.ndarray, row_ids: list[str],
-               confidence: np.ndarray | None = None) -> int:
-        """Add served rows; run the tests for every full window. Returns rows seen so far."""
+               confidence: np.ndarray | None = None, records: list[dict[str, Any]] | None = None) -> int:
+        """Add served rows (preprocessed ``features``, and the raw ``records`` a retrain can learn from
+        once labelled); run the tests for every full window. Returns rows seen so far."""
         self._poll_retrain()
         features = np.asarray(features)
         predictions = np.asarray(predictions, dtype=object)
         self.rows_seen += len(features)
-        self.performance.add_served(row_ids, predictions, confidence)
+        self.traffic.add_served(row_ids, predictions, confidence, records, self.model_version)
+        self.performance.add_confidence(confidence)
         self._buffer.append((features, predictions))
         self._buffered += len(features)
         if self._buffered >= self.window:
@@ -150,14 +170,18 @@ class Monitor:
     def feedback(self, row_ids: list[str], labels: list[Any]) -> dict[str, Any]:
         """Join true labels to served rows. Raises UnknownRows or DuplicateFeedback, changing nothing."""
         self._poll_retrain()
-        status = self.performance.add_labels(row_ids, labels)
+        self.performance.add_outcomes(self.traffic.add_labels(row_ids, labels))
+        status = self.status_performance()
         if self.performance.degraded():
             perf = self.performance
             self._event("performance_drop", accuracy=perf.accuracy, min_accuracy=perf.min_accuracy,
                         labels=len(perf.correct), model_version=self.model_version)
             self._maybe_retrain(f"accuracy {perf.accuracy:.3f} < {perf.min_accuracy}")
-        self._save(force=True)  # labels are never sent twice: keep every one
+        self._save(force=True)
         return status
+
+    def status_performance(self) -> dict[str, Any]:
+        return {**self.performance.status(), **self.traffic.counts()}
 
     def _test(self, window: np.ndarray, predictions: np.ndarray) -> None:
         result = self.detector.test(window)
@@ -185,9 +209,10 @@ class Monitor:
         if time.time() - self._retrain_started < self.cooldown_s:
             return
         self._retrain_started = time.time()
+        labelled = self.traffic.labelled(self.target)
         task = ray.remote(num_cpus=0, max_retries=0)(_run_retrain)
-        self._retrain_ref = task.remote(self.retrain_fn, reason)
-        self._event("retrain_started", reason=reason)
+        self._retrain_ref = task.remote(self.retrain_fn, reason, labelled)
+        self._event("retrain_started", reason=reason, labelled_rows=len(labelled))
 
     def _poll_retrain(self) -> None:
         if self._retrain_ref is None:
@@ -223,6 +248,29 @@ class Monitor:
         self._save(force=True)
         return self.model_version
 
+    def _schedule_loop(self) -> None:
+        """Wake at each cron time and ask the actor (through its own queue, so calls never overlap)."""
+        from croniter import croniter
+
+        handle = ray.get_runtime_context().current_actor
+        times = croniter(self.retrain_schedule, time.time())
+        while True:
+            due = times.get_next(float)
+            if self._stop.wait(max(0.0, due - time.time())):
+                return
+            handle.scheduled_retrain.remote()
+
+    def scheduled_retrain(self) -> bool:
+        """The ``retrain_schedule`` fired: retrain unless one runs or the cooldown holds."""
+        self._poll_retrain()
+        before = self._retrain_ref
+        self._maybe_retrain(f"schedule {self.retrain_schedule}")
+        started = self._retrain_ref is not None and self._retrain_ref is not before
+        if not started:
+            self._event("schedule_skipped", schedule=self.retrain_schedule,
+                        why="a retrain is running" if before is not None else "cooldown or retraining off")
+        return started
+
     def trigger_retrain(self, reason: str = "manual") -> bool:
         """Start a retrain now (cooldown ignored); False when retraining is off or one is running."""
         self._poll_retrain()
@@ -242,7 +290,8 @@ class Monitor:
             "tests_run": self.tests_run,
             "drift_count": self.drift_count,
             "last_test": self.last_test,
-            "performance": self.performance.status(),
+            "performance": self.status_performance(),
+            "retrain_schedule": self.retrain_schedule,
             "retrain_running": self._retrain_ref is not None,
             "retrains": self.retrains[-20:],
             "events": list(self.events)[-50:],

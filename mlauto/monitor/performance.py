@@ -2,56 +2,35 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any
 
 import numpy as np
 
-from mlauto.errors import DuplicateFeedback, UnknownRows
 
 
 class PerformanceTracker:
-    """Served predictions by row id; labels joined to them; accuracy over the last ``window`` labels.
+    """Rolling accuracy over the last ``window`` labels joined to served rows (see :mod:`traffic`).
 
-    Only the newest ``max_rows`` served rows are kept for the join, so memory stays bounded.
     ``estimated_accuracy`` is the mean top-class probability of recent rows: a confidence-based
     estimate (like NannyML's CBPE) that needs no labels and is reported beside drift.
+    It holds only small rolling state, so it is cheap to persist with the monitor.
     """
 
-    def __init__(self, window: int = 200, min_accuracy: float | None = None, max_rows: int = 100_000) -> None:
+    def __init__(self, window: int = 200, min_accuracy: float | None = None) -> None:
         self.window = window
         self.min_accuracy = min_accuracy
-        self.max_rows = max_rows
-        self.served: OrderedDict[str, tuple[Any, float]] = OrderedDict()
-        self.labelled: set[str] = set()
         self.correct: deque[bool] = deque(maxlen=window)
         self.confidence: deque[float] = deque(maxlen=window)
         self.labels_total = 0
 
-    def add_served(self, row_ids: list[str], predictions: np.ndarray, confidence: np.ndarray | None) -> None:
-        conf = np.full(len(row_ids), np.nan) if confidence is None else np.asarray(confidence, dtype=float)
-        for row_id, pred, c in zip(row_ids, predictions, conf):
-            self.served[row_id] = (pred.item() if hasattr(pred, "item") else pred, float(c))
-            if not np.isnan(c):
-                self.confidence.append(float(c))
-        while len(self.served) > self.max_rows:
-            old, _ = self.served.popitem(last=False)
-            self.labelled.discard(old)
+    def add_confidence(self, confidence: np.ndarray | None) -> None:
+        if confidence is not None:
+            self.confidence.extend(float(c) for c in np.asarray(confidence, dtype=float) if not np.isnan(c))
 
-    def add_labels(self, row_ids: list[str], labels: list[Any]) -> dict[str, Any]:
-        """Join labels; all-or-nothing, so a bad batch changes no counter."""
-        unknown = [r for r in row_ids if r not in self.served]
-        if unknown:
-            raise UnknownRows(unknown[:10])
-        dup = [r for r in row_ids if r in self.labelled]
-        if dup or len(set(row_ids)) != len(row_ids):
-            raise DuplicateFeedback(dup[:10] or row_ids[:10])
-        for row_id, label in zip(row_ids, labels):
-            pred = self.served[row_id][0]
-            self.correct.append(str(pred) == str(label))
-            self.labelled.add(row_id)
-        self.labels_total += len(row_ids)
-        return self.status()
+    def add_outcomes(self, correct: list[bool]) -> None:
+        self.correct.extend(bool(c) for c in correct)
+        self.labels_total += len(correct)
 
     @property
     def accuracy(self) -> float | None:
@@ -75,5 +54,4 @@ class PerformanceTracker:
             "accuracy": self.accuracy,
             "min_accuracy": self.min_accuracy,
             "estimated_accuracy": float(np.mean(self.confidence)) if self.confidence else None,
-            "rows_joinable": len(self.served),
         }

@@ -166,10 +166,16 @@ class ModelServer:
             replica_metrics().errors.inc()
             logger.exception("prediction failed")
             return JSONResponse({"detail": f"prediction failed: {exc}"}, status_code=500)
+        finite = np.isfinite(scored.proba).all(axis=1)
+        if not finite.all():  # e.g. 1e308 in a field: the model overflows; say which records
+            bad = [int(i) for i in np.flatnonzero(~finite)[:20]]
+            return JSONResponse({"detail": [{"loc": ["body", *([i] if isinstance(body, list) else [])],
+                                             "msg": "the model cannot score this record (non-finite output); "
+                                                    "check it for extreme values"} for i in bad]}, status_code=422)
         request_id = uuid.uuid4().hex
         if self.sender is not None:
             self.sender.add(scored.features, scored.predictions, scored.proba.max(axis=1),
-                            [f"{request_id}:{i}" for i in range(len(scored.predictions))])
+                            [f"{request_id}:{i}" for i in range(len(scored.predictions))], records)
         self.served += len(scored.predictions)
         counter = replica_metrics().predictions
         for label, count in zip(*np.unique(scored.predictions.astype(str), return_counts=True)):
@@ -254,6 +260,20 @@ class ModelServer:
         self._ensure_loaded()
         return self.bundle.describe()
 
+    @api.get("/events")
+    async def events(self, limit: int = 100) -> JSONResponse:
+        """The monitor's persisted events, newest last: drift, performance drops, retrains, promotions."""
+        if self.sender is None:
+            return JSONResponse({"detail": "this endpoint was deployed without a monitor"}, status_code=404)
+        if not 1 <= limit <= 10000:
+            return JSONResponse({"detail": f"limit must be in [1, 10000], got {limit}"}, status_code=422)
+        try:
+            actor = ray.get_actor(self.sender.name, namespace=self.sender.namespace)
+            events = await actor.events_log.remote(limit)
+        except Exception as exc:
+            return JSONResponse({"detail": f"monitor unavailable: {exc}"}, status_code=503)
+        return JSONResponse({"events": events})
+
     @api.get("/drift")
     async def drift(self) -> JSONResponse:
         if self.sender is None:
@@ -293,14 +313,10 @@ def _http_address(host: str, port: int) -> tuple[str, int]:
     return config.host, config.port
 
 
-def deploy(
+def build_app(
     loader: Any,
-    version: str | None,
+    version: str | None = None,
     *,
-    app_name: str,
-    host: str,
-    port: int,
-    route_prefix: str = "/",
     num_replicas: int = 1,
     replica_cpus: float = 0.0,
     monitor: dict[str, Any] | None = None,
@@ -310,24 +326,33 @@ def deploy(
     batch: dict[str, Any] | None = None,
     poll_s: float = 2.0,
     autoscaling: dict[str, Any] | None = None,
-) -> str:
-    """Start Serve if needed and (re)deploy the app serving ``version``; returns the base URL.
+) -> serve.Application:
+    """The bound Serve application, for ``serve.run`` here or a ``serve deploy`` config file
+    (:mod:`mlauto.serve.entry`).
 
     ``version=None`` follows the ``champion`` alias: replicas check it every ``poll_s`` and swap the
     model in place, so a promotion needs no redeploy and drops no request. A version pins it.
     """
-    serve.start(http_options={"host": host, "port": port})
-    host, port = _http_address(host, port)
     scaling: dict[str, Any] = (
         {"autoscaling_config": dict(autoscaling)} if autoscaling else {"num_replicas": num_replicas}
     )
-    app = ModelServer.options(
+    return ModelServer.options(
         **scaling,
         ray_actor_options={"num_cpus": replica_cpus},
         user_config={"version": version},
     ).bind(loader, monitor, max_body_bytes, admin_token, protect_predict, batch, poll_s)
+
+
+def deploy(loader: Any, version: str | None, *, app_name: str, host: str, port: int, route_prefix: str = "/",
+           **options: Any) -> str:
+    """Start Serve if needed and (re)deploy the app serving ``version``; returns the base URL.
+
+    ``options`` are :func:`build_app`'s.
+    """
+    serve.start(http_options={"host": host, "port": port})
+    host, port = _http_address(host, port)
     start = time.perf_counter()
-    serve.run(app, name=app_name, route_prefix=route_prefix)
+    serve.run(build_app(loader, version, **options), name=app_name, route_prefix=route_prefix)
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
     logger.info("serving %s (%s) at %s (%.1fs)", app_name, f"version {version}" if version else "the champion", url,
                 time.perf_counter() - start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import numpy as np
 import ray
@@ -22,19 +23,21 @@ class MonitorSender:
         self.flush_s, self.max_buffer = flush_s, max_buffer
         self.sent = 0
         self.dropped = 0
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[str], list[dict[str, Any]]]] = []
         self._n_pending = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="monitor-sender", daemon=True)
         self._thread.start()
 
-    def add(self, features: np.ndarray, predictions: np.ndarray, confidence: np.ndarray, row_ids: list[str]) -> None:
+    def add(self, features: np.ndarray, predictions: np.ndarray, confidence: np.ndarray, row_ids: list[str],
+            records: list[dict[str, Any]]) -> None:
+        """``records``: the validated request rows, kept so that labelled traffic can be trained on."""
         with self._lock:
             if self._n_pending + len(features) > self.max_buffer:
                 self.dropped += len(features)
                 return
-            self._pending.append((features, predictions, confidence, row_ids))
+            self._pending.append((features, predictions, confidence, row_ids, records))
             self._n_pending += len(features)
 
     def _loop(self) -> None:
@@ -50,11 +53,12 @@ class MonitorSender:
         predictions = np.concatenate([b[1] for b in batch])
         confidence = np.concatenate([b[2] for b in batch])
         row_ids = [r for b in batch for r in b[3]]
+        records = [r for b in batch for r in b[4]]
         try:
             # Looked up on every flush (one GCS call per flush_s): a cached handle to a replaced
             # monitor would swallow rows without an error.
             actor = ray.get_actor(self.name, namespace=self.namespace)
-            actor.ingest.remote(features, predictions, row_ids, confidence)  # fire and forget
+            actor.ingest.remote(features, predictions, row_ids, confidence, records)  # fire and forget
             sent, dropped = len(features), 0
         except Exception as exc:  # monitor absent or restarting: count the loss
             sent, dropped = 0, len(features)

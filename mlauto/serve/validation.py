@@ -24,12 +24,19 @@ def record_model(schema: list[dict[str, Any]]) -> type[BaseModel]:
     """A pydantic model of one record. Strict: no string-to-number coercion; unknown fields refused.
 
     Every field must be present, and may be null: the fitted imputation handles missing values.
-    Python names are generated and the column name is the alias, so any column name works.
+    Numbers must be finite (JSON's NaN/Infinity extensions are refused). Python names are generated and
+    the column name is the alias, so any column name works. The training range or categories are
+    shown in the OpenAPI description; values outside them are accepted (that is drift, for the monitor).
     """
     fields: dict[str, Any] = {}
     for i, col in enumerate(schema):
-        kind: Any = str if col["type"] == "string" else float
-        fields[f"f{i}"] = (Optional[kind], Field(..., alias=col["name"]))
+        if col["type"] == "string":
+            seen = col.get("categories") or []
+            about = f"categories seen in training: {seen[:20]}{' ...' if len(seen) > 20 else ''}"
+            fields[f"f{i}"] = (Optional[str], Field(..., alias=col["name"], description=about))
+        else:
+            about = f"training range [{col.get('min')}, {col.get('max')}]"
+            fields[f"f{i}"] = (Optional[float], Field(..., alias=col["name"], allow_inf_nan=False, description=about))
     return create_model("Record", __config__=ConfigDict(strict=True, extra="forbid"), **fields)
 
 
