@@ -114,9 +114,11 @@ def replay(
                       timeout_s, "the retrain triggered by drift", every=2.0)
     retrain = status["retrains"][-1]
     if retrain["status"] == "finished":
-        logger.info("retrain produced %s version %s: challenger %s=%.4f vs champion %.4f -> %s",
-                    retrain.get("model_name"), retrain["version"], retrain["metric"], retrain["challenger_score"],
-                    retrain["champion_score"], "promoted" if retrain["promoted"] else "rejected")
+        logger.info("retrain produced %s version %s (trained with %d labelled production rows): challenger %s=%.4f "
+                    "vs champion %.4f on the %s -> %s", retrain.get("model_name"), retrain["version"],
+                    retrain.get("production_rows", 0), retrain["metric"], retrain["challenger_score"],
+                    retrain["champion_score"], retrain.get("judged_on", "test split"),
+                    "promoted" if retrain["promoted"] else "rejected")
         if retrain["promoted"]:
             wait_for(lambda: session.get(f"{url}/health", timeout=30).json(),
                      lambda h: h["model_version"] == str(retrain["version"]), 60,
