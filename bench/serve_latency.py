@@ -10,6 +10,7 @@ hop and the monitor hand-off.
 
 import argparse
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -111,8 +112,11 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="mlauto-bench-")
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = to_config(compose("config", [f"root={root}", "models=fast", "tune.num_samples=2", "name=bench"]))
+    from mlauto.runtime import serve_ingress_env
+
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="bench")
     server = None
+    results: dict[str, dict[str, float]] = {}
     try:
         trained = pipeline.train(cfg, {})
         set_alias(pipeline.tracking_uri(cfg), pipeline.model_name(cfg), trained.tracked.version, CHAMPION)
@@ -124,18 +128,28 @@ def main() -> None:
         threading.Thread(target=server.run, daemon=True).start()
         while not server.started:
             time.sleep(0.05)
-        results = {"bare FastAPI + uvicorn (baseline)": measure("http://127.0.0.1:8911", records, args.requests,
-                                                                 args.batch)}
+        results["bare FastAPI + uvicorn (baseline)"] = measure("http://127.0.0.1:8911", records, args.requests,
+                                                               args.batch)
         version = trained.tracked.version
-        url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912, batch={"max_size": 1})
-        results["Serve, no batching, no monitor"] = measure(url, records, args.requests, args.batch)
-        url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912)
-        results["Serve, @serve.batch 32, no monitor"] = measure(url, records, args.requests, args.batch)
-        start_monitor("bench-monitor", "bench", loader, window=50)
-        url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912,
-                     monitor={"name": "bench-monitor", "namespace": "bench"})
-        results["Serve, @serve.batch 32, + monitor"] = measure(url, records, args.requests, args.batch)
-        stop_monitor("bench-monitor", "bench")
+        ingresses = [("proxy", "Serve proxy")]
+        if serve_ingress_env("auto"):
+            ingresses.append(("haproxy", "HAProxy"))
+        for n, (ingress, label) in enumerate(ingresses):
+            if n:  # the ingress is chosen when Ray starts: restart it with that environment
+                serve.shutdown()
+                ray.shutdown()
+                os.environ.update(serve_ingress_env(ingress))
+                ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                         namespace="bench")
+            url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912, batch={"max_size": 1})
+            results[f"{label}, no batching, no monitor"] = measure(url, records, args.requests, args.batch)
+            url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912)
+            results[f"{label}, @serve.batch 32, no monitor"] = measure(url, records, args.requests, args.batch)
+            start_monitor("bench-monitor", "bench", loader, window=50)
+            url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912,
+                         monitor={"name": "bench-monitor", "namespace": "bench"})
+            results[f"{label}, @serve.batch 32, + monitor"] = measure(url, records, args.requests, args.batch)
+            stop_monitor("bench-monitor", "bench")
     finally:
         if server is not None:
             server.should_exit = True

@@ -356,7 +356,8 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
         # Generated once per run, so the swap after a retrain keeps it.
         cfg = dataclasses.replace(cfg, serve=dataclasses.replace(cfg.serve, admin_token=secrets.token_urlsafe(24)))
         logger.info("admin token for POST /admin/* (Authorization: Bearer ...): %s", cfg.serve.admin_token)
-    owns_ray = runtime.connect(cfg.cluster.address, cfg.cluster.namespace, cfg.cluster.num_cpus)
+    owns_ray = runtime.connect(cfg.cluster.address, cfg.cluster.namespace, cfg.cluster.num_cpus,
+                               env=runtime.serve_ingress_env(cfg.serve.ingress) if "serve" in cfg.stages else None)
     served = monitored = False
     try:
         version: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 from pathlib import Path
 from typing import Iterator
@@ -32,7 +33,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[dict]:
-    """A real local Ray, started once; every test that needs Ray shares it."""
+    """A real local Ray, started once; every test that needs Ray shares it. Serve gets the ingress
+    a user gets by default (HAProxy when installed, see ``serve.ingress``)."""
+    from mlauto.runtime import serve_ingress_env
+
+    os.environ.update(serve_ingress_env("auto"))
     ctx = ray.init(address="local", num_cpus=2, namespace="mlauto-tests", include_dashboard=False, log_to_driver=False)
     yield {"address": ctx.address_info["gcs_address"]}
     from ray import serve

@@ -81,6 +81,9 @@ class ServeConf:
     # Ray Serve autoscaling_config (min_replicas, max_replicas, target_ongoing_requests, ...);
     # None: a fixed num_replicas
     autoscaling: Optional[Dict[str, Any]] = None
+    # HTTP ingress: haproxy (HAProxy straight to the replicas; needs the haproxy binary), proxy (Ray
+    # Serve's Python proxy actor), auto (haproxy when installed). Applies when mlauto starts Ray.
+    ingress: str = "auto"
 
 
 @dataclass

@@ -6,6 +6,7 @@ package does not import any stage.
 
 from __future__ import annotations
 
+import shutil
 from typing import Iterable
 
 from mlauto.config.schema import STAGES, Config
@@ -13,6 +14,7 @@ from mlauto.errors import ConfigError
 
 CLASSIFICATION_METRICS = {"accuracy": "max", "f1": "max", "roc_auc": "max", "log_loss": "min"}
 SEARCH_ALGORITHMS = ("optuna", "random")
+INGRESS = ("auto", "haproxy", "proxy")
 ACTIONS = ("run", "promote", "rollback", "events", "serve_config")
 PARAM_TYPES = ("loguniform", "uniform", "int", "logint", "choice")
 
@@ -107,6 +109,11 @@ def validate(
         if not (isinstance(low, int) and isinstance(high, int) and 0 <= low <= high and high >= 1):
             raise ConfigError("serve.autoscaling", dict(cfg.serve.autoscaling),
                               "min_replicas <= max_replicas, max_replicas >= 1")
+    if cfg.serve.ingress not in INGRESS:
+        raise ConfigError("serve.ingress", cfg.serve.ingress, INGRESS)
+    if cfg.serve.ingress == "haproxy" and shutil.which("haproxy") is None:
+        raise ConfigError("serve.ingress", cfg.serve.ingress,
+                          "proxy or auto: the haproxy binary is not on PATH (install it: apt-get install haproxy)")
     if cfg.serve.poll_s <= 0:
         raise ConfigError("serve.poll_s", cfg.serve.poll_s, "seconds > 0")
     if cfg.serve.max_body_bytes < 1024:
