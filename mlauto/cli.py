@@ -36,6 +36,10 @@ def to_config(cfg: DictConfig) -> Config:
     conf.root = os.path.abspath(conf.root)
     if conf.data.path and "://" not in conf.data.path:
         conf.data.path = os.path.abspath(conf.data.path)
+    if conf.data.url:
+        from mlauto.data import absolute_url
+
+        conf.data.url = absolute_url(conf.data.url)  # a relative SQLite file, as seen from here
     return conf
 
 
@@ -90,9 +94,14 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def manage(conf: Config) -> dict:
     """``action=promote version=N`` or ``action=rollback``: move the aliases; with ``cluster.address``,
-    also swap the running endpoint and monitor in that cluster."""
+    also swap the running endpoint and monitor in that cluster. ``action=snapshots`` lists the stored
+    snapshots; ``action=schedule|schedule_status|schedule_stop`` manage scheduled ingestion."""
     from mlauto import pipeline, runtime
 
+    if conf.action == "snapshots":
+        return pipeline.snapshots(conf)
+    if conf.action in ("schedule", "schedule_status", "schedule_stop"):
+        return pipeline.manage_schedule(conf)
     if conf.cluster.address:
         runtime.connect(conf.cluster.address, conf.cluster.namespace)
     if conf.action == "promote":
