@@ -322,7 +322,7 @@ def manage_schedule(cfg: Config) -> dict[str, Any]:
     try:
         info = start_ingest_schedule(cfg)
         if owns_ray:
-            _block(f"ingest schedule {i.schedule!r} (actor {i.actor_name})")
+            _block(f"{i.schedule!r} (actor {i.actor_name}, runs in {state_dir})", "ingesting on schedule %s")
             stop_schedule(i.actor_name, c.namespace)
             info["final_status"] = schedule_status(i.actor_name, None, state_dir)
         return info
@@ -402,9 +402,10 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
         summary["stage_seconds"] = timings
         summary["total_seconds"] = round(time.perf_counter() - start, 3)
         _write_summary(summary, output_dir)
-        if (served or monitored or scheduled) and owns_ray and cfg.serve.blocking:
-            _block(summary["endpoint"] or f"monitor actor {cfg.monitor.actor_name}" if served or monitored
-                   else f"ingest schedule {cfg.ingest.schedule!r}")
+        if (served or monitored) and owns_ray and cfg.serve.blocking:
+            _block(summary["endpoint"] or f"monitor actor {cfg.monitor.actor_name}")
+        elif scheduled and owns_ray and cfg.serve.blocking:  # the scheduler lives in this Ray
+            _block(repr(cfg.ingest.schedule), "ingesting on schedule %s")
         return summary
     except BaseException as exc:
         summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", stage_seconds=timings,
@@ -463,11 +464,11 @@ def _stop(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _block(what: str) -> None:
+def _block(what: str, message: str = "serving at %s (POST /predict, GET /model, GET /drift, GET /health)") -> None:
     """Wait for Ctrl-C or SIGTERM (docker stop). Tune leaves its own SIGINT handler behind, so set ours."""
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    logger.info("serving at %s (POST /predict, GET /model, GET /drift, GET /health). Ctrl-C to stop.", what)
+    logger.info(message + ". Ctrl-C to stop.", what)
     try:
         while True:
             time.sleep(3600)

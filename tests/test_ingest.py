@@ -318,11 +318,27 @@ def test_schedule_start_status_stop_from_the_cli(ray_session, tmp_path):
     assert len(listing["snapshots"]) == 1 and listing["current"] == status["last_run"]["fingerprint"]
 
 
+def test_run_with_a_schedule_keeps_ingesting_after_the_stages(ray_session, tmp_path):
+    csv = tmp_path / "data.csv"
+    _frame().to_csv(csv, index=False)
+    cfg = make_config([f"root={tmp_path / 'runs'}", f"data.path={csv}", "data.target=y", "stages=[ingest]",
+                       "ingest.schedule='* * * * * */2'", "ingest.actor_name=test-run-ingest", f"cluster.namespace={NS}"])
+    summary = pipeline.run(cfg, str(tmp_path / "out"))
+    try:
+        assert summary["status"] == "ok" and summary["schedule"]["actor"] == "test-run-ingest"
+        status = _wait(ray.get_actor("test-run-ingest", namespace=NS), lambda s: s["ok"] >= 1)
+        # The stage stored this content already: the scheduled run finds it, and it is not new.
+        assert status["last_run"]["fingerprint"] == summary["data_fingerprint"] and status["last_run"]["new"] is False
+    finally:
+        assert stop_schedule("test-run-ingest", NS)
+
+
 def quick_retrain(reason: str) -> dict:
     return {"version": "0", "promoted": False, "reason": reason}
 
 
 def test_new_snapshot_asks_the_real_monitor_to_retrain(trained, tmp_path):
+    """Slow (~40 s + the shared trained model): the real Monitor needs a registered champion to start."""
     from mlauto.monitor import start_monitor, stop_monitor
 
     cfg, _ = trained
@@ -343,6 +359,7 @@ def test_new_snapshot_asks_the_real_monitor_to_retrain(trained, tmp_path):
         assert run["new"] and run["callback"]["status"] == "ok"
         assert run["callback"]["result"] == {"monitor": monitor_name, "retrain_started": True,
                                              "reason": f"new snapshot {fp}"}
+        _wait(handle, lambda s: s["ok"] >= 2)  # a later run finds the same data
         status = _wait(monitor, lambda s: s["retrains"] and not s["retrain_running"])
         assert [r["reason"] for r in status["retrains"]] == [f"new snapshot {fp}"]
         started = [e for e in status["events"] if e["event"] == "retrain_started"]
