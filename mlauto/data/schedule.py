@@ -51,7 +51,10 @@ class RunLog:
     def __init__(self, state_dir: str) -> None:
         self.path = os.path.join(state_dir, RUNS_FILE)
         os.makedirs(state_dir, exist_ok=True)
-        self._lines = sum(1 for _ in open(self.path)) if os.path.exists(self.path) else 0
+        self._lines = 0
+        if os.path.exists(self.path):
+            with open(self.path) as fh:
+                self._lines = sum(1 for _ in fh)
 
     def load(self, limit: int = MAX_HISTORY) -> list[dict[str, Any]]:
         if not os.path.exists(self.path):
