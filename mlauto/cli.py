@@ -38,6 +38,10 @@ def to_config(cfg: DictConfig) -> Config:
     conf.root = os.path.abspath(conf.root)
     if conf.data.path and "://" not in conf.data.path:
         conf.data.path = os.path.abspath(conf.data.path)
+    if conf.data.url:
+        from mlauto.data import absolute_url
+
+        conf.data.url = absolute_url(conf.data.url)  # a relative SQLite file, as seen from here
     return conf
 
 
@@ -99,9 +103,15 @@ def _hydra_main(cfg: DictConfig) -> None:
 def manage(conf: Config) -> Any:
     """``action=promote version=N`` or ``action=rollback``: move the aliases; with ``cluster.address``,
     also swap the running endpoint and monitor in that cluster. ``action=events``: the monitor's
-    events (from the running actor with ``cluster.address``, else from its log under ``root``)."""
+    events (from the running actor with ``cluster.address``, else from its log under ``root``).
+    ``action=snapshots`` lists the stored snapshots; ``action=schedule|schedule_status|schedule_stop``
+    manage scheduled ingestion."""
     from mlauto import pipeline, runtime
 
+    if conf.action == "snapshots":
+        return pipeline.snapshots(conf)
+    if conf.action in ("schedule", "schedule_status", "schedule_stop"):
+        return pipeline.manage_schedule(conf)
     if conf.cluster.address:
         runtime.connect(conf.cluster.address, conf.cluster.namespace)
     if conf.action == "events":

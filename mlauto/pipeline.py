@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mlauto.config import Config, metric_mode
-from mlauto.data import Snapshot, Splits, ingest, make_source, make_splits
+from mlauto.data import Snapshot, Source, Splits, ingest, make_source, make_splits
 from mlauto.features import Preprocessor
 from mlauto.track import (
     BundleLoader,
@@ -57,6 +57,9 @@ class Paths:
     def artifacts(self) -> str:
         return os.path.join(self.root, "mlartifacts")
 
+    def schedule(self, actor_name: str) -> str:
+        return os.path.join(self.root, "schedule", actor_name)
+
 
 def tracking_uri(cfg: Config) -> str:
     return cfg.tracking.uri or sqlite_uri(cfg.root)
@@ -88,11 +91,15 @@ class Trained:
     tracked: TrackedModel
 
 
+def data_source(cfg: Config) -> Source:
+    """The configured source: its constructor takes the ``data.*`` keys it names."""
+    options = dataclasses.asdict(cfg.data)
+    return make_source(options.pop("source"), **options)
+
+
 def ingest_stage(cfg: Config, timings: dict[str, float]) -> Snapshot:
     with stage("ingest", timings):
-        source = make_source(cfg.data.source, name=cfg.data.name, path=cfg.data.path, format=cfg.data.format,
-                             target=cfg.data.target)
-        return ingest(source, Paths(cfg.root).snapshots)
+        return ingest(data_source(cfg), Paths(cfg.root).snapshots, keep=cfg.ingest.keep_snapshots)
 
 
 def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
@@ -344,6 +351,93 @@ def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> d
             "champion_version": champion.version, "reason": reason, "run_id": trained.tracked.run_id}
 
 
+@dataclass(frozen=True)
+class RetrainOnNewSnapshot:
+    """``on_new_snapshot`` for the ingest scheduler: asks the running monitor actor to retrain.
+
+    A plain picklable object (it travels to the scheduler actor); it looks the monitor up by name
+    at call time, so a restarted monitor is found. Raises when none runs, so the run record says so.
+    """
+
+    actor_name: str
+    namespace: str
+    timeout_s: float = 30.0
+
+    def __call__(self, snapshot: Snapshot) -> dict[str, Any]:
+        import ray
+
+        try:
+            monitor = ray.get_actor(self.actor_name, namespace=self.namespace)
+        except ValueError:
+            raise RuntimeError(f"no monitor actor {self.actor_name!r} in namespace {self.namespace!r} to retrain; "
+                               "run with the monitor stage (and cluster.address) first") from None
+        reason = f"new snapshot {snapshot.fingerprint}"
+        started = ray.get(monitor.trigger_retrain.remote(reason), timeout=self.timeout_s)
+        return {"monitor": self.actor_name, "retrain_started": bool(started), "reason": reason}
+
+
+def start_ingest_schedule(cfg: Config) -> dict[str, Any]:
+    """Start (or replace) the detached ingest scheduler of ``cfg.ingest``; Ray must be connected."""
+    from mlauto.data import start_schedule
+
+    i = cfg.ingest
+    callback = RetrainOnNewSnapshot(cfg.monitor.actor_name, cfg.cluster.namespace) if i.retrain_on_new_snapshot else None
+    state_dir = Paths(cfg.root).schedule(i.actor_name)
+    start_schedule(i.actor_name, cfg.cluster.namespace, data_source(cfg), Paths(cfg.root).snapshots, str(i.schedule),
+                   state_dir=state_dir, timezone=i.timezone, keep_snapshots=i.keep_snapshots,
+                   on_new_snapshot=callback)
+    logger.info("ingest schedule %r started: actor %s (namespace %s), runs recorded in %s", i.schedule,
+                i.actor_name, cfg.cluster.namespace, state_dir)
+    return {"actor": i.actor_name, "namespace": cfg.cluster.namespace, "schedule": i.schedule,
+            "timezone": i.timezone, "state_dir": state_dir, "retrain_on_new_snapshot": i.retrain_on_new_snapshot}
+
+
+def manage_schedule(cfg: Config) -> dict[str, Any]:
+    """``action=schedule`` / ``schedule_status`` / ``schedule_stop``.
+
+    Without ``cluster.address`` the scheduler lives in a local Ray owned by this command, so
+    ``action=schedule`` blocks until Ctrl-C; with it, the actor outlives the command.
+    """
+    import ray
+
+    from mlauto import runtime
+    from mlauto.data import schedule_status, stop_schedule
+
+    i, c = cfg.ingest, cfg.cluster
+    state_dir = Paths(cfg.root).schedule(i.actor_name)
+    if cfg.action == "schedule_status":
+        if c.address:
+            runtime.connect(c.address, c.namespace)
+        return schedule_status(i.actor_name, c.namespace if ray.is_initialized() else None, state_dir)
+    if cfg.action == "schedule_stop":
+        if not (c.address or ray.is_initialized()):
+            return {"stopped": False, "hint": "a local schedule stops with its command (Ctrl-C); give cluster.address "
+                                              "to stop one running in a cluster"}
+        runtime.connect(c.address, c.namespace)
+        return {"stopped": stop_schedule(i.actor_name, c.namespace), "actor": i.actor_name}
+    owns_ray = runtime.connect(c.address, c.namespace, c.num_cpus)
+    try:
+        info = start_ingest_schedule(cfg)
+        if owns_ray:
+            _block(f"{i.schedule!r} (actor {i.actor_name}, runs in {state_dir})", "ingesting on schedule %s")
+            stop_schedule(i.actor_name, c.namespace)
+            info["final_status"] = schedule_status(i.actor_name, None, state_dir)
+        return info
+    finally:
+        if owns_ray:
+            ray.shutdown()
+
+
+def snapshots(cfg: Config) -> dict[str, Any]:
+    """``action=snapshots``: the stored snapshots, newest first, logged as a table."""
+    from mlauto.data import current_fingerprint, format_snapshots, list_snapshots
+
+    directory = Paths(cfg.root).snapshots
+    snaps, current = list_snapshots(directory), current_fingerprint(directory)
+    logger.info("%d snapshot(s) in %s (* = current):\n%s", len(snaps), directory, format_snapshots(snaps, current))
+    return {"snapshot_dir": directory, "current": current, "snapshots": [s.to_dict() for s in snaps]}
+
+
 def run(cfg: Config, output_dir: str) -> dict[str, Any]:
     """Run the configured stages and write ``summary.json`` to ``output_dir``."""
     from mlauto import runtime
@@ -358,7 +452,7 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
         logger.info("admin token for POST /admin/* (Authorization: Bearer ...): %s", cfg.serve.admin_token)
     owns_ray = runtime.connect(cfg.cluster.address, cfg.cluster.namespace, cfg.cluster.num_cpus,
                                env=runtime.serve_ingress_env(cfg.serve.ingress) if "serve" in cfg.stages else None)
-    served = monitored = False
+    served = monitored = scheduled = False
     try:
         version: str | None = None
         trained = None
@@ -400,12 +494,17 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
         if cfg.replay.enabled and served and "monitor" in cfg.stages and trained is not None:
             with stage("replay", timings):
                 summary["replay"] = _replay(cfg, summary["endpoint"], trained)
+        if cfg.ingest.schedule:
+            summary["schedule"] = start_ingest_schedule(cfg)
+            scheduled = True
         summary["status"] = "ok"
         summary["stage_seconds"] = timings
         summary["total_seconds"] = round(time.perf_counter() - start, 3)
         _write_summary(summary, output_dir)
         if (served or monitored) and owns_ray and cfg.serve.blocking:
             _block(summary["endpoint"] or f"monitor actor {cfg.monitor.actor_name}")
+        elif scheduled and owns_ray and cfg.serve.blocking:  # the scheduler lives in this Ray
+            _block(repr(cfg.ingest.schedule), "ingesting on schedule %s")
         return summary
     except BaseException as exc:
         summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", stage_seconds=timings,
@@ -464,11 +563,11 @@ def _stop(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _block(what: str) -> None:
+def _block(what: str, message: str = "serving at %s (POST /predict, GET /model, GET /drift, GET /health)") -> None:
     """Wait for Ctrl-C or SIGTERM (docker stop). Tune leaves its own SIGINT handler behind, so set ours."""
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    logger.info("serving at %s (POST /predict, GET /model, GET /drift, GET /health). Ctrl-C to stop.", what)
+    logger.info(message + ". Ctrl-C to stop.", what)
     try:
         while True:
             time.sleep(3600)
@@ -477,3 +576,4 @@ def _block(what: str) -> None:
 
 
 __all__ = ["Paths", "champion_config", "promote_version", "retrain", "rollback", "run", "train"]
+__all__ += ["RetrainOnNewSnapshot", "data_source", "manage_schedule", "snapshots", "start_ingest_schedule"]

@@ -14,12 +14,27 @@ STAGES = ("ingest", "prepare", "tune", "serve", "monitor")
 
 @dataclass
 class DataConf:
-    # "auto": "file" when path is set, else "sample".
+    # "auto": "sql" when url is set, "file" when path is set, else "sample".
     source: str = "auto"
     name: Optional[str] = "breast_cancer"
     path: Optional[str] = None
     format: Optional[str] = None
     target: str = "target"
+    # sql source: an SQLAlchemy URL and exactly one of query / table
+    url: Optional[str] = None
+    query: Optional[str] = None
+    table: Optional[str] = None
+    shard_keys: Optional[List[str]] = None  # columns to hash so read_sql reads in parallel
+
+
+@dataclass
+class IngestConf:
+    # cron expression ("*/5 * * * *"; a 6th field is seconds: "* * * * * */10"); null: no schedule
+    schedule: Optional[str] = None
+    timezone: str = "UTC"  # the cron fields are read in this time zone
+    actor_name: str = "mlauto-ingest"
+    keep_snapshots: Optional[int] = None  # keep the newest N snapshots (never the one in use); null: all
+    retrain_on_new_snapshot: bool = False  # ask the monitor actor to retrain when the data changed
 
 
 @dataclass
@@ -130,6 +145,7 @@ class Config:
     seed: int = 42
     root: str = "runs"
     data: DataConf = field(default_factory=DataConf)
+    ingest: IngestConf = field(default_factory=IngestConf)
     prepare: PrepareConf = field(default_factory=PrepareConf)
     families: Dict[str, FamilyConf] = field(default_factory=dict)
     search: SearchConf = field(default_factory=SearchConf)

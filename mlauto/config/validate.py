@@ -15,7 +15,8 @@ from mlauto.errors import ConfigError
 CLASSIFICATION_METRICS = {"accuracy": "max", "f1": "max", "roc_auc": "max", "log_loss": "min"}
 SEARCH_ALGORITHMS = ("optuna", "random")
 INGRESS = ("auto", "haproxy", "proxy")
-ACTIONS = ("run", "promote", "rollback", "events", "serve_config")
+ACTIONS = ("run", "promote", "rollback", "events", "serve_config", "snapshots", "schedule", "schedule_status",
+           "schedule_stop")
 PARAM_TYPES = ("loguniform", "uniform", "int", "logint", "choice")
 
 
@@ -44,6 +45,54 @@ def _check_space(family: str, space: dict) -> None:
                 raise ConfigError(f"{key}.low", low, hint="log scales need low > 0")
 
 
+def _check_data_sql(cfg: Config) -> None:
+    """The sql source needs a URL and exactly one of query / table; other sources take neither."""
+    d = cfg.data
+    source = d.source if d.source != "auto" else ("sql" if d.url else "file" if d.path else "sample")
+    if source != "sql":
+        for key in ("url", "query", "table"):
+            if getattr(d, key) is not None:
+                raise ConfigError("data.source", d.source, ["sql"], f"data.{key} is set but the {source} source "
+                                  "ignores it; use data=sql (or clear it)")
+        return
+    if not d.url:
+        raise ConfigError("data.url", d.url, "an SQLAlchemy URL, e.g. sqlite:///data.db or "
+                          "postgresql://user:password@host:5432/db", "the sql source needs data.url")
+    if "://" not in d.url:
+        raise ConfigError("data.url", d.url, "an SQLAlchemy URL, e.g. sqlite:///data.db or "
+                          "postgresql://user:password@host:5432/db")
+    if d.path:
+        raise ConfigError("data.path", d.path, "null", "the sql source reads data.url; clear data.path")
+    if (d.query is None) == (d.table is None):
+        raise ConfigError("data.query/data.table", {"query": d.query, "table": d.table}, "exactly one of them",
+                          "set data.query='SELECT ...' or data.table=NAME, not both")
+    for key in ("query", "table"):
+        if getattr(d, key) is not None and not str(getattr(d, key)).strip():
+            raise ConfigError(f"data.{key}", getattr(d, key), "a non-empty string")
+
+
+def _check_ingest(cfg: Config) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from croniter import croniter
+
+    i = cfg.ingest
+    if i.schedule is not None and not croniter.is_valid(i.schedule):
+        raise ConfigError("ingest.schedule", i.schedule, "a cron expression: 5 fields (min hour day month weekday), "
+                          "or 6 with seconds last, e.g. '*/5 * * * *' or '* * * * * */10'")
+    if cfg.action == "schedule" and not i.schedule:
+        raise ConfigError("ingest.schedule", i.schedule, "a cron expression",
+                          "action=schedule needs ingest.schedule, e.g. ingest.schedule='*/5 * * * *'")
+    try:
+        ZoneInfo(i.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("ingest.timezone", i.timezone, "an IANA time zone, e.g. UTC or Europe/Paris") from None
+    if i.keep_snapshots is not None and i.keep_snapshots < 1:
+        raise ConfigError("ingest.keep_snapshots", i.keep_snapshots, "null (keep all) or an integer >= 1")
+    if not i.actor_name:
+        raise ConfigError("ingest.actor_name", i.actor_name, "a non-empty name")
+
+
 def validate(
     cfg: Config,
     *,
@@ -67,6 +116,8 @@ def validate(
     if cfg.data.source == "sample" and cfg.data.path:
         raise ConfigError("data.source", "sample", ["auto", "file"],
                           f"data.path={cfg.data.path!r} is set but the sample source ignores it")
+    _check_data_sql(cfg)
+    _check_ingest(cfg)
     if cfg.data.format not in (None, "csv", "parquet", "json"):
         raise ConfigError("data.format", cfg.data.format, ["null (infer)", "csv", "parquet", "json"])
     for key in ("test_size", "val_size"):

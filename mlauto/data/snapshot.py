@@ -1,4 +1,9 @@
-"""Versioned snapshots: every ingestion lands as Parquet named by a fingerprint of its content."""
+"""Versioned snapshots: every ingestion lands as Parquet named by a fingerprint of its content.
+
+``<dir>/<fingerprint>.parquet`` holds the rows and ``<dir>/<fingerprint>.json`` the record (time,
+rows, columns, source); ``<dir>/CURRENT`` names the snapshot the last ingestion produced, which
+pruning never removes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 import ray.data
@@ -17,6 +22,8 @@ from mlauto.data.sources import Source
 from mlauto.errors import DataError
 
 logger = logging.getLogger(__name__)
+
+CURRENT = "CURRENT"
 
 
 @dataclass
@@ -27,12 +34,20 @@ class Snapshot:
     columns: list[str]
     created: float
     source: dict[str, Any] = field(default_factory=dict)
+    last_seen: float = 0.0  # the last ingestion that found this content (0: only at ``created``)
+    # True when this ingestion stored it, False when the same content was already there. Not persisted.
+    new: bool = field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.last_seen = self.last_seen or self.created
 
     def to_pandas(self) -> pd.DataFrame:
         return pd.read_parquet(self.path)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        record.pop("new")
+        return record
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -43,31 +58,110 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def ingest(source: Source, snapshot_dir: str) -> Snapshot:
+def _write_json(path: str, data: Any) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2)
+    os.replace(tmp, path)  # atomic: a reader never sees half a record
+
+
+def ingest(source: Source, snapshot_dir: str, keep: int | None = None) -> Snapshot:
     """Read ``source`` through Ray Data and store a Parquet snapshot named by its fingerprint.
 
-    An unchanged source maps to the same fingerprint, so it is stored once. Row order is kept
-    (files in sorted order), so a folder or glob fingerprints the same on every read.
+    An unchanged source maps to the same fingerprint, so it is stored once (``new`` is False then).
+    Row order is kept (files in sorted order), so a folder or glob fingerprints the same on every read.
+    With ``keep``, only the ``keep`` most recently seen snapshots stay, and never this one.
     """
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     dataset: ray.data.Dataset = source.read()
     frame = dataset.to_pandas()
     if frame.empty:
-        raise DataError(f"the source {source.describe()} has no rows")
+        raise DataError(f"the source {source.describe()} has no rows; point data.* at data with rows")
     frame = frame.reset_index(drop=True)
     fp = fingerprint(frame)
     os.makedirs(snapshot_dir, exist_ok=True)
     path = os.path.join(os.path.abspath(snapshot_dir), f"{fp}.parquet")
     meta_path = path.replace(".parquet", ".json")
+    now = time.time()
     if os.path.exists(path) and os.path.exists(meta_path):
         logger.info("snapshot %s already stored (%d rows); not writing it again", fp, len(frame))
         with open(meta_path) as fh:
-            return Snapshot(**json.load(fh))
-    tmp = f"{path}.tmp-{os.getpid()}"
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)  # atomic: a reader never sees half a snapshot
-    snap = Snapshot(path, fp, len(frame), [str(c) for c in frame.columns], time.time(), source.describe())
-    with open(meta_path, "w") as fh:
-        json.dump(snap.to_dict(), fh, indent=2)
-    logger.info("snapshot %s: %d rows x %d columns -> %s", fp, len(frame), frame.shape[1], path)
+            snap = Snapshot(**json.load(fh))
+        snap.last_seen = now
+    else:
+        tmp = f"{path}.tmp-{os.getpid()}"
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)  # atomic: a reader never sees half a snapshot
+        snap = Snapshot(path, fp, len(frame), [str(c) for c in frame.columns], now, source.describe(), now, new=True)
+        logger.info("snapshot %s: %d rows x %d columns -> %s", fp, len(frame), frame.shape[1], path)
+    _write_json(meta_path, snap.to_dict())
+    _write_json(os.path.join(snapshot_dir, CURRENT), {"fingerprint": fp, "time": now})
+    if keep is not None:
+        prune_snapshots(snapshot_dir, keep, protect=[fp])
     return snap
+
+
+def current_fingerprint(snapshot_dir: str) -> str | None:
+    """The fingerprint of the snapshot the last ingestion produced (None before the first one)."""
+    try:
+        with open(os.path.join(snapshot_dir, CURRENT)) as fh:
+            return json.load(fh)["fingerprint"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return None
+
+
+def list_snapshots(snapshot_dir: str) -> list[Snapshot]:
+    """Every stored snapshot, most recently seen first."""
+    if not os.path.isdir(snapshot_dir):
+        return []
+    snaps = []
+    for name in os.listdir(snapshot_dir):
+        if not name.endswith(".json") or name.startswith(CURRENT):
+            continue
+        meta_path = os.path.join(snapshot_dir, name)
+        try:
+            with open(meta_path) as fh:
+                snap = Snapshot(**json.load(fh))
+        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            logger.warning("skipping unreadable snapshot record %s: %s", meta_path, exc)
+            continue
+        if os.path.exists(snap.path):
+            snaps.append(snap)
+    return sorted(snaps, key=lambda s: (s.last_seen, s.created), reverse=True)
+
+
+def prune_snapshots(snapshot_dir: str, keep: int, protect: Iterable[str] = ()) -> list[Snapshot]:
+    """Delete all but the ``keep`` most recently seen snapshots; the current one and ``protect`` stay.
+
+    Returns the removed snapshots.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    protected = {*protect, current_fingerprint(snapshot_dir)}
+    removed = []
+    for snap in list_snapshots(snapshot_dir)[keep:]:
+        if snap.fingerprint in protected:
+            continue
+        for path in (snap.path, snap.path.replace(".parquet", ".json")):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+        removed.append(snap)
+    if removed:
+        logger.info("pruned %d snapshot(s) (keep %d): %s", len(removed), keep, [s.fingerprint for s in removed])
+    return removed
+
+
+def format_snapshots(snaps: list[Snapshot], current: str | None = None) -> str:
+    """A short table for the CLI: one line per snapshot, the current one marked with ``*``."""
+    def when(ts: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+    lines = [f"  {'fingerprint':<16}  {'created':<19}  {'last seen':<19}  {'rows':>9}  {'cols':>4}  source"]
+    for s in snaps:
+        src = ", ".join(f"{k}={v}" for k, v in s.source.items() if v is not None)
+        mark = "*" if s.fingerprint == current else " "
+        lines.append(f"{mark} {s.fingerprint:<16}  {when(s.created)}  {when(s.last_seen)}  {s.n_rows:>9}  "
+                     f"{len(s.columns):>4}  {src}")
+    return "\n".join(lines)
