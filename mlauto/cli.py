@@ -81,7 +81,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     address = conf.cluster.address
     if address and address.startswith(("http://", "https://")):
         sys.exit(submit_job(address, sys.argv[1:]))
-    from mlauto import pipeline
+    from mlauto import ops, pipeline
 
     try:
         output_dir = HydraConfig.get().runtime.output_dir
@@ -92,7 +92,7 @@ def _hydra_main(cfg: DictConfig) -> None:
             for event in manage(conf):  # the command's output: one JSON object per line
                 sys.stdout.write(json.dumps(event, default=str) + "\n")
         elif conf.action == "serve_config":
-            pipeline.serve_config(conf, os.path.join(output_dir, "serve_config.yaml"))
+            ops.serve_config(conf, os.path.join(output_dir, "serve_config.yaml"))
         else:
             logger.info("%s: %s", conf.action, manage(conf))
     except MlautoError as exc:
@@ -106,19 +106,19 @@ def manage(conf: Config) -> Any:
     events (from the running actor with ``cluster.address``, else from its log under ``root``).
     ``action=snapshots`` lists the stored snapshots; ``action=schedule|schedule_status|schedule_stop``
     manage scheduled ingestion."""
-    from mlauto import pipeline, runtime
+    from mlauto import ops, runtime
 
     if conf.action == "snapshots":
-        return pipeline.snapshots(conf)
+        return ops.snapshots(conf)
     if conf.action in ("schedule", "schedule_status", "schedule_stop"):
-        return pipeline.manage_schedule(conf)
+        return ops.manage_schedule(conf)
     if conf.cluster.address:
         runtime.connect(conf.cluster.address, conf.cluster.namespace)
     if conf.action == "events":
-        return pipeline.monitor_events(conf, limit=10000)
+        return ops.monitor_events(conf, limit=10000)
     if conf.action == "promote":
-        return pipeline.promote_version(conf, str(conf.version))
-    return pipeline.rollback(conf)
+        return ops.promote_version(conf, str(conf.version))
+    return ops.rollback(conf)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import pytest
 from ray import serve
 
 from conftest import free_port, make_config
-from mlauto import pipeline
+from mlauto import ops, pipeline
 from mlauto.config.store import experiment_files
 from mlauto.monitor import stop_monitor
 
@@ -93,12 +93,12 @@ def test_promote_and_rollback_swap_the_live_endpoint(trained, tmp_path):
     try:
         url = pipeline.run(run_cfg, str(tmp_path))["endpoint"]
         live = requests.get(f"{url}/health", timeout=30).json()["model_version"]
-        out = pipeline.promote_version(run_cfg, new)
+        out = ops.promote_version(run_cfg, new)
         assert out == {"model_name": pipeline.model_name(cfg), "previous": live, "champion": new,
                        "endpoint_follows": True, "monitor_reloaded": True}
         _wait_version(url, new)  # replicas follow the alias within serve.poll_s
         assert requests.get(f"{url}/drift", timeout=30).json()["model_version"] == new
-        back = pipeline.rollback(run_cfg)
+        back = ops.rollback(run_cfg)
         assert back["champion"] == live and back["previous"] == new
         _wait_version(url, live)
         # admin routes need the token

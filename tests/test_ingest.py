@@ -17,7 +17,7 @@ import pytest
 import ray
 
 from conftest import free_port, make_config
-from mlauto import pipeline
+from mlauto import ops, pipeline
 from mlauto.cli import manage
 from mlauto.data import (
     FileSource,
@@ -343,7 +343,7 @@ def test_new_snapshot_asks_the_real_monitor_to_retrain(trained, tmp_path):
 
     cfg, _ = trained
     monitor_name, sched_name = "test-monitor-ingest", "test-ingest-retrain"
-    callback = pipeline.RetrainOnNewSnapshot(monitor_name, NS)
+    callback = ops.RetrainOnNewSnapshot(monitor_name, NS)
     csv = tmp_path / "data.csv"
     _frame().to_csv(csv, index=False)
     with pytest.raises(RuntimeError, match=f"no monitor actor '{monitor_name}'"):

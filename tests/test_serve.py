@@ -8,7 +8,7 @@ import requests
 from ray import serve
 
 from conftest import RequestLoop, free_port, make_config
-from mlauto import pipeline
+from mlauto import ops, pipeline
 from mlauto.serve import deploy
 
 
@@ -194,7 +194,7 @@ def test_serve_deploy_config_file_builds_the_same_app(trained, tmp_path):
 
     cfg, result = trained
     path = tmp_path / "serve_config.yaml"
-    pipeline.serve_config(cfg, str(path))
+    ops.serve_config(cfg, str(path))
     assert os.stat(path).st_mode & 0o077 == 0  # it holds the admin token
     content = yaml.safe_load(path.read_text())
     ServeDeploySchema.model_validate(content) if hasattr(ServeDeploySchema, "model_validate") else \
