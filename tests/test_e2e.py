@@ -87,6 +87,14 @@ def test_monitor_saw_the_replay_and_retrained(quickstart):
     assert ray.get(actor.status.remote())["rows_seen"] == status["rows_seen"]
     retrain = status["retrains"][-1]
     assert retrain["status"] == "finished" and retrain["version"] == "2"
+    # the 100 labelled replay rows: the newest 50 judge challenger vs champion, the other 50 trained it
+    assert retrain["production_rows"] == 50 and retrain["judged_on"] == "recent labelled traffic"
+    events = requests.get(f"http://127.0.0.1:{port}/events", timeout=30).json()["events"]
+    kinds = [e["event"] for e in events]
+    assert "drift" in kinds and "retrain_started" in kinds and "retrain_finished" in kinds
+    assert ("promotion" in kinds) != ("rejection" in kinds)
+    started = next(e for e in events if e["event"] == "retrain_started")
+    assert started["labelled_rows"] == 100
 
 
 def test_mlflow_holds_every_trial_and_both_versions(quickstart):
@@ -101,6 +109,19 @@ def test_mlflow_holds_every_trial_and_both_versions(quickstart):
     assert sorted(int(v.version) for v in versions) == [1, 2]
     retrained = client.get_model_version("mlauto-quickstart", "2")
     assert retrained.tags["mlauto.decision"] in ("promoted", "rejected")
+    assert retrained.tags["mlauto.judged_on"] == "recent labelled traffic"
+    assert retrained.tags["mlauto.judged_rows"] == "50"
+
+
+def test_events_are_readable_from_the_cli(quickstart):
+    root, _, _ = quickstart
+    proc = subprocess.run([sys.executable, "-m", "mlauto", "name=quickstart", f"root={root}", "action=events",
+                           f"hydra.run.dir={root}/events-out"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    kinds = [e["event"] for e in events]
+    assert "drift" in kinds and "retrain_finished" in kinds
+    assert all(isinstance(e["time"], float) for e in events)
 
 
 def test_local_run_serves_until_interrupted(tmp_path):
