@@ -17,7 +17,7 @@ import numpy as np
 
 from mlauto.config import Config, metric_mode
 from mlauto.data import Snapshot, Splits, ingest, make_source, make_splits
-from mlauto.features import Preprocessor
+from mlauto.features import Preprocessor, write_report
 from mlauto.track import (
     BundleLoader,
     TrackedModel,
@@ -100,8 +100,8 @@ def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float]) ->
         splits = make_splits(snapshot.to_pandas(), cfg.data.target, fingerprint=snapshot.fingerprint,
                              quarantine_dir=Paths(cfg.root).quarantine, test_size=p.test_size,
                              val_size=p.val_size, stratify=p.stratify, seed=cfg.seed)
-        prep = Preprocessor(numeric_impute=p.numeric_impute, max_categories=p.max_categories)
-        prep.fit(splits.train[splits.features])
+        prep = Preprocessor(p.numeric_impute, p.max_categories, cfg.features.steps, cfg.features.selection)
+        prep.fit(splits.train[splits.features], splits.train[splits.target])
         logger.info("rows: %s; %d features after preprocessing", splits.counts(), len(prep.feature_names_out_))
         return splits, prep
 
@@ -143,6 +143,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             model_name=model_name(cfg), search=search, final=final, reference=reference,
             sample_input=splits.train[features].head(20), fingerprint=snapshot.fingerprint,
             config=_redacted(cfg), seed=seed, counts=splits.counts(), extra_tags=extra_tags,
+            artifacts=write_report(prep, os.path.join(paths.root, "features")),
         )
     return Trained(snapshot, splits, search, final, tracked)
 
