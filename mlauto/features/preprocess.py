@@ -13,21 +13,31 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_integer_dtype, is_numeric_dtype
+from pandas.api.types import is_bool_dtype, is_integer_dtype, is_numeric_dtype
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from mlauto.config.validate import COLUMN_SELECTORS
 from mlauto.errors import ConfigError, DataError
 from mlauto.features.selection import SELECTORS, Selector
-from mlauto.features.transforms import STEP_KEYS, TRANSFORMS, Transform, as_category_strings, is_numeric
+from mlauto.features.transforms import (
+    STEP_KEYS,
+    TRANSFORMS,
+    Transform,
+    as_category_strings,
+    is_datetime,
+    is_numeric,
+)
 
 logger = logging.getLogger(__name__)
+
+ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 __all__ = ["Preprocessor", "as_category_strings", "default_steps", "infer_schema", "select_columns", "write_report"]
 
@@ -52,6 +62,15 @@ def infer_schema(frame: pd.DataFrame, max_categories: int) -> list[dict[str, Any
     return schema
 
 
+def is_iso_datetime_text(series: pd.Series, sample: int = 200) -> bool:
+    """A text column whose values all look like ISO dates (``YYYY-MM-DD[ HH:MM[:SS]]``): CSV readers
+    often leave these as strings, and the ``datetime`` selector should still find them."""
+    if is_numeric_dtype(series) or is_bool_dtype(series) or is_datetime(series):
+        return False
+    values = series.dropna().head(sample)
+    return bool(len(values)) and values.map(lambda v: isinstance(v, str) and bool(ISO_DATETIME.match(v))).all()
+
+
 def default_steps(numeric_impute: str = "median", max_categories: int = 50) -> list[dict[str, Any]]:
     """Today's preprocessing as steps (``conf/features/default.yaml`` spells out the same)."""
     return [{"name": "impute", "columns": "numeric", "strategy": numeric_impute},
@@ -65,7 +84,7 @@ def select_columns(frame: pd.DataFrame, spec: dict[str, Any], default: str, key:
         if columns == "numeric":
             chosen = [c for c in frame.columns if is_numeric(frame[c])]
         elif columns == "datetime":
-            chosen = [c for c in frame.columns if is_datetime64_any_dtype(frame[c])]
+            chosen = [c for c in frame.columns if is_datetime(frame[c]) or is_iso_datetime_text(frame[c])]
         elif columns == "categorical":
             chosen = [c for c in frame.columns if not is_numeric(frame[c])]
         elif columns == "all":
@@ -169,7 +188,7 @@ class Preprocessor(BaseEstimator, TransformerMixin):
             raise DataError(f"column(s) {left} are not numeric after the feature steps; add a step that encodes "
                             "them (onehot, ordinal, target, datetime) or drop them from the data")
         self.transformed_names_ = [str(c) for c in work.columns]
-        matrix = work.to_numpy(dtype=np.float64)
+        matrix = work.astype("float64").to_numpy()
         self.support_ = np.ones(matrix.shape[1], dtype=bool)
         self.selection_: list[dict[str, Any]] = []
         for i, spec in enumerate(self.selection or []):
@@ -203,7 +222,7 @@ class Preprocessor(BaseEstimator, TransformerMixin):
         work = X[self.columns_]
         for cols, step in self.steps_:
             work = pd.concat([work.drop(columns=cols), step.transform(work[cols])], axis=1)
-        return work[self.transformed_names_].to_numpy(dtype=np.float64)[:, self.support_]
+        return work[self.transformed_names_].astype("float64").to_numpy()[:, self.support_]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(self.feature_names_out_, dtype=object)

@@ -40,6 +40,11 @@ def is_numeric(series: pd.Series) -> bool:
     return is_numeric_dtype(series) and not is_bool_dtype(series)
 
 
+def is_datetime(series: pd.Series) -> bool:
+    """numpy, zoned and Arrow (Parquet snapshot) timestamps alike."""
+    return is_datetime64_any_dtype(series) or getattr(series.dtype, "kind", "") == "M"
+
+
 def as_category_strings(frame: pd.DataFrame) -> pd.DataFrame:
     """Categorical columns as plain strings, with missing values as their own category."""
     return frame.astype(object).where(frame.notna(), MISSING).astype(str)
@@ -260,9 +265,15 @@ class DatetimeParts(Transform):
 
     @staticmethod
     def _parse(series: pd.Series) -> pd.Series:
-        if is_datetime64_any_dtype(series):
-            return series
-        return pd.to_datetime(series.astype(object).where(series.notna(), None), errors="coerce", format="mixed")
+        """Naive datetimes as they are; zoned ones and strings with an offset in UTC, the same on both paths."""
+        if is_datetime(series):
+            series = pd.to_datetime(series)  # numpy-backed, also for Arrow timestamps from a snapshot
+        else:
+            series = pd.to_datetime(series.astype(object).where(series.notna(), None), errors="coerce",
+                                    format="mixed", utc=True)
+        if getattr(series.dt, "tz", None) is not None:
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        return series
 
     def _transform(self, X: pd.DataFrame) -> pd.DataFrame:
         out = {}
