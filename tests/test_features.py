@@ -18,6 +18,11 @@ def ratio(frame: pd.DataFrame, eps: float = 1.0) -> pd.DataFrame:
     return pd.DataFrame({"a_per_b": frame["a"] / (frame["b"] + eps)})
 
 
+def dummies(frame: pd.DataFrame) -> pd.DataFrame:
+    """A user function whose output columns depend on the rows: unusable for serving."""
+    return pd.get_dummies(frame).astype(float)
+
+
 def _mixed(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
@@ -168,6 +173,10 @@ def test_user_function_by_dotted_path():
                                 "kwargs": {"eps": 1.0}}]).fit(frame)
     assert prep.feature_names_out_ == ["keep", "a_per_b"]
     assert prep.transform(frame).tolist() == [[7.0, 1.0], [8.0, 2.0]]
+    rowwise = Preprocessor(steps=[{"name": "function", "path": "test_features.dummies"}])
+    rowwise.fit(pd.DataFrame({"c": ["a", "b"]}))
+    with pytest.raises(DataError, match=r"gave columns \['c_a'\], not the \['c_a', 'c_b'\]"):
+        rowwise.transform(pd.DataFrame({"c": ["a"]}))
     for bad in ("no_such_pkg.mod.fn", "numpy.no_such_fn"):
         with pytest.raises(ConfigError, match=bad.replace(".", r"\.")):
             Preprocessor(steps=[{"name": "function", "path": bad}]).fit(frame)

@@ -117,18 +117,23 @@ class MutualInfo(Selector):
 @SELECTORS.register("model")
 class ModelImportance(Selector):
     """Importance from a small model fitted on train: ``random_forest`` (impurity importance) or
-    ``l1_logistic`` (|coefficient| on standardised features, summed over classes)."""
+    ``l1_logistic`` (|coefficient| on standardised features, summed over classes); on at most
+    ``max_rows`` training rows."""
 
     ESTIMATORS = ("random_forest", "l1_logistic")
 
     def __init__(self, k: int | None = None, threshold: float | None = None, random_state: int = 0,
-                 estimator: str = "random_forest", n_estimators: int = 100, C: float = 0.1) -> None:
+                 estimator: str = "random_forest", n_estimators: int = 100, C: float = 0.1,
+                 max_rows: int = 20000) -> None:
         super().__init__(k, threshold, random_state)
         self.estimator = estimator
         self.n_estimators = n_estimators
         self.C = C
+        self.max_rows = max_rows
 
     def _scores(self, X: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+        rows = np.random.default_rng(self.random_state).permutation(len(X))[: self.max_rows]
+        X, y = X[rows], np.asarray(y)[rows]
         if self.estimator == "random_forest":
             from sklearn.ensemble import RandomForestClassifier
 

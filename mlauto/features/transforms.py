@@ -31,6 +31,8 @@ from mlauto.registry import Registry
 
 MISSING = "__missing__"
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour")
+#: what every step may set besides its transform's options
+STEP_KEYS = ("name", "columns", "exclude", "min_unique")
 
 TRANSFORMS: Registry["Transform"] = Registry("feature transform", "features.steps.name")
 
@@ -85,18 +87,25 @@ class Transform(BaseEstimator, TransformerMixin):
         return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> "Transform":
-        self.columns_in_ = [str(c) for c in X.columns]
-        self._fit(X, y)
-        self.names_out_ = [str(c) for c in self._transform(X.head(1)).columns]
+        self.fit_transform(X, y)
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         out = self._transform(X[self.columns_in_])
+        if [str(c) for c in out.columns] != self.names_out_:
+            raise DataError(f"{type(self).__name__} on {self.columns_in_} gave columns {list(out.columns)}, "
+                            f"not the {self.names_out_} it gave at fit; its output must not depend on the rows")
         out.index = X.index
         return out
 
     def fit_transform(self, X: pd.DataFrame, y: Any = None, **fit_params: Any) -> pd.DataFrame:
-        return self.fit(X, y).transform(X)
+        """Fit on the training columns; the output names seen here are the ones every later call must give."""
+        self.columns_in_ = [str(c) for c in X.columns]
+        self._fit(X, y)
+        out = self._transform(X)
+        self.names_out_ = [str(c) for c in out.columns]
+        out.index = X.index
+        return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(self.names_out_, dtype=object)
@@ -236,7 +245,9 @@ class Target(_Sklearn):
         self.cross_fitted_ = self.transformer_.fit_transform(self._prepare(X), np.asarray(y))
 
     def fit_transform(self, X: pd.DataFrame, y: Any = None, **fit_params: Any) -> pd.DataFrame:
-        self.fit(X, y)
+        self.columns_in_ = [str(c) for c in X.columns]
+        self._fit(X, y)
+        self.names_out_ = [str(n) for n in self.transformer_.get_feature_names_out()]
         out = pd.DataFrame(self.cross_fitted_, columns=self.names_out_, index=X.index)
         del self.cross_fitted_  # not saved with the model
         return out
@@ -376,10 +387,6 @@ class Function(Transform):
         stem = self.path.rsplit(".", 1)[-1]
         names = list(X.columns) if values.shape[1] == X.shape[1] else [f"{stem}_{i}" for i in range(values.shape[1])]
         return pd.DataFrame(values, columns=names, index=X.index)
-
-
-#: what every step may set besides its transform's options
-STEP_KEYS = ("name", "columns", "exclude", "min_unique")
 
 
 def transform_options() -> dict[str, list[str]]:
