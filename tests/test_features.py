@@ -55,6 +55,19 @@ def test_default_config_steps_reproduce_the_old_preprocessing():
     assert mean_cfg.features.steps[0]["strategy"] == "mean" and mean_cfg.features.steps[1]["max_categories"] == 7
 
 
+def test_a_model_saved_before_feature_steps_still_transforms():
+    """Registered champions pickled with the old Preprocessor (a ColumnTransformer inside) keep serving."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+
+    frame = pd.DataFrame({"x": [1.0, np.nan, 3.0]})
+    old = ColumnTransformer([("num", SimpleImputer(strategy="median"), ["x"])]).fit(frame)
+    prep = Preprocessor.__new__(Preprocessor)
+    prep.__setstate__({"numeric_impute": "median", "max_categories": 50, "columns_": ["x"], "transformer_": old,
+                       "feature_names_out_": ["x"]})
+    assert prep.transform(frame)[:, 0].tolist() == [1.0, 2.0, 3.0]
+
+
 def test_rich_config_composes_and_fits():
     cfg = make_config(["features=rich"])
     frame, y = _mixed()

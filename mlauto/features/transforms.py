@@ -91,7 +91,7 @@ class Transform(BaseEstimator, TransformerMixin):
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        out = self._transform(X[self.columns_in_])
+        out = self._transform(X if list(X.columns) == self.columns_in_ else X[self.columns_in_])
         if [str(c) for c in out.columns] != self.names_out_:
             raise DataError(f"{type(self).__name__} on {self.columns_in_} gave columns {list(out.columns)}, "
                             f"not the {self.names_out_} it gave at fit; its output must not depend on the rows")
