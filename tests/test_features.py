@@ -84,6 +84,7 @@ def test_rich_config_composes_and_fits():
     ("features.selection=[{method: model, top: 3}]", "features.selection[0].top", "estimator"),
     ("features.selection=[{method: mutual_info}]", "features.selection[0].k", "threshold"),
     ("features.selection=[{method: variance, k: 0}]", "features.selection[0].k", "integer >= 1"),
+    ("features.steps=[{name: function, path: no_such_pkg.fn}]", "features.steps[0].path", "No module named"),
 ])
 def test_bad_feature_config_names_the_key_and_the_allowed_values(override, key, listed):
     with pytest.raises(ConfigError) as exc:
@@ -191,8 +192,9 @@ def test_user_function_by_dotted_path():
     with pytest.raises(DataError, match=r"gave columns \['c_a'\], not the \['c_a', 'c_b'\]"):
         rowwise.transform(pd.DataFrame({"c": ["a"]}))
     for bad in ("no_such_pkg.mod.fn", "numpy.no_such_fn"):
-        with pytest.raises(ConfigError, match=bad.replace(".", r"\.")):
+        with pytest.raises(ConfigError, match=bad.replace(".", r"\.")) as exc:
             Preprocessor(steps=[{"name": "function", "path": bad}]).fit(frame)
+        assert exc.value.key == "features.steps[0].path"
 
 
 def test_columns_left_unencoded_or_missing_are_named():

@@ -6,6 +6,7 @@ package does not import any stage.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Iterable, Mapping
 
 from mlauto.config.schema import STAGES, Config
@@ -57,6 +58,18 @@ def _check_options(key: str, spec: Any, kind: str, known: Mapping[str, Iterable[
             raise ConfigError(f"{key}.{option}", spec[option], allowed, f"unknown option of '{spec[kind]}'")
 
 
+def _check_import(key: str, path: Any) -> None:
+    """A user feature function's dotted path must import now, not after ingestion."""
+    module, _, attr = str(path or "").rpartition(".")
+    try:
+        ok = bool(module) and callable(getattr(importlib.import_module(module), attr))
+        hint = "" if ok else "it is not a callable"
+    except (ImportError, AttributeError) as exc:
+        ok, hint = False, f"cannot import it: {exc}"
+    if not ok:
+        raise ConfigError(key, path, "an importable dotted path such as my_pkg.my_mod.fn", hint)
+
+
 def check_features(steps: list | None, selection: list, transforms: Mapping[str, Iterable[str]] | None = None,
                    selectors: Mapping[str, Iterable[str]] | None = None) -> None:
     """``features.steps`` and ``features.selection``: names from the registries, their options, column picks."""
@@ -69,6 +82,8 @@ def check_features(steps: list | None, selection: list, transforms: Mapping[str,
         if columns is not None and not isinstance(columns, str) and not (
                 isinstance(columns, (list, tuple)) and all(isinstance(c, str) for c in columns)):
             raise ConfigError(f"{key}.columns", columns, [*COLUMN_SELECTORS, "a list of column names"])
+        if spec["name"] == "function":
+            _check_import(f"{key}.path", spec.get("path"))
     for i, spec in enumerate(selection or []):
         key = f"features.selection[{i}]"
         _check_options(key, spec, "method", selectors)

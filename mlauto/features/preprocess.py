@@ -177,7 +177,10 @@ class Preprocessor(BaseEstimator, TransformerMixin):
             if not cols:
                 logger.info("%s (%s) selects no columns here; skipped", key, spec["name"])
                 continue
-            out = step.fit_transform(work[cols], y_values)
+            try:
+                out = step.fit_transform(work[cols], y_values)
+            except ConfigError as exc:  # a transform's option: name the step it belongs to
+                raise ConfigError(exc.key.replace("features.steps", key, 1), exc.given, exc.allowed, exc.hint) from exc
             work = self._replace(work, cols, out, key)
             categorical_out -= set(cols) - set(out.columns)  # one-to-one steps (scale, impute) keep it
             if getattr(step, "categorical_output", False):
