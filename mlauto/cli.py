@@ -30,11 +30,13 @@ def to_config(cfg: DictConfig) -> Config:
     Trials and retrain tasks run in other working directories, so relative paths would break there.
     """
     from mlauto.data import SOURCES
+    from mlauto.features import selector_options, transform_options
     from mlauto.models import FAMILIES
     from mlauto.monitor import DETECTORS
 
     conf: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    validate(conf, families=FAMILIES.names(), sources=SOURCES.names(), detectors=DETECTORS.names())
+    validate(conf, families=FAMILIES.names(), sources=SOURCES.names(), detectors=DETECTORS.names(),
+             transforms=transform_options(), selectors=selector_options())
     conf.root = os.path.abspath(conf.root)
     if conf.data.path and "://" not in conf.data.path:
         conf.data.path = os.path.abspath(conf.data.path)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from mlauto.config import Config, metric_mode
 from mlauto.data import Snapshot, Source, Splits, ingest, make_source, make_splits
-from mlauto.features import Preprocessor
+from mlauto.features import Preprocessor, write_report
 from mlauto.track import (
     BundleLoader,
     TrackedModel,
@@ -112,8 +112,8 @@ def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
         splits = make_splits(frame, cfg.data.target, fingerprint=snapshot.fingerprint,
                              quarantine_dir=Paths(cfg.root).quarantine, test_size=p.test_size,
                              val_size=p.val_size, stratify=p.stratify, seed=cfg.seed)
-        prep = Preprocessor(numeric_impute=p.numeric_impute, max_categories=p.max_categories)
-        prep.fit(splits.train[splits.features])
+        prep = Preprocessor(p.numeric_impute, p.max_categories, cfg.features.steps, cfg.features.selection)
+        prep.fit(splits.train[splits.features], splits.train[splits.target])
         logger.info("rows: %s; %d features after preprocessing", splits.counts(), len(prep.feature_names_out_))
         return splits, prep
 
@@ -132,7 +132,9 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
     snapshot = ingest_stage(cfg, timings)
     splits, prep = prepare_stage(cfg, snapshot, timings, extra_rows)
     features, target = splits.features, splits.target
-    X_train = prep.transform(splits.train[features])
+    # Refit to get the training matrix as the model must see it: target encodings cross-fitted
+    # (prep.transform(train) would hand every trial the leaky full-fit encodings). Same result otherwise.
+    X_train = prep.fit_transform(splits.train[features], splits.train[target])
     data = (X_train, splits.train[target].to_numpy(), prep.transform(splits.val[features]),
             splits.val[target].to_numpy())
     with stage("tune", timings):
@@ -145,7 +147,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             max_concurrent=t.max_concurrent, time_budget_s=t.time_budget_s, max_failures=t.max_failures,
             points_to_evaluate=[p] if warm_start and (p := warm_start_point(families, *warm_start)) else None,
         )
-        final = fit_final(prep, search.best.family, search.best.params, splits, seed)
+        final = fit_final(prep, search.best.family, search.best.params, splits, seed, X_train=X_train)
         logger.info("best %s: val %s=%.4f, test %s=%.4f", final.family, t.metric, final.val_metrics[t.metric],
                     t.metric, final.test_metrics[t.metric])
     with stage("track", timings):
@@ -156,6 +158,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             model_name=model_name(cfg), search=search, final=final, reference=reference,
             sample_input=splits.train[features].head(20), fingerprint=snapshot.fingerprint,
             config=_redacted(cfg), seed=seed, counts=splits.counts(), extra_tags=extra_tags,
+            artifacts=write_report(prep, os.path.join(paths.root, "features")),
         )
     return Trained(snapshot, splits, search, final, tracked)
 

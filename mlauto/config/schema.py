@@ -47,6 +47,16 @@ class PrepareConf:
 
 
 @dataclass
+class FeaturesConf:
+    # Transform steps, in order: {name: impute|scale|onehot|ordinal|target|datetime|log|clip|function,
+    # columns: numeric|categorical|datetime|all|[names], exclude, min_unique, ...options}.
+    # None: impute numerics (prepare.numeric_impute), one-hot the rest (prepare.max_categories).
+    steps: Optional[List[Dict[str, Any]]] = None
+    # Feature selectors, in order, after the steps: {method: variance|mutual_info|model, k, threshold, ...}
+    selection: List[Dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class FamilyConf:
     # Search space: param -> {type: loguniform|uniform|int|logint|choice, low, high, values}
     space: Dict[str, Any] = field(default_factory=dict)
@@ -147,6 +157,7 @@ class Config:
     data: DataConf = field(default_factory=DataConf)
     ingest: IngestConf = field(default_factory=IngestConf)
     prepare: PrepareConf = field(default_factory=PrepareConf)
+    features: FeaturesConf = field(default_factory=FeaturesConf)
     families: Dict[str, FamilyConf] = field(default_factory=dict)
     search: SearchConf = field(default_factory=SearchConf)
     tune: TuneConf = field(default_factory=TuneConf)

@@ -6,8 +6,9 @@ package does not import any stage.
 
 from __future__ import annotations
 
+import importlib
 import shutil
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from mlauto.config.schema import STAGES, Config
 from mlauto.errors import ConfigError
@@ -18,6 +19,7 @@ INGRESS = ("auto", "haproxy", "proxy")
 ACTIONS = ("run", "promote", "rollback", "events", "serve_config", "snapshots", "schedule", "schedule_status",
            "schedule_stop")
 PARAM_TYPES = ("loguniform", "uniform", "int", "logint", "choice")
+COLUMN_SELECTORS = ("numeric", "categorical", "datetime", "all")
 
 
 def metric_mode(metric: str) -> str:
@@ -93,14 +95,72 @@ def _check_ingest(cfg: Config) -> None:
         raise ConfigError("ingest.actor_name", i.actor_name, "a non-empty name")
 
 
+def _check_options(key: str, spec: Any, kind: str, known: Mapping[str, Iterable[str]] | None) -> None:
+    """One ``features.steps``/``features.selection`` entry: a known name and only that name's options."""
+    if not isinstance(spec, Mapping) or kind not in spec:
+        raise ConfigError(key, spec, hint=f"each entry is a mapping with a '{kind}'")
+    if known is None:
+        return
+    if spec[kind] not in known:
+        raise ConfigError(f"{key}.{kind}", spec[kind], sorted(known))
+    allowed = [kind, *known[spec[kind]]]
+    for option in spec:
+        if option not in allowed:
+            raise ConfigError(f"{key}.{option}", spec[option], allowed, f"unknown option of '{spec[kind]}'")
+
+
+def _check_import(key: str, path: Any) -> None:
+    """A user feature function's dotted path must import now, not after ingestion."""
+    module, _, attr = str(path or "").rpartition(".")
+    try:
+        ok = bool(module) and callable(getattr(importlib.import_module(module), attr))
+        hint = "" if ok else "it is not a callable"
+    except (ImportError, AttributeError) as exc:
+        ok, hint = False, f"cannot import it: {exc}"
+    if not ok:
+        raise ConfigError(key, path, "an importable dotted path such as my_pkg.my_mod.fn", hint)
+
+
+def check_features(steps: list | None, selection: list, transforms: Mapping[str, Iterable[str]] | None = None,
+                   selectors: Mapping[str, Iterable[str]] | None = None) -> None:
+    """``features.steps`` and ``features.selection``: names from the registries, their options, column picks."""
+    for i, spec in enumerate(steps or []):
+        key = f"features.steps[{i}]"
+        _check_options(key, spec, "name", transforms)
+        columns = spec.get("columns")
+        if isinstance(columns, str) and columns not in COLUMN_SELECTORS:
+            raise ConfigError(f"{key}.columns", columns, [*COLUMN_SELECTORS, "a list of column names"])
+        if columns is not None and not isinstance(columns, str) and not (
+                isinstance(columns, (list, tuple)) and all(isinstance(c, str) for c in columns)):
+            raise ConfigError(f"{key}.columns", columns, [*COLUMN_SELECTORS, "a list of column names"])
+        if spec["name"] == "function":
+            _check_import(f"{key}.path", spec.get("path"))
+    for i, spec in enumerate(selection or []):
+        key = f"features.selection[{i}]"
+        _check_options(key, spec, "method", selectors)
+        k, threshold = spec.get("k"), spec.get("threshold")
+        if k is not None and (not isinstance(k, int) or k < 1):
+            raise ConfigError(f"{key}.k", k, "an integer >= 1")
+        if threshold is not None and not isinstance(threshold, (int, float)):
+            raise ConfigError(f"{key}.threshold", threshold, "a number")
+        if spec["method"] != "variance" and k is None and threshold is None:
+            raise ConfigError(f"{key}.k", None, "an integer >= 1, or set threshold",
+                              f"selector '{spec['method']}' needs k or threshold")
+
+
 def validate(
     cfg: Config,
     *,
     families: Iterable[str],
     sources: Iterable[str],
     detectors: Iterable[str],
+    transforms: Mapping[str, Iterable[str]] | None = None,
+    selectors: Mapping[str, Iterable[str]] | None = None,
 ) -> Config:
-    """Raise :class:`ConfigError` naming the first bad key; return ``cfg`` unchanged otherwise."""
+    """Raise :class:`ConfigError` naming the first bad key; return ``cfg`` unchanged otherwise.
+
+    ``transforms``/``selectors`` map each feature transform/selector name to the options it takes.
+    """
     families, sources, detectors = sorted(families), sorted(sources), sorted(detectors)
     if cfg.action not in ACTIONS:
         raise ConfigError("action", cfg.action, ACTIONS)
@@ -126,6 +186,7 @@ def validate(
             raise ConfigError(f"prepare.{key}", value, "a fraction in (0, 0.5)")
     if cfg.prepare.numeric_impute not in ("mean", "median"):
         raise ConfigError("prepare.numeric_impute", cfg.prepare.numeric_impute, ["mean", "median"])
+    check_features(cfg.features.steps, cfg.features.selection, transforms, selectors)
     if "tune" in cfg.stages and not cfg.families:
         raise ConfigError("families", {}, families, "select model families, e.g. models=all")
     for name, fam in cfg.families.items():

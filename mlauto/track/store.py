@@ -114,8 +114,11 @@ def track_experiment(
     seed: int,
     counts: dict[str, int],
     extra_tags: dict[str, str] | None = None,
+    artifacts: dict[str, str] | None = None,
 ) -> TrackedModel:
     """Log the parent run, every trial, the best model with its preprocessing; register it.
+
+    ``artifacts`` maps an artifact folder to a local file logged into the parent run.
 
     The new version gets no alias here: promotion is the caller's decision.
     """
@@ -138,17 +141,21 @@ def track_experiment(
             + _metrics({"train_seconds": final.train_seconds, "search_seconds": search.wall_seconds}),
         )
         mlflow.log_dict(config, "config.json")
+        for name, path in (artifacts or {}).items():
+            mlflow.log_artifact(path, artifact_path=name)
         with tempfile.TemporaryDirectory() as tmp:
             board = os.path.join(tmp, "leaderboard.csv")
             search.leaderboard().to_csv(board, index=False)
             mlflow.log_artifact(board)
             prep = final.pipeline.named_steps["prep"]
+            client.log_batch(run_id, metrics=_metrics({"features_out": len(prep.feature_names_out_),
+                                                       "features_before_selection": len(prep.transformed_names_)}))
             meta = {
                 "family": final.family, "params": final.params, "fingerprint": fingerprint,
                 "val_metrics": final.val_metrics, "test_metrics": final.test_metrics,
                 "schema": prep.schema_, "feature_names": prep.feature_names_out_,
-                "categorical_features": [i for i, n in enumerate(prep.feature_names_out_)
-                                         if n not in set(prep.numeric_)],
+                "categorical_features": prep.categorical_features_,
+                "feature_selection": prep.selection_,
                 "classes": [c.item() if hasattr(c, "item") else c for c in final.pipeline.classes_],
                 "metric": search.metric,
             }

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sklearn.pipeline import Pipeline
 
 from mlauto.data import Splits
@@ -24,12 +25,19 @@ class FinalModel:
     train_seconds: float
 
 
-def fit_final(prep: Preprocessor, family: str, params: dict[str, Any], splits: Splits, seed: int) -> FinalModel:
-    """Same data, params and seed as the trial, so the validation score matches the leaderboard."""
+def fit_final(prep: Preprocessor, family: str, params: dict[str, Any], splits: Splits, seed: int,
+              X_train: np.ndarray | None = None) -> FinalModel:
+    """Same data, params and seed as the trial, so the validation score matches the leaderboard.
+
+    ``X_train``: the training matrix the trials saw (``prep.fit_transform``: cross-fitted target
+    encodings); by default ``prep.transform`` of the training split.
+    """
     features, target = splits.features, splits.target
     estimator = build_estimator(family, params, seed)
     start = time.perf_counter()
-    estimator.fit(prep.transform(splits.train[features]), splits.train[target].to_numpy())
+    if X_train is None:
+        X_train = prep.transform(splits.train[features])
+    estimator.fit(X_train, splits.train[target].to_numpy())
     seconds = time.perf_counter() - start
     pipeline = Pipeline([("prep", prep), ("model", estimator)])
     val = classification_metrics(pipeline, splits.val[features], splits.val[target].to_numpy())
