@@ -124,3 +124,45 @@ def test_promote_and_rollback_swap_the_live_endpoint(trained, tmp_path):
         promote(uri, pipeline.model_name(cfg), original)  # other tests share this model: leave it as found
     client = MlflowClient(uri)
     assert str(client.get_model_version_by_alias(pipeline.model_name(cfg), "champion").version) == original
+
+
+def test_a_failed_retrain_leaves_the_champion_serving(ray_session, tmp_path):
+    """The data source disappears after training: the retrain fails, the failure is in the event log
+    and the retrain record, and the champion keeps answering."""
+    import requests
+    from mlflow.tracking import MlflowClient
+    from sklearn.datasets import load_breast_cancer
+
+    csv = tmp_path / "patients.csv"
+    load_breast_cancer(as_frame=True).frame.to_csv(csv, index=False)
+    cfg = make_config([
+        f"root={tmp_path / 'runs'}", "name=failing", "data=file", f"data.path={csv}", "data.target=target",
+        "models=fast", "tune.num_samples=2", "serve.blocking=false", "serve.app_name=failing",
+        "serve.route_prefix=/failing", "cluster.namespace=failing", "serve.admin_token=t0ken",
+        "monitor.retrain_num_samples=1",
+    ])
+    try:
+        summary = pipeline.run(cfg, str(tmp_path / "out"))
+        url, live = summary["endpoint"], summary["model_version"]
+        csv.unlink()  # the source is gone
+        started = requests.post(f"{url}/admin/retrain", headers={"Authorization": "Bearer t0ken"}, timeout=30)
+        assert started.status_code == 202, started.text
+        deadline = time.time() + 300
+        while not (status := requests.get(f"{url}/drift", timeout=30).json())["retrains"]:
+            assert time.time() < deadline
+            time.sleep(1)
+        failed = status["retrains"][-1]
+        assert failed["status"] == "failed" and "patients.csv" in failed["error"], failed
+        events = requests.get(f"{url}/events", timeout=30).json()["events"]
+        assert [e["event"] for e in events].count("retrain_failed") == 1
+        assert status["model_version"] == live and not status["retrain_running"]
+        health = requests.get(f"{url}/health", timeout=30).json()
+        assert health["model_version"] == live
+        row = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(2).to_dict(orient="records")
+        assert requests.post(f"{url}/predict", json=row, timeout=30).status_code == 200
+        client = MlflowClient(summary["tracking_uri"])
+        assert str(client.get_model_version_by_alias("mlauto-failing", "champion").version) == live
+        assert len(client.search_model_versions("name = 'mlauto-failing'")) == 1  # nothing half-registered
+    finally:
+        stop_monitor(cfg.monitor.actor_name, "failing")
+        serve.delete("failing")

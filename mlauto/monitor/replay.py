@@ -17,13 +17,22 @@ from tqdm import tqdm
 logger = logging.getLogger(__name__)
 
 
+def as_json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: missing values as null, timestamps as ISO text (as the schema expects)."""
+    out = frame.copy()
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = out[col].map(lambda v: v.isoformat() if pd.notna(v) else None)
+    return out.astype(object).where(out.notna(), None).to_dict(orient="records")
+
+
 def post_rows(session: requests.Session, url: str, frame: pd.DataFrame, batch: int,
               desc: str) -> tuple[list[Any], list[tuple[str, int, int]]]:
     """POST ``frame`` in batches to ``url``/predict; returns the predictions in row order and, per
     request, (request id, first row, row count) for feedback."""
     predictions: list[Any] = []
     requests_made: list[tuple[str, int, int]] = []
-    records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    records = as_json_records(frame)
     for start in tqdm(range(0, len(records), batch), desc=desc, unit="req", mininterval=1.0):
         chunk = records[start : start + batch]
         resp = session.post(f"{url}/predict", json=chunk, timeout=30)
