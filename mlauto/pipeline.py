@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from mlauto.config import Config, metric_mode
-from mlauto.data import Snapshot, Splits, ingest, make_source, make_splits
+from mlauto.data import CleanRules, Snapshot, Splits, ingest, make_source, prepare_snapshot
 from mlauto.features import Preprocessor
 from mlauto.track import (
     BundleLoader,
@@ -47,6 +47,14 @@ class Paths:
     @property
     def quarantine(self) -> str:
         return os.path.join(self.root, "quarantine")
+
+    @property
+    def clean(self) -> str:
+        return os.path.join(self.root, "clean")
+
+    @property
+    def profiles(self) -> str:
+        return os.path.join(self.root, "profiles")
 
     @property
     def ray_results(self) -> str:
@@ -97,9 +105,15 @@ def ingest_stage(cfg: Config, timings: dict[str, float]) -> Snapshot:
 def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float]) -> tuple[Splits, Preprocessor]:
     with stage("prepare", timings):
         p = cfg.prepare
-        splits = make_splits(snapshot.to_pandas(), cfg.data.target, fingerprint=snapshot.fingerprint,
-                             quarantine_dir=Paths(cfg.root).quarantine, test_size=p.test_size,
-                             val_size=p.val_size, stratify=p.stratify, seed=cfg.seed)
+        paths = Paths(cfg.root)
+        splits = prepare_snapshot(
+            snapshot.path, cfg.data.target, fingerprint=snapshot.fingerprint,
+            rules=CleanRules.from_dict(p.clean), quarantine_dir=paths.quarantine, clean_dir=paths.clean,
+            profile_dir=paths.profiles, schema_path=os.path.join(paths.profiles, f"schema-{cfg.name}.json"),
+            schema_check=p.schema_check, profile_sample_rows=p.profile_sample_rows, test_size=p.test_size,
+            val_size=p.val_size, stratify=p.stratify, seed=cfg.seed, method=p.split, group_column=p.group_column,
+            time_column=p.time_column,
+        )
         prep = Preprocessor(numeric_impute=p.numeric_impute, max_categories=p.max_categories)
         prep.fit(splits.train[splits.features])
         logger.info("rows: %s; %d features after preprocessing", splits.counts(), len(prep.feature_names_out_))
@@ -143,6 +157,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             model_name=model_name(cfg), search=search, final=final, reference=reference,
             sample_input=splits.train[features].head(20), fingerprint=snapshot.fingerprint,
             config=_redacted(cfg), seed=seed, counts=splits.counts(), extra_tags=extra_tags,
+            artifacts={"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else None,
         )
     return Trained(snapshot, splits, search, final, tracked)
 
@@ -276,6 +291,8 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
                 if "prepare" in cfg.stages:
                     splits, _ = prepare_stage(cfg, snapshot, timings)
                     summary["rows"] = splits.counts()
+                    summary["quarantine"] = _quarantine_summary(splits)
+                    summary["data_quality"] = splits.quality
             if "serve" in cfg.stages or "monitor" in cfg.stages:
                 version = loader_for(cfg).resolve(None)
                 summary["model_version"] = version
@@ -329,8 +346,8 @@ def _training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
         "data_fingerprint": trained.snapshot.fingerprint,
         "snapshot": trained.snapshot.path,
         "rows": trained.splits.counts(),
-        "quarantine": {"rows": trained.splits.quarantined, "reasons": trained.splits.quarantine_reasons,
-                       "path": trained.splits.quarantine_path},
+        "quarantine": _quarantine_summary(trained.splits),
+        "data_quality": trained.splits.quality,
         "best_family": trained.final.family,
         "best_params": trained.final.params,
         "metric": cfg.tune.metric,
@@ -341,6 +358,12 @@ def _training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
         "mlflow_run_id": trained.tracked.run_id,
         "model_version": trained.tracked.version,
     }
+
+
+def _quarantine_summary(splits: Splits) -> dict[str, Any]:
+    cleaning = splits.quality.get("cleaning", {})
+    return {"rows": splits.quarantined, "reasons": splits.quarantine_reasons, "path": splits.quarantine_path,
+            "rows_in": cleaning.get("rows_in"), "repaired": cleaning.get("repaired", {})}
 
 
 def _replay(cfg: Config, url: str, trained: Trained) -> dict[str, Any]:

@@ -114,6 +114,7 @@ def track_experiment(
     seed: int,
     counts: dict[str, int],
     extra_tags: dict[str, str] | None = None,
+    artifacts: dict[str, str] | None = None,
 ) -> TrackedModel:
     """Log the parent run, every trial, the best model with its preprocessing; register it.
 
@@ -138,6 +139,8 @@ def track_experiment(
             + _metrics({"train_seconds": final.train_seconds, "search_seconds": search.wall_seconds}),
         )
         mlflow.log_dict(config, "config.json")
+        for name, path in (artifacts or {}).items():
+            mlflow.log_artifact(path, artifact_path=name)
         with tempfile.TemporaryDirectory() as tmp:
             board = os.path.join(tmp, "leaderboard.csv")
             search.leaderboard().to_csv(board, index=False)
