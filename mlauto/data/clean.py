@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_integer_dtype, is_numeric_dtype
 
@@ -37,6 +38,10 @@ REASON, RAW, HASH, REPAIRED = "__reason", "__raw", "__hash", "__repaired"
 MISSING_TARGET = "missing target"
 DUPLICATE = "duplicate row"
 _DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_NUMBER = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
+# What pandas.read_csv reads as missing, so text read by Ray Data means the same.
+NA_TOKENS = pa.array(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                      "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"], type=pa.string())
 
 
 @dataclass
@@ -89,27 +94,52 @@ class CleanPlan:
 
 
 def plain(series: pd.Series) -> pd.Series:
-    """NumPy-backed values: Arrow-backed columns (as Ray Data hands them over) treat NaN as a value, not missing."""
+    """NumPy-backed numbers, booleans and times: Arrow-backed columns (as Ray Data may hand them over)
+    treat NaN as a value, not as missing. Text is left as is (see :func:`text_values`)."""
     dtype = series.dtype
-    if isinstance(dtype, pd.ArrowDtype) or isinstance(dtype, pd.StringDtype) or str(dtype) in ("Int64", "Float64",
-                                                                                               "boolean"):
-        if is_bool_dtype(dtype):
-            return series.astype(object).where(series.notna(), None) if series.isna().any() else series.astype(bool)
-        if is_integer_dtype(dtype) and not series.isna().any():
-            return series.astype("int64")
-        if is_numeric_dtype(dtype):
-            return series.astype("float64")
-        if is_datetime64_any_dtype(dtype):
-            return pd.to_datetime(series.astype(object))
-        return series.astype(object).where(series.notna(), None)
+    if not (isinstance(dtype, pd.ArrowDtype) or str(dtype) in ("Int64", "Int32", "Float64", "boolean")):
+        return series
+    if is_bool_dtype(dtype):
+        return series.astype(object).where(series.notna(), None) if series.isna().any() else series.astype(bool)
+    if is_integer_dtype(dtype) and not series.isna().any():
+        return series.astype("int64")
+    if is_numeric_dtype(dtype):
+        return series.astype("float64")
+    if is_datetime64_any_dtype(dtype):
+        return pd.to_datetime(series.astype(object))
     return series
 
 
-def _blank_to_na(series: pd.Series) -> pd.Series:
-    if series.dtype == object or pd.api.types.is_string_dtype(series):
-        stripped = series.astype("string").str.strip()
-        return series.where(stripped.notna() & (stripped != ""), None)
-    return series
+def is_text(series: pd.Series) -> bool:
+    dtype = series.dtype
+    return not (is_numeric_dtype(dtype) or is_bool_dtype(dtype) or is_datetime64_any_dtype(dtype))
+
+
+def text_values(series: pd.Series) -> pa.Array:
+    """A text column as Arrow strings, trimmed, with blanks and the tokens ``pandas.read_csv`` reads as
+    missing ("NA", "null", "nan", ...) set to null. Arrow compute keeps this fast on wide batches."""
+    try:
+        arr = pa.array(series, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed Python objects: compare them as text
+        arr = pa.array(series.map(str, na_action="ignore"), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_string(arr.type):
+        arr = pc.cast(arr, pa.string())
+    arr = pc.utf8_trim_whitespace(arr)
+    return pc.if_else(pc.is_in(arr, value_set=NA_TOKENS), pa.scalar(None, pa.string()), arr)
+
+
+def parse_numbers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """float64 values (NaN where missing or unparseable) and a mask of the unparseable ones."""
+    ok = pc.match_substring_regex(text, _NUMBER)
+    values = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
+    bad = pc.fill_null(pc.invert(ok), False)
+    return values.to_numpy(zero_copy_only=False), bad.to_numpy(zero_copy_only=False)
+
+
+def _to_object(arr: pa.Array) -> np.ndarray:
+    return arr.to_numpy(zero_copy_only=False)
 
 
 def infer_kind(series: pd.Series, threshold: float) -> str:
@@ -121,16 +151,24 @@ def infer_kind(series: pd.Series, threshold: float) -> str:
         return "numeric"
     if is_datetime64_any_dtype(series):
         return "datetime"
-    values = _blank_to_na(series).dropna()
-    if values.empty:
+    text = text_values(series)
+    present = len(text) - text.null_count
+    if present == 0:
         return "categorical"
-    if pd.to_numeric(values, errors="coerce").notna().mean() >= threshold:
+    _, bad = parse_numbers(text)
+    if 1.0 - bad.sum() / present >= threshold:
         return "numeric"
-    text = values.astype(str)
-    if text.str.match(_DATE_LIKE).mean() >= threshold:
-        if pd.to_datetime(text, errors="coerce", format="ISO8601").notna().mean() >= threshold:
+    values = pd.Series(_to_object(text)).dropna()
+    if values.str.match(_DATE_LIKE).mean() >= threshold:
+        if pd.to_datetime(values, errors="coerce", format="ISO8601").notna().mean() >= threshold:
             return "datetime"
     return "categorical"
+
+
+def _missing(series: pd.Series) -> np.ndarray:
+    if is_text(series):
+        return _to_object(pc.is_null(text_values(series)))
+    return series.isna().to_numpy()
 
 
 def make_plan(sample: pd.DataFrame, target: str, rules: CleanRules, fingerprint: str = "") -> CleanPlan:
@@ -170,72 +208,74 @@ def clean_batch(batch: pd.DataFrame, plan: CleanPlan) -> pd.DataFrame:
     reason = np.full(n, None, dtype=object)
     repaired = np.full(n, None, dtype=object)
     out: dict[str, Any] = {}
-    batch = batch.apply(plain)
-    target = batch[plan.target]
-    if target.dtype == object or pd.api.types.is_string_dtype(target):
-        target = _blank_to_na(target)
+    target = plain(batch[plan.target])
+    if is_text(target):
+        target = pd.Series(_to_object(text_values(target)), index=batch.index, dtype=object)
     _first_reason(reason, target.isna().to_numpy(), MISSING_TARGET)
     for col in plan.rules.required:
         if col != plan.target:
-            _first_reason(reason, _blank_to_na(batch[col]).isna().to_numpy(), f"missing {col}")
+            _first_reason(reason, _missing(batch[col]), f"missing {col}")
     for col, kind in plan.kinds.items():
-        raw = batch[col]
+        raw = plain(batch[col])
         rule = plan.rule(col)
         problems: list[tuple[np.ndarray, str]] = []
+        values: Any
         if kind == "numeric":
             if is_integer_dtype(raw) and not is_bool_dtype(raw) and rule.range is None:
-                values = raw  # integers stay integers (nothing in them can be invalid)
+                values = raw.to_numpy()  # integers stay integers (nothing in them can be invalid)
             elif is_numeric_dtype(raw) and not is_bool_dtype(raw):
-                values = raw.astype("float64")
+                values = raw.to_numpy(dtype="float64")
             else:
-                present = _blank_to_na(raw)
-                values = pd.to_numeric(present, errors="coerce").astype("float64")
-                problems.append(((values.isna() & present.notna()).to_numpy(), f"unparseable number in {col}"))
+                values, unparseable = parse_numbers(text_values(raw))
+                problems.append((unparseable, f"unparseable number in {col}"))
             if rule.range is not None:
                 low, high = rule.range
-                outside = np.zeros(n, dtype=bool)
-                if low is not None:
-                    outside |= (values < low).to_numpy()
-                if high is not None:
-                    outside |= (values > high).to_numpy()
+                with np.errstate(invalid="ignore"):
+                    outside = np.zeros(n, dtype=bool)
+                    if low is not None:
+                        outside |= values < low
+                    if high is not None:
+                        outside |= values > high
                 problems.append((outside, f"out of range in {col}"))
         elif kind == "datetime":
             if is_datetime64_any_dtype(raw):
-                values = raw
+                values = raw.to_numpy()
             else:
-                present = _blank_to_na(raw)
-                values = pd.to_datetime(present, errors="coerce", format="ISO8601")
-                problems.append(((values.isna() & present.notna()).to_numpy(), f"unparseable time in {col}"))
+                present = pd.Series(_to_object(text_values(raw)), index=batch.index, dtype=object)
+                parsed = pd.to_datetime(present, errors="coerce", format="ISO8601")
+                problems.append(((parsed.isna() & present.notna()).to_numpy(), f"unparseable time in {col}"))
+                values = parsed.to_numpy()
         elif kind == "boolean":
-            values = raw
+            values = raw.to_numpy()
         else:
-            present = _blank_to_na(raw)
-            values = present.map(str, na_action="ignore").astype(object)
+            text = text_values(raw)
             if rule.categories is not None:
-                allowed = {str(c) for c in rule.categories}
-                problems.append(((values.notna() & ~values.isin(allowed)).to_numpy(), f"out-of-domain category in {col}"))
+                allowed = pa.array([str(c) for c in rule.categories], type=pa.string())
+                outside = pc.and_(pc.is_valid(text), pc.invert(pc.is_in(text, value_set=allowed)))
+                problems.append((_to_object(outside).astype(bool), f"out-of-domain category in {col}"))
+            values = _to_object(text)
         for bad, label in problems:
             if not bad.any():
                 continue
             if plan.on_invalid(col) == "impute":
-                values = values.copy()
-                values[bad] = np.nan if rule.fill is None else rule.fill
+                values = values.astype("float64") if kind == "numeric" else values.copy()
+                values[bad] = (np.nan if kind == "numeric" else None) if rule.fill is None else rule.fill
                 _first_reason(repaired, bad, label)
             else:
                 _first_reason(reason, bad, label)
-        out[col] = values.to_numpy() if hasattr(values, "to_numpy") else values
+        out[col] = values
     out[plan.target] = target.to_numpy()
-    frame = pd.DataFrame({c: out[c] for c in batch.columns}, index=batch.index)
+    frame = pd.DataFrame({c: out[c] for c in batch.columns})
     is_bad = pd.notna(reason)
     raw_json = np.full(n, None, dtype=object)
     if is_bad.any():
         rows = batch[is_bad].astype(object)
         raw_json[is_bad] = [json.dumps(r, default=str) for r in rows.where(rows.notna(), None).to_numpy().tolist()]
+    frame[HASH] = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     frame[REASON] = reason
     frame[RAW] = raw_json
     frame[REPAIRED] = repaired
-    frame[HASH] = pd.util.hash_pandas_object(frame[list(batch.columns)], index=False).to_numpy()
-    return frame.reset_index(drop=True)
+    return frame
 
 
 @dataclass
