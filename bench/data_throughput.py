@@ -123,7 +123,11 @@ def run_pandas(files: list[str]) -> dict:
 
 def tree_memory(proc: psutil.Process) -> int:
     total = 0
-    for p in [proc, *proc.children(recursive=True)]:
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:  # the measured run has just exited
+        return 0
+    for p in procs:
         try:
             info = p.memory_full_info()
             total += getattr(info, "pss", info.rss)
@@ -178,7 +182,16 @@ def main() -> None:
         print(f"{rows:,} rows: {len(files)} file(s), {size:,.0f} MiB (generated/checked in "
               f"{time.perf_counter() - t0:.0f}s)", flush=True)
         ray_res = measure("ray", folder)
-        pd_res = measure("pandas", folder) if rows <= args.pandas_max_rows else None
+        pd_res = None
+        if rows <= args.pandas_max_rows:
+            # pandas holds every row: skip it when the extrapolated peak would not fit in free memory
+            known = [(r, p["peak_mb"]) for r, _, _, p in rows_out if p]
+            need_mb = known[-1][1] * rows / known[-1][0] if known else 0.0
+            free_mb = psutil.virtual_memory().available / 2**20
+            if need_mb * 1.3 < free_mb:
+                pd_res = measure("pandas", folder)
+            else:
+                print(f"  pandas skipped: needs ~{need_mb:,.0f} MiB, {free_mb:,.0f} MiB free", flush=True)
         if pd_res:
             assert pd_res["kept"] == ray_res["kept"] and pd_res["reasons"] == ray_res["reasons"], (pd_res, ray_res)
         assert ray_res["rows_in"] == ray_res["kept"] + ray_res["quarantined"] == rows

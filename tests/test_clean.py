@@ -139,3 +139,7 @@ def test_dirty_csv_trains_end_to_end_and_quarantine_accounts_for_every_row(ray_s
     profile = json.loads(open(written["data_quality"]["profile_path"]).read())
     assert profile["rows"] == rows["train"] + rows["val"] + rows["test"]
     assert profile["features"]["age"]["type"] == "numeric"
+    from mlflow.tracking import MlflowClient
+
+    logged = MlflowClient(summary["tracking_uri"]).list_artifacts(summary["mlflow_run_id"], "data")
+    assert [a.path for a in logged] == [f"data/{summary['data_fingerprint']}.json"]

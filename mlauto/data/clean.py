@@ -392,7 +392,9 @@ class Collector:
         if self.repaired:
             logger.info("repaired (set to missing, imputed later): %s",
                         ", ".join(f"{k}: {v}" for k, v in sorted(self.repaired.items())))
-        assert self.rows_in == self.rows_kept + self.rows_quarantined
+        if self.rows_in != self.rows_kept + self.rows_quarantined:  # never expected: it would mean lost rows
+            raise RuntimeError(f"cleaning lost rows: {self.rows_in} in, {self.rows_kept} kept, "
+                               f"{self.rows_quarantined} quarantined")
         frame = None
         if self.kept_path is None:
             frame = pd.concat(self.kept, ignore_index=True) if self.kept else pd.DataFrame()
@@ -459,6 +461,8 @@ def clean_dataset(dataset: Any, target: str, rules: CleanRules, *, fingerprint: 
     from tqdm import tqdm
 
     sample = dataset.limit(sample_rows).to_pandas()
+    if sample.empty:
+        raise DataError("the data has no rows; point data.path at a file with a header and rows")
     plan = make_plan(sample, target, rules, fingerprint)
     os.makedirs(os.path.dirname(os.path.abspath(kept_path)), exist_ok=True)
     collector = Collector(plan, quarantine_file(quarantine_dir, fingerprint), kept_path + ".tmp", profiler)
