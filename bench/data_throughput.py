@@ -68,13 +68,13 @@ def dirty_chunk(n: int, seed: int) -> pa.Table:
     return table.take(pa.array(take))
 
 
-def generate(folder: str, rows: int) -> list[str]:
+def generate(folder: str, rows: int, chunk: int = CHUNK) -> list[str]:
     os.makedirs(folder, exist_ok=True)
     files = []
-    for k, start in enumerate(range(0, rows, CHUNK)):
+    for k, start in enumerate(range(0, rows, chunk)):
         path = os.path.join(folder, f"part-{k:04d}.csv")
         if not os.path.exists(path):
-            pcsv.write_csv(dirty_chunk(min(CHUNK, rows - start), seed=k), path + ".tmp")
+            pcsv.write_csv(dirty_chunk(min(chunk, rows - start), seed=k), path + ".tmp")
             os.replace(path + ".tmp", path)
         files.append(path)
     return files
@@ -166,6 +166,7 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp/mlauto-bench-data")
     parser.add_argument("--pandas-max-rows", type=int, default=10_000_000,
                         help="skip the pandas baseline above this size (it holds everything in memory)")
+    parser.add_argument("--file-rows", type=int, default=CHUNK, help="rows per generated CSV file")
     parser.add_argument("--engine", choices=["ray", "pandas"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -175,9 +176,9 @@ def main() -> None:
         return
     rows_out = []
     for rows in args.rows:
-        folder = os.path.join(args.dir, f"rows-{rows}")
+        folder = os.path.join(args.dir, f"rows-{rows}-per-file-{args.file_rows}")
         t0 = time.perf_counter()
-        files = generate(folder, rows)
+        files = generate(folder, rows, args.file_rows)
         size = sum(os.path.getsize(f) for f in files) / 2**20
         print(f"{rows:,} rows: {len(files)} file(s), {size:,.0f} MiB (generated/checked in "
               f"{time.perf_counter() - t0:.0f}s)", flush=True)
