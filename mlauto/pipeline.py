@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mlauto.config import Config, metric_mode
-from mlauto.data import Snapshot, Source, Splits, ingest, make_source, make_splits
+from mlauto.data import CleanRules, Snapshot, Source, Splits, ingest, make_source, prepare_snapshot
 from mlauto.features import Preprocessor, write_report
 from mlauto.track import (
     BundleLoader,
@@ -47,6 +47,14 @@ class Paths:
     @property
     def quarantine(self) -> str:
         return os.path.join(self.root, "quarantine")
+
+    @property
+    def clean(self) -> str:
+        return os.path.join(self.root, "clean")
+
+    @property
+    def profiles(self) -> str:
+        return os.path.join(self.root, "profiles")
 
     @property
     def ray_results(self) -> str:
@@ -101,17 +109,48 @@ def ingest_stage(cfg: Config, timings: dict[str, float]) -> Snapshot:
         return ingest(data_source(cfg), Paths(cfg.root).snapshots, keep=cfg.ingest.keep_snapshots)
 
 
+def with_production_rows(snapshot: Snapshot, rows: pd.DataFrame, directory: str) -> tuple[str, str]:
+    """The snapshot plus labelled production rows, as one Parquet file for cleaning and splitting.
+
+    The rows come from JSON requests, so each column takes the snapshot's type where it fits; they go
+    through the same cleaning (and quarantine) as the source. Returns the file and its fingerprint.
+    """
+    import hashlib
+
+    base = pd.read_parquet(snapshot.path)
+    rows = rows[[c for c in base.columns if c in rows.columns]].copy()
+    for col in rows.columns:
+        try:
+            rows[col] = rows[col].astype(base[col].dtype)
+        except (TypeError, ValueError):
+            pass  # e.g. null in a numpy int column: pandas picks a wider type
+    digest = hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes()).hexdigest()
+    fingerprint = f"{snapshot.fingerprint[:8]}p{digest[:7]}"
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{fingerprint}.parquet")
+    pd.concat([base, rows], ignore_index=True).to_parquet(path, index=False)
+    logger.info("retrain data: snapshot %s (%d rows) + %d labelled production rows -> %s", snapshot.fingerprint,
+                len(base), len(rows), path)
+    return path, fingerprint
+
+
 def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
                   extra_rows: pd.DataFrame | None = None) -> tuple[Splits, Preprocessor]:
     """``extra_rows`` (labelled production rows, for a retrain) join the snapshot before the split."""
     with stage("prepare", timings):
         p = cfg.prepare
-        frame = snapshot.to_pandas()
+        paths = Paths(cfg.root)
+        path, fingerprint = snapshot.path, snapshot.fingerprint
         if extra_rows is not None and len(extra_rows):
-            frame = pd.concat([frame, extra_rows[list(frame.columns)]], ignore_index=True)
-        splits = make_splits(frame, cfg.data.target, fingerprint=snapshot.fingerprint,
-                             quarantine_dir=Paths(cfg.root).quarantine, test_size=p.test_size,
-                             val_size=p.val_size, stratify=p.stratify, seed=cfg.seed)
+            path, fingerprint = with_production_rows(snapshot, extra_rows, os.path.join(paths.root, "retrain"))
+        splits = prepare_snapshot(
+            path, cfg.data.target, fingerprint=fingerprint,
+            rules=CleanRules.from_dict(p.clean), quarantine_dir=paths.quarantine, clean_dir=paths.clean,
+            profile_dir=paths.profiles, schema_path=os.path.join(paths.profiles, f"schema-{cfg.name}.json"),
+            schema_check=p.schema_check, profile_sample_rows=p.profile_sample_rows, test_size=p.test_size,
+            val_size=p.val_size, stratify=p.stratify, seed=cfg.seed, method=p.split, group_column=p.group_column,
+            time_column=p.time_column,
+        )
         prep = Preprocessor(p.numeric_impute, p.max_categories, cfg.features.steps, cfg.features.selection)
         prep.fit(splits.train[splits.features], splits.train[splits.target])
         logger.info("rows: %s; %d features after preprocessing", splits.counts(), len(prep.feature_names_out_))
@@ -158,7 +197,8 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             model_name=model_name(cfg), search=search, final=final, reference=reference,
             sample_input=splits.train[features].head(20), fingerprint=snapshot.fingerprint,
             config=_redacted(cfg), seed=seed, counts=splits.counts(), extra_tags=extra_tags,
-            artifacts=write_report(prep, os.path.join(paths.root, "features")),
+            artifacts={**write_report(prep, os.path.join(paths.root, "features")),
+                       **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {})},
         )
     return Trained(snapshot, splits, search, final, tracked)
 
@@ -202,6 +242,8 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
                 if "prepare" in cfg.stages:
                     splits, _ = prepare_stage(cfg, snapshot, timings)
                     summary["rows"] = splits.counts()
+                    summary["quarantine"] = _quarantine_summary(splits)
+                    summary["data_quality"] = splits.quality
             if "serve" in cfg.stages or "monitor" in cfg.stages:
                 version = loader_for(cfg).resolve(None)
                 summary["model_version"] = version
@@ -261,8 +303,8 @@ def _training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
         "data_fingerprint": trained.snapshot.fingerprint,
         "snapshot": trained.snapshot.path,
         "rows": trained.splits.counts(),
-        "quarantine": {"rows": trained.splits.quarantined, "reasons": trained.splits.quarantine_reasons,
-                       "path": trained.splits.quarantine_path},
+        "quarantine": _quarantine_summary(trained.splits),
+        "data_quality": trained.splits.quality,
         "best_family": trained.final.family,
         "best_params": trained.final.params,
         "metric": cfg.tune.metric,
@@ -273,6 +315,12 @@ def _training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
         "mlflow_run_id": trained.tracked.run_id,
         "model_version": trained.tracked.version,
     }
+
+
+def _quarantine_summary(splits: Splits) -> dict[str, Any]:
+    cleaning = splits.quality.get("cleaning", {})
+    return {"rows": splits.quarantined, "reasons": splits.quarantine_reasons, "path": splits.quarantine_path,
+            "rows_in": cleaning.get("rows_in"), "repaired": cleaning.get("repaired", {})}
 
 
 def _replay(cfg: Config, url: str, trained: Trained) -> dict[str, Any]:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlauto.data import FileSource, SampleSource, fingerprint, ingest, make_source, make_splits
+from mlauto.data import FileSource, SampleSource, fingerprint, ingest, make_source, make_splits, split
 from mlauto.errors import ConfigError, DataError
 
 
@@ -106,3 +106,58 @@ def test_stratified_split_is_seeded_and_disjoint(tmp_path):
     assert not (rows[0] & rows[1] or rows[0] & rows[2] or rows[1] & rows[2])
     for part in (a.train, a.val, a.test):  # class balance kept in every split
         assert part["y"].mean() == pytest.approx(frame["y"].mean(), abs=0.02)
+
+
+def _events(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "x": rng.normal(size=n), "user": rng.integers(0, 40, n).astype(str),
+        "when": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.permutation(n) // 2, unit="h"),
+        "y": rng.choice([0, 1], n, p=[0.7, 0.3]),
+    })
+
+
+def test_group_split_keeps_each_group_on_one_side_and_is_seeded():
+    frame = _events()
+    kw = dict(test_size=0.2, val_size=0.2, seed=3, method="group", group_column="user")
+    train, val, test = split(frame, "y", **kw)
+    groups = [set(p["user"]) for p in (train, val, test)]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    assert len(train) + len(val) + len(test) == len(frame)
+    again = split(frame, "y", **kw)
+    assert all(a.equals(b) for a, b in zip((train, val, test), again))
+    assert set(split(frame, "y", **{**kw, "seed": 4})[2]["user"]) != groups[2]
+
+
+def test_time_split_trains_on_the_past():
+    frame = _events()
+    train, val, test = split(frame, "y", test_size=0.2, val_size=0.2, seed=0, method="time", time_column="when")
+    assert train["when"].max() <= val["when"].min() and val["when"].max() <= test["when"].min()
+    assert (len(train), len(val), len(test)) == (240, 80, 80)
+    # time as ISO text (as read from a CSV) works the same
+    text = frame.assign(when=frame["when"].dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    _, _, test_text = split(text, "y", test_size=0.2, val_size=0.2, seed=0, method="time", time_column="when")
+    assert sorted(test_text["x"]) == sorted(test["x"])
+
+
+def test_random_and_stratified_splits_are_reproducible_and_keep_proportions():
+    frame = _events(1000)
+    for method in ("random", "stratified"):
+        a = split(frame, "y", test_size=0.2, val_size=0.2, seed=5, method=method)
+        b = split(frame, "y", test_size=0.2, val_size=0.2, seed=5, method=method)
+        assert all(p.equals(q) for p, q in zip(a, b))
+        assert [len(p) for p in a] == [600, 200, 200]
+    strat = split(frame, "y", test_size=0.2, val_size=0.2, seed=5, method="stratified")
+    for part in strat:
+        assert part["y"].mean() == pytest.approx(frame["y"].mean(), abs=0.005)
+
+
+def test_split_needs_its_column(tmp_path):
+    with pytest.raises(DataError, match="prepare.split=group needs prepare.group_column"):
+        split(_events(), "y", test_size=0.2, val_size=0.2, seed=0, method="group", group_column="nope")
+    frame = _events().astype({"when": object})
+    frame.loc[[1, 2], "when"] = None
+    s = make_splits(frame, "y", fingerprint="t", quarantine_dir=str(tmp_path), test_size=0.2, val_size=0.2, seed=0,
+                    method="time", time_column="when")
+    assert s.quarantine_reasons == {"missing when": 2}
+    assert sum(s.counts().values()) == len(frame)

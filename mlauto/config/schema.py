@@ -44,6 +44,15 @@ class PrepareConf:
     stratify: bool = True
     numeric_impute: str = "median"
     max_categories: int = 50
+    # auto: stratified on the target (random if stratify=false) | random | stratified | group | time
+    split: str = "auto"
+    group_column: Optional[str] = None  # split=group: no group on both sides
+    time_column: Optional[str] = None  # split=time: train on the past, test on the future
+    # Cleaning rules: dedupe, numeric_threshold, on_invalid (quarantine|impute), required (columns),
+    # columns: {name: {type, range: [low, high], categories: [...], on_invalid, fill}}
+    clean: Dict[str, Any] = field(default_factory=dict)
+    schema_check: str = "warn"  # a snapshot that differs from the saved schema: warn | fail | off
+    profile_sample_rows: int = 10000  # rows behind the approximate quantiles and target association
 
 
 @dataclass

@@ -148,6 +148,60 @@ def check_features(steps: list | None, selection: list, transforms: Mapping[str,
                               f"selector '{spec['method']}' needs k or threshold")
 
 
+SPLIT_METHODS = ("auto", "random", "stratified", "group", "time")
+SCHEMA_CHECK = ("warn", "fail", "off")
+ON_INVALID = ("quarantine", "impute")
+CLEAN_KEYS = ("dedupe", "numeric_threshold", "on_invalid", "required", "columns")
+COLUMN_RULE_KEYS = ("type", "range", "categories", "on_invalid", "fill")
+COLUMN_TYPES = ("numeric", "categorical", "datetime")
+
+
+def _check_prepare(cfg: Config) -> None:
+    """Split method and its column, schema check mode, cleaning rules."""
+    p = cfg.prepare
+    if p.split not in SPLIT_METHODS:
+        raise ConfigError("prepare.split", p.split, SPLIT_METHODS)
+    if p.split == "group" and not p.group_column:
+        raise ConfigError("prepare.group_column", p.group_column, "a column name", "prepare.split=group needs it")
+    if p.split == "time" and not p.time_column:
+        raise ConfigError("prepare.time_column", p.time_column, "a column name", "prepare.split=time needs it")
+    if p.schema_check not in SCHEMA_CHECK:
+        raise ConfigError("prepare.schema_check", p.schema_check, SCHEMA_CHECK)
+    if p.profile_sample_rows < 100:
+        raise ConfigError("prepare.profile_sample_rows", p.profile_sample_rows, "an integer >= 100")
+    clean = dict(p.clean or {})
+    for key in clean:
+        if key not in CLEAN_KEYS:
+            raise ConfigError(f"prepare.clean.{key}", clean[key], CLEAN_KEYS, "unknown cleaning option")
+    if clean.get("on_invalid", "quarantine") not in ON_INVALID:
+        raise ConfigError("prepare.clean.on_invalid", clean["on_invalid"], ON_INVALID)
+    threshold = clean.get("numeric_threshold", 0.95)
+    if not isinstance(threshold, (int, float)) or not 0.5 <= threshold <= 1.0:
+        raise ConfigError("prepare.clean.numeric_threshold", threshold, "a fraction in [0.5, 1]")
+    if not isinstance(clean.get("dedupe", True), bool):
+        raise ConfigError("prepare.clean.dedupe", clean["dedupe"], [True, False])
+    for name, rule in (clean.get("columns") or {}).items():
+        key = f"prepare.clean.columns.{name}"
+        if not isinstance(rule, dict):
+            raise ConfigError(key, rule, f"a mapping with keys {', '.join(COLUMN_RULE_KEYS)}")
+        for k in rule:
+            if k not in COLUMN_RULE_KEYS:
+                raise ConfigError(f"{key}.{k}", rule[k], COLUMN_RULE_KEYS, "unknown column rule")
+        if rule.get("type") is not None and rule["type"] not in COLUMN_TYPES:
+            raise ConfigError(f"{key}.type", rule["type"], COLUMN_TYPES)
+        if rule.get("on_invalid") is not None and rule["on_invalid"] not in ON_INVALID:
+            raise ConfigError(f"{key}.on_invalid", rule["on_invalid"], ON_INVALID)
+        rng = rule.get("range")
+        if rng is not None:
+            ok = isinstance(rng, (list, tuple)) and len(rng) == 2 and all(
+                v is None or isinstance(v, (int, float)) for v in rng)
+            if not ok or (rng[0] is not None and rng[1] is not None and rng[0] > rng[1]):
+                raise ConfigError(f"{key}.range", rng, "[low, high] with low <= high (null: open end)")
+        cats = rule.get("categories")
+        if cats is not None and (not isinstance(cats, (list, tuple)) or not cats):
+            raise ConfigError(f"{key}.categories", cats, "a non-empty list of allowed values")
+
+
 def validate(
     cfg: Config,
     *,
@@ -187,6 +241,7 @@ def validate(
     if cfg.prepare.numeric_impute not in ("mean", "median"):
         raise ConfigError("prepare.numeric_impute", cfg.prepare.numeric_impute, ["mean", "median"])
     check_features(cfg.features.steps, cfg.features.selection, transforms, selectors)
+    _check_prepare(cfg)
     if "tune" in cfg.stages and not cfg.families:
         raise ConfigError("families", {}, families, "select model families, e.g. models=all")
     for name, fam in cfg.families.items():

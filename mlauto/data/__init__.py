@@ -1,17 +1,25 @@
-"""Ingestion (Ray Data sources, fingerprinted snapshots), quarantine and splits."""
+"""Ingestion (Ray Data sources, fingerprinted snapshots, schedules), cleaning with quarantine,
+profiles and schema checks, and splits."""
 
-from mlauto.data.snapshot import Snapshot, fingerprint, ingest
-from mlauto.data.sources import SOURCES, FileSource, SampleSource, Source, make_source
-from mlauto.data.split import Splits, make_splits
-from mlauto.data.snapshot import current_fingerprint, format_snapshots, list_snapshots, prune_snapshots
-from mlauto.data.sources import SQLSource, absolute_url
+from mlauto.data.clean import CleanResult, CleanRules, ColumnRule, clean_dataset, clean_frame
+from mlauto.data.profile import ProfileAccumulator, check_schema, schema_from_profile
 from mlauto.data.schedule import IngestScheduler, schedule_status, start_schedule, stop_schedule
+from mlauto.data.snapshot import (
+    Snapshot,
+    current_fingerprint,
+    fingerprint,
+    format_snapshots,
+    ingest,
+    list_snapshots,
+    prune_snapshots,
+)
+from mlauto.data.sources import SOURCES, FileSource, SampleSource, Source, SQLSource, absolute_url, make_source
+from mlauto.data.split import Splits, make_splits, prepare_snapshot, split
 
 __all__ = [
-    "SOURCES", "FileSource", "SampleSource", "Snapshot", "Source", "Splits",
-    "fingerprint", "ingest", "make_source", "make_splits",
-]
-__all__ += [
-    "IngestScheduler", "SQLSource", "absolute_url", "current_fingerprint", "format_snapshots", "list_snapshots",
-    "prune_snapshots", "schedule_status", "start_schedule", "stop_schedule",
+    "SOURCES", "CleanResult", "CleanRules", "ColumnRule", "FileSource", "IngestScheduler", "ProfileAccumulator",
+    "SQLSource", "SampleSource", "Snapshot", "Source", "Splits", "absolute_url", "check_schema", "clean_dataset",
+    "clean_frame", "current_fingerprint", "fingerprint", "format_snapshots", "ingest", "list_snapshots",
+    "make_source", "make_splits", "prepare_snapshot", "prune_snapshots", "schedule_status", "schema_from_profile",
+    "split", "start_schedule", "stop_schedule",
 ]

@@ -1,19 +1,27 @@
-"""Target checks, quarantine of unusable rows, and seeded stratified splits."""
+"""Seeded train/validation/test splits: random, stratified, group-aware or by time.
+
+Rows are cleaned first (:mod:`mlauto.data.clean`): bad rows are quarantined with a reason, never
+dropped silently, so rows in = train + val + test + quarantined.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
+import numpy as np
+from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
+from mlauto.data.clean import CleanResult, CleanRules, clean_frame
 from mlauto.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 MIN_ROWS_PER_CLASS = 3
+SPLIT_METHODS = ("auto", "random", "stratified", "group", "time")
 
 
 @dataclass
@@ -27,6 +35,7 @@ class Splits:
     quarantined: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     quarantine_path: str | None = None
+    quality: dict[str, Any] = field(default_factory=dict)  # cleaning counts, profile and schema check
 
     @property
     def features(self) -> list[str]:
@@ -36,47 +45,89 @@ class Splits:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test), "quarantined": self.quarantined}
 
 
-def quarantine_missing_target(
-    frame: pd.DataFrame, target: str, fingerprint: str, quarantine_dir: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Set rows without a target aside in a Parquet file with a reason; never drop them silently."""
-    if target not in frame.columns:
-        raise DataError(
-            f"target column {target!r} is not in the data; set data.target to one of: {', '.join(map(str, frame.columns))}"
-        )
-    missing = frame[target].isna()
-    bad = frame[missing].copy()
-    if len(bad):
-        bad["reason"] = "missing target"
-        bad["snapshot"] = fingerprint
-        os.makedirs(quarantine_dir, exist_ok=True)
-        path = os.path.join(os.path.abspath(quarantine_dir), f"{fingerprint}.parquet")
-        bad.to_parquet(path, index=False)
-        logger.warning("quarantined %d row(s) with a missing target -> %s", len(bad), path)
-    return frame[~missing].reset_index(drop=True), bad
-
-
-def split(
-    frame: pd.DataFrame, target: str, *, test_size: float, val_size: float, stratify: bool, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Seeded train/validation/test split, stratified on the target when asked."""
+def _check_target(frame: pd.DataFrame, target: str) -> pd.Series:
     if frame.shape[1] < 2:
         raise DataError("the data needs at least one feature column besides the target")
     counts = frame[target].value_counts()
     if len(counts) < 2:
         raise DataError(f"target {target!r} has a single class ({counts.index[0]!r}); a classifier needs two or more")
+    return counts
+
+
+def _stratified(frame: pd.DataFrame, target: str, test_size: float, val_size: float, seed: int, stratify: bool):
+    counts = _check_target(frame, target)
     if stratify and counts.min() < MIN_ROWS_PER_CLASS:
         raise DataError(
             f"class {counts.idxmin()!r} of target {target!r} has {counts.min()} row(s); stratified splits need "
-            f">= {MIN_ROWS_PER_CLASS} per class. Add rows or set prepare.stratify=false"
+            f">= {MIN_ROWS_PER_CLASS} per class. Add rows or set prepare.split=random"
         )
     strat = frame[target] if stratify else None
     rest, test = train_test_split(frame, test_size=test_size, stratify=strat, random_state=seed)
     strat_rest = rest[target] if stratify else None
-    train, val = train_test_split(
-        rest, test_size=val_size / (1.0 - test_size), stratify=strat_rest, random_state=seed
-    )
-    return train.reset_index(drop=True), val.reset_index(drop=True), test.reset_index(drop=True)
+    train, val = train_test_split(rest, test_size=val_size / (1.0 - test_size), stratify=strat_rest,
+                                  random_state=seed)
+    return train, val, test
+
+
+def _by_group(frame: pd.DataFrame, target: str, group: str, test_size: float, val_size: float, seed: int):
+    """GroupShuffleSplit twice: no group has rows on two sides. Sizes are fractions of the groups."""
+    _check_target(frame, target)
+    groups = frame[group].astype(str).to_numpy()
+    if len(np.unique(groups)) < 3:
+        raise DataError(f"prepare.group_column {group!r} has {len(np.unique(groups))} distinct group(s); "
+                        "a group-aware split needs at least 3 (train, validation, test)")
+    rest_idx, test_idx = next(GroupShuffleSplit(1, test_size=test_size, random_state=seed).split(frame, groups=groups))
+    rest = frame.iloc[rest_idx]
+    train_idx, val_idx = next(GroupShuffleSplit(1, test_size=val_size / (1.0 - test_size), random_state=seed)
+                              .split(rest, groups=groups[rest_idx]))
+    return rest.iloc[train_idx], rest.iloc[val_idx], frame.iloc[test_idx]
+
+
+def _by_time(frame: pd.DataFrame, target: str, column: str, test_size: float, val_size: float):
+    """Train on the past, validate on the next slice, test on the latest rows (a stable sort keeps ties in order)."""
+    _check_target(frame, target)
+    times = frame[column]
+    if not pd.api.types.is_datetime64_any_dtype(times) and not pd.api.types.is_numeric_dtype(times):
+        times = pd.to_datetime(times, errors="coerce", format="ISO8601")
+    if times.isna().any():
+        raise DataError(f"prepare.time_column {column!r} has {int(times.isna().sum())} missing or unparseable "
+                        "value(s); they should have been quarantined: list it in prepare.clean.required")
+    order = np.argsort(times.to_numpy(), kind="stable")
+    ordered = frame.iloc[order]
+    n = len(ordered)
+    n_test, n_val = int(round(n * test_size)), int(round(n * val_size))
+    if min(n_test, n_val, n - n_test - n_val) < 1:
+        raise DataError(f"{n} row(s) are too few for a time split with test_size={test_size}, val_size={val_size}")
+    return ordered.iloc[: n - n_test - n_val], ordered.iloc[n - n_test - n_val: n - n_test], ordered.iloc[n - n_test:]
+
+
+def split(
+    frame: pd.DataFrame, target: str, *, test_size: float, val_size: float, stratify: bool = True, seed: int,
+    method: str = "auto", group_column: str | None = None, time_column: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Seeded train/validation/test split. ``auto``: stratified on the target unless ``stratify`` is false."""
+    if method == "auto":
+        method = "stratified" if stratify else "random"
+    if method not in SPLIT_METHODS:
+        raise DataError(f"unknown split method {method!r}; use one of {', '.join(SPLIT_METHODS)}")
+    for key, col in (("group_column", group_column), ("time_column", time_column)):
+        if method == key.split("_")[0] and (not col or col not in frame.columns):
+            raise DataError(f"prepare.split={method} needs prepare.{key} set to a column of the data; "
+                            f"given {col!r}, columns: {', '.join(map(str, frame.columns))}")
+    if method == "group":
+        parts = _by_group(frame, target, group_column, test_size, val_size, seed)  # type: ignore[arg-type]
+    elif method == "time":
+        parts = _by_time(frame, target, time_column, test_size, val_size)  # type: ignore[arg-type]
+    else:
+        parts = _stratified(frame, target, test_size, val_size, seed, method == "stratified")
+    train, val, test = (p.reset_index(drop=True) for p in parts)
+    return train, val, test
+
+
+def splits_from_clean(cleaned: CleanResult, frame: pd.DataFrame, target: str, **split_args) -> Splits:
+    """Split the kept rows of a cleaning result; the quarantine counts travel with the splits."""
+    train, val, test = split(frame, target, **split_args)
+    return Splits(train, val, test, target, cleaned.rows_quarantined, dict(cleaned.reasons), cleaned.quarantine_path)
 
 
 def make_splits(
@@ -87,13 +138,78 @@ def make_splits(
     quarantine_dir: str,
     test_size: float,
     val_size: float,
-    stratify: bool,
+    stratify: bool = True,
     seed: int,
+    method: str = "auto",
+    group_column: str | None = None,
+    time_column: str | None = None,
+    rules: CleanRules | None = None,
 ) -> Splits:
-    kept, bad = quarantine_missing_target(frame, target, fingerprint, quarantine_dir)
-    if kept.empty:
-        raise DataError(f"every row lacks the target {target!r}; check data.target and the file")
-    train, val, test = split(kept, target, test_size=test_size, val_size=val_size, stratify=stratify, seed=seed)
-    reasons = {"missing target": len(bad)} if len(bad) else {}
-    qpath = os.path.join(os.path.abspath(quarantine_dir), f"{fingerprint}.parquet") if len(bad) else None
-    return Splits(train, val, test, target, len(bad), reasons, qpath)
+    """Clean an in-memory frame (quarantining bad rows) and split what is kept."""
+    required = [c for c in (group_column if method == "group" else None,
+                            time_column if method == "time" else None) if c]
+    rules = rules or CleanRules()
+    rules.required = list(dict.fromkeys([*rules.required, *required]))
+    cleaned = clean_frame(frame, target, rules, fingerprint=fingerprint, quarantine_dir=quarantine_dir)
+    return splits_from_clean(cleaned, cleaned.frame, target, test_size=test_size, val_size=val_size,
+                             stratify=stratify, seed=seed, method=method, group_column=group_column,
+                             time_column=time_column)
+
+
+def prepare_snapshot(
+    path: str,
+    target: str,
+    *,
+    fingerprint: str,
+    rules: CleanRules,
+    quarantine_dir: str,
+    clean_dir: str,
+    profile_dir: str,
+    schema_path: str,
+    schema_check: str = "warn",
+    profile_sample_rows: int = 10000,
+    **split_args: Any,
+) -> Splits:
+    """Stream a Parquet snapshot through cleaning and profiling (Ray Data), check it against the saved
+    schema, then split the kept rows. ``splits.quality`` holds what the summary and MLflow report."""
+    import ray.data
+
+    from mlauto.data.clean import clean_dataset
+    from mlauto.data.profile import (
+        ProfileAccumulator,
+        check_schema,
+        enforce_schema,
+        load_json,
+        profile_table,
+        save_json,
+        schema_from_profile,
+    )
+
+    method = split_args.get("method", "auto")
+    required = [split_args.get("group_column") if method == "group" else None,
+                split_args.get("time_column") if method == "time" else None]
+    rules.required = list(dict.fromkeys([*rules.required, *(c for c in required if c)]))
+    reference = load_json(schema_path)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True  # reproducible splits
+    cleaned = clean_dataset(
+        ray.data.read_parquet(path), target, rules, fingerprint=fingerprint, quarantine_dir=quarantine_dir,
+        kept_path=os.path.join(os.path.abspath(clean_dir), f"{fingerprint}.parquet"),
+        profiler=lambda plan: ProfileAccumulator(plan.kinds, target, sample_size=profile_sample_rows,
+                                                 reference=reference),
+    )
+    profile = cleaned.profile or {}
+    profile["cleaning"] = cleaned.summary()
+    report: dict[str, Any] = {"ok": True, "reference": None}
+    if reference is None:
+        save_json(schema_from_profile(profile), schema_path)
+        logger.info("schema inferred and saved to %s; later snapshots are checked against it", schema_path)
+    else:
+        report = {**check_schema(reference, profile), "reference": schema_path}
+    profile["schema_check"] = report
+    profile_path = save_json(profile, os.path.join(os.path.abspath(profile_dir), f"{fingerprint}.json"))
+    logger.info("profile (%s) -> %s\n%s", profile.get("approximate"), profile_path, profile_table(profile))
+    enforce_schema(report, schema_check, schema_path)
+    splits = splits_from_clean(cleaned, pd.read_parquet(cleaned.kept_path), target, **split_args)
+    splits.quality = {"profile_path": profile_path, "schema_path": schema_path, "schema_check": report,
+                      "cleaning": cleaned.summary()}
+    return splits
