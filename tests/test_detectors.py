@@ -145,3 +145,14 @@ def test_label_detector_catches_flipped_labels_and_is_quiet_on_a_stationary_erro
         det.update(np.array([0, 2]))
     with pytest.raises(ConfigError, match="reference_error"):
         ErrorRateDetector(0.0)
+
+
+@pytest.mark.parametrize("group", ["ks", "cvm", "tabular", "scipy", "mmd", "online"])
+def test_monitor_configs_name_a_detector_and_options_it_takes(group):
+    from tests.conftest import make_config
+
+    cfg = make_config([f"monitor={group}"])
+    cls = DETECTORS.get(cfg.monitor.detector)
+    assert set(cfg.monitor.options) <= set(cls.OPTIONS), (group, cfg.monitor.options)
+    with pytest.raises(ConfigError, match="monitor.correction"):
+        make_config([f"monitor={group}", "monitor.correction=holm"])

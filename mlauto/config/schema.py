@@ -96,6 +96,8 @@ class MonitorConf:
     perf_window: int = 200  # labels in the rolling accuracy
     min_accuracy: Optional[float] = None  # retrain when rolling accuracy falls below it; null: off
     persist: bool = True  # events and state under <root>/monitor/<actor_name>/
+    correction: str = "bonferroni"  # per-feature detectors: bonferroni | fdr (Benjamini-Hochberg)
+    options: Dict[str, Any] = field(default_factory=dict)  # detector options, e.g. mmd n_permutations
 
 
 @dataclass

@@ -15,6 +15,7 @@ CLASSIFICATION_METRICS = {"accuracy": "max", "f1": "max", "roc_auc": "max", "log
 SEARCH_ALGORITHMS = ("optuna", "random")
 ACTIONS = ("run", "promote", "rollback")
 PARAM_TYPES = ("loguniform", "uniform", "int", "logint", "choice")
+MONITOR_CORRECTIONS = ("bonferroni", "fdr")  # as mlauto.monitor.detectors.CORRECTIONS
 
 
 def metric_mode(metric: str) -> str:
@@ -90,6 +91,8 @@ def validate(
         raise ConfigError("serve.port", cfg.serve.port, "1..65535")
     if cfg.monitor.detector not in detectors:
         raise ConfigError("monitor.detector", cfg.monitor.detector, detectors)
+    if cfg.monitor.correction not in MONITOR_CORRECTIONS:
+        raise ConfigError("monitor.correction", cfg.monitor.correction, MONITOR_CORRECTIONS)
     if not 0.0 < cfg.monitor.p_val < 1.0:
         raise ConfigError("monitor.p_val", cfg.monitor.p_val, "a probability in (0, 1)")
     if cfg.monitor.window < 10:
