@@ -210,8 +210,8 @@ class MMDDetector(Detector):
     Calibration fixes over a plain ``MMDDrift(reference)``: features are standardized by the
     reference before the RBF kernel (median-heuristic bandwidth from the reference); the reference
     is subsampled to ``n_ref`` rows (seeded); the permutation test runs all ``n_permutations`` at
-    once with the observed statistic counted (issue #960); ``seed`` makes a window's p-value
-    reproducible. One test is one decision, so no correction across features is needed.
+    once with the observed statistic counted (issue #960); ``seed`` makes a run's p-values
+    reproducible. Windows need >= 2 rows. One test is one decision, so no correction across features is needed.
     """
 
     OPTIONS = {"n_ref": 1000, "n_permutations": 1000, "seed": 0, "device": "cpu"}
