@@ -156,3 +156,14 @@ def test_monitor_configs_name_a_detector_and_options_it_takes(group):
     assert set(cfg.monitor.options) <= set(cls.OPTIONS), (group, cfg.monitor.options)
     with pytest.raises(ConfigError, match="monitor.correction"):
         make_config([f"monitor={group}", "monitor.correction=holm"])
+
+
+def test_warmup_pools_live_errors_into_a_noisy_reference_rate():
+    """A reference rate measured 0.02 too low would alarm on clean traffic; pooling 3,000 live rows fixes it."""
+    rng = np.random.default_rng(7)
+    det = ErrorRateDetector(0.10, shift=0.05, ert=20_000, reference_rows=1000, warmup=3000)
+    det.update(rng.random(3000) < 0.12)
+    assert det.p0 == pytest.approx((0.10 * 1000 + det.errors_total) / 4000)
+    assert 0.105 < det.p0 < 0.125
+    with pytest.raises(ConfigError, match="reference_rows"):
+        ErrorRateDetector(0.1, warmup=100)

@@ -57,13 +57,16 @@ class ErrorRateDetector:
     ``reference_error``: the model's error rate on held-out labelled rows (validation). ``shift``:
     the smallest rise in error rate worth catching fast (``p1 = p0 + shift``; larger rises are caught
     faster still). ``ert``: expected rows between false alarms with no drift, or give ``h``
-    directly. ``update(errors)`` takes a batch of 0/1 errors in arrival order and returns whether and
+    directly. ``reference_rows`` (how many labelled rows gave ``reference_error``) and ``warmup``:
+    after the first ``warmup`` live errors, the reference rate is re-estimated from both (a
+    1,000-row reference rate has a standard error of ~0.01, comparable to the shifts worth
+    catching); it assumes the model is sound for those first rows. ``update(errors)`` takes a batch of 0/1 errors in arrival order and returns whether and
     at which row of the batch an alarm fired; after an alarm the sum restarts from 0. Picklable:
     its state is a few numbers.
     """
 
     def __init__(self, reference_error: float, shift: float = 0.05, ert: float = 20_000.0,
-                 h: float | None = None) -> None:
+                 h: float | None = None, reference_rows: int | None = None, warmup: int = 0) -> None:
         if not 0.0 < reference_error < 1.0:
             raise ConfigError("reference_error", reference_error, "an error rate in (0, 1)",
                               "measure it on held-out labelled rows; 0 or 1 leaves nothing to compare")
@@ -71,21 +74,34 @@ class ErrorRateDetector:
             raise ConfigError("shift", shift, f"a rise in error rate in (0, {1.0 - reference_error:.3f})")
         if ert <= 1:
             raise ConfigError("ert", ert, "a number of rows > 1")
+        if warmup and not reference_rows:
+            raise ConfigError("reference_rows", reference_rows, "the number of rows behind reference_error",
+                              "warmup pools the first live errors with the reference; it needs that count")
         self.reference_error = reference_error
         self.shift = shift
         self.ert = ert
-        self.p1 = reference_error + shift
-        self.h = h if h is not None else cusum_threshold(reference_error, self.p1, ert)
-        self.up = math.log(self.p1 / reference_error)
-        self.down = math.log((1 - self.p1) / (1 - reference_error))
+        self.h_given = h
+        self.reference_rows = reference_rows
+        self.warmup = warmup
+        self._set_rate(reference_error)
+        self.rows_total = 0
+        self.errors_total = 0.0
+        self.alarms = 0
         self.reset()
 
+    def _set_rate(self, p0: float) -> None:
+        p0 = min(max(p0, 1e-4), 1.0 - self.shift - 1e-4)
+        self.p0 = p0
+        self.p1 = p0 + self.shift
+        self.h = self.h_given if self.h_given is not None else cusum_threshold(p0, self.p1, self.ert)
+        self.up = math.log(self.p1 / p0)
+        self.down = math.log((1 - self.p1) / (1 - p0))
+
     def reset(self) -> None:
-        """Start over: a new model, or after the caller acted on an alarm."""
+        """Restart the sum (e.g. after the caller acted on an alarm); the rate estimate is kept.
+        A new model has its own reference error: build a new detector for it."""
         self.statistic = 0.0
         self.rows = 0  # rows since the last restart
-        self.rows_total = 0
-        self.alarms = 0
 
     def update(self, errors: np.ndarray) -> dict[str, Any]:
         """Feed 0/1 errors (1 = wrong prediction); returns alarm info for this batch."""
@@ -101,8 +117,13 @@ class ErrorRateDetector:
             if stat > self.h:
                 at_rows.append(i)
                 stat, self.rows = 0.0, 0
+            if self.warmup and self.rows_total + i + 1 == self.warmup:  # pool the warm-up errors into p0
+                n_ref = float(self.reference_rows or 0)
+                self._set_rate((self.reference_error * n_ref + self.errors_total + errors[: i + 1].sum())
+                               / (n_ref + self.warmup))
         self.statistic = stat
         self.rows_total += errors.size
+        self.errors_total += float(errors.sum())
         self.alarms += len(at_rows)
         return {
             "is_drift": bool(at_rows),
@@ -110,10 +131,11 @@ class ErrorRateDetector:
             "alarms": at_rows,
             "statistic": peak,
             "threshold": self.h,
-            "reference_error": self.reference_error,
+            "reference_error": self.p0,
             "rows_since_restart": self.rows,
         }
 
     def status(self) -> dict[str, Any]:
         return {"statistic": self.statistic, "threshold": self.h, "rows_total": self.rows_total,
-                "alarms": self.alarms, "reference_error": self.reference_error, "p1": self.p1, "ert": self.ert}
+                "alarms": self.alarms, "reference_error": self.p0, "p1": self.p1, "ert": self.ert,
+                "warmup_done": self.rows_total >= self.warmup}
