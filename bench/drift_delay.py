@@ -131,7 +131,7 @@ def window_alarms(name: str, s: dict[str, Any], p_val: float, window: int, **opt
     return [int(r) for r, p in scores if p < p_val]
 
 
-def online_alarms(ref: np.ndarray, X: np.ndarray, ert: float, cache_dir: str) -> list[int]:
+def online_alarms(ref: np.ndarray, X: np.ndarray, ert: float, cache_dir: str | None) -> list[int]:
     from mlauto.monitor.detectors import make_detector
 
     det = make_detector("cvm_online", ref, 0.05, ert=ert, window_sizes=[30], n_ref=300,
@@ -190,7 +190,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--budget", type=float, default=0.5, help="false alarms per 10k control rows")
-    ap.add_argument("--cache-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache"))
+    ap.add_argument("--cache-dir", default=None, help="CVM online thresholds; default: $MLAUTO_CACHE_DIR or "
+                    "~/.cache/mlauto/detectors")
     ap.add_argument("--no-online", action="store_true", help="skip the CVM online detector (slow first build)")
     ap.add_argument("--labels-only", action="store_true", help="only the label (error-stream) detectors")
     args = ap.parse_args()
