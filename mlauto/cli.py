@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlauto.config import Config, validate
 from mlauto.config.store import CONF_DIR, register_configs
-from mlauto.errors import MlautoError
+from mlauto.errors import ConfigError, MlautoError
 
 logger = logging.getLogger("mlauto")
 
@@ -37,6 +37,11 @@ def to_config(cfg: DictConfig) -> Config:
     conf: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     validate(conf, families=FAMILIES.names(), sources=SOURCES.names(), detectors=DETECTORS.names(),
              transforms=transform_options(), selectors=selector_options())
+    accepted = DETECTORS.get(conf.monitor.detector).OPTIONS
+    unknown = sorted(set(conf.monitor.options) - set(accepted))
+    if unknown:
+        raise ConfigError("monitor.options", unknown, sorted(accepted) or "no options",
+                          f"options of detector {conf.monitor.detector!r}")
     conf.root = os.path.abspath(conf.root)
     if conf.data.path and "://" not in conf.data.path:
         conf.data.path = os.path.abspath(conf.data.path)

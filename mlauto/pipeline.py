@@ -259,7 +259,9 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
                               retrain_fn=partial(retrain, cfg) if m.retrain else None, cooldown_s=m.cooldown_s,
                               perf_window=m.perf_window, min_accuracy=m.min_accuracy,
                               state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None,
-                              target=cfg.data.target, retrain_schedule=m.retrain_schedule)
+                              target=cfg.data.target, retrain_schedule=m.retrain_schedule,
+                              correction=m.correction, detector_options=dict(m.options), label_drift=m.label_drift,
+                              label_shift=m.label_shift, label_ert=m.label_ert)
                 monitored = True
                 summary["monitor"] = {"actor": m.actor_name, "namespace": cfg.cluster.namespace,
                                       "detector": m.detector, "window": m.window}

@@ -91,3 +91,16 @@ def test_actions_are_validated():
     with pytest.raises(ConfigError) as exc:
         make_config(["action=deploy"])
     assert exc.value.key == "action" and "rollback" in str(exc.value)
+
+
+def test_monitor_groups_compose_and_unknown_detector_options_are_refused():
+    for group in ("ks", "cvm", "tabular", "scipy", "mmd", "online"):
+        cfg = make_config([f"monitor={group}"])
+        assert cfg.monitor.actor_name == "mlauto-monitor" and cfg.monitor.holdout_labels == 50  # from ks.yaml
+    assert make_config(["monitor=mmd"]).monitor.options["n_permutations"] == 1000
+    with pytest.raises(ConfigError) as exc:
+        make_config(["monitor=mmd", "+monitor.options.colour=red"])
+    assert exc.value.key == "monitor.options" and "n_permutations" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        make_config(["monitor.label_shift=1.5"])
+    assert exc.value.key == "monitor.label_shift"

@@ -160,7 +160,7 @@ def test_concept_drift_with_unchanged_features_is_caught_by_accuracy(trained):
     preds = result.final.pipeline.named_steps["model"].predict(X)
     name = "test-monitor-concept"
     handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
-                           cooldown_s=0.0, perf_window=100, min_accuracy=0.8)
+                           cooldown_s=0.0, perf_window=100, min_accuracy=0.8, label_drift=False)
     try:
         ids = [f"r:{i}" for i in range(len(X))]
         ray.get(handle.ingest.remote(X, preds, ids, np.full(len(X), 0.9)))
@@ -176,6 +176,37 @@ def test_concept_drift_with_unchanged_features_is_caught_by_accuracy(trained):
         events = [e["event"] for e in status["events"]]
         assert "performance_drop" in events and events.count("retrain_started") == 1
         assert status["retrains"][0]["reason"].startswith("accuracy")
+    finally:
+        stop_monitor(name, "mlauto-tests")
+
+
+def test_concept_drift_is_caught_by_the_error_rate_cusum_within_a_few_labels(trained):
+    """No accuracy threshold set: the CUSUM on labelled errors (against the validation error rate)
+    stays quiet while labels agree, and alarms within 20 flipped labels."""
+    cfg, result = trained
+    prep, rows, _ = _held_out(result)
+    X = prep.transform(rows)
+    preds = result.final.pipeline.named_steps["model"].predict(X)
+    name = "test-monitor-cusum"
+    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
+                           cooldown_s=0.0)
+    try:
+        ids = [f"r:{i}" for i in range(len(X))]
+        ray.get(handle.ingest.remote(X, preds, ids, np.full(len(X), 0.9)))
+        for start in range(0, 150, 10):  # labels that agree with the model, ten at a time
+            ray.get(handle.feedback.remote(ids[start : start + 10], list(preds[start : start + 10])))
+        status = ray.get(handle.status.remote())
+        assert status["performance"]["concept_drift_count"] == 0 and not status["retrains"]
+        cusum = status["performance"]["error_rate_cusum"]
+        assert cusum["reference_error"] == pytest.approx(max(0.01, 1 - result.final.val_metrics["accuracy"]))
+        for start in range(150, 170):  # then the concept flips, one label at a time
+            ray.get(handle.feedback.remote([ids[start]], [1 - preds[start]]))
+            if ray.get(handle.status.remote())["performance"]["concept_drift_count"]:
+                break
+        assert start - 150 < 20, "no concept drift alarm within 20 flipped labels"
+        status = _wait(handle, lambda s: s["retrains"] and not s["retrain_running"])
+        assert status["drift_count"] == 0 and "CUSUM" in status["retrains"][0]["reason"]
+        assert "concept_drift" in [e["event"] for e in status["events"]]
     finally:
         stop_monitor(name, "mlauto-tests")
 

@@ -135,6 +135,12 @@ class MonitorConf:
     persist: bool = True  # events, state and served rows under <root>/monitor/<actor_name>/
     retrain_schedule: Optional[str] = None  # cron, e.g. "0 3 * * *": also retrain on this schedule
     holdout_labels: int = 50  # newest labelled rows that judge challenger vs champion (not trained on)
+    correction: str = "bonferroni"  # per-feature detectors: bonferroni | fdr (Benjamini-Hochberg)
+    options: Dict[str, Any] = field(default_factory=dict)  # detector options, e.g. mmd n_permutations
+    # Concept drift from labels: a CUSUM on the error stream against the validation error rate
+    label_drift: bool = True
+    label_shift: float = 0.05  # the rise in error rate to catch fast
+    label_ert: float = 20000.0  # labelled rows between false alarms when nothing changed
 
 
 @dataclass

@@ -20,6 +20,7 @@ ACTIONS = ("run", "promote", "rollback", "events", "serve_config", "snapshots", 
            "schedule_stop")
 PARAM_TYPES = ("loguniform", "uniform", "int", "logint", "choice")
 COLUMN_SELECTORS = ("numeric", "categorical", "datetime", "all")
+MONITOR_CORRECTIONS = ("bonferroni", "fdr")  # as mlauto.monitor.detectors.CORRECTIONS
 
 
 def metric_mode(metric: str) -> str:
@@ -259,6 +260,12 @@ def validate(
         raise ConfigError("serve.port", cfg.serve.port, "1..65535")
     if cfg.monitor.detector not in detectors:
         raise ConfigError("monitor.detector", cfg.monitor.detector, detectors)
+    if not 0.0 < cfg.monitor.label_shift < 1.0:
+        raise ConfigError("monitor.label_shift", cfg.monitor.label_shift, "a rise in error rate in (0, 1)")
+    if cfg.monitor.label_ert <= 1:
+        raise ConfigError("monitor.label_ert", cfg.monitor.label_ert, "a number of labelled rows > 1")
+    if cfg.monitor.correction not in MONITOR_CORRECTIONS:
+        raise ConfigError("monitor.correction", cfg.monitor.correction, MONITOR_CORRECTIONS)
     if not 0.0 < cfg.monitor.p_val < 1.0:
         raise ConfigError("monitor.p_val", cfg.monitor.p_val, "a probability in (0, 1)")
     if cfg.monitor.window < 10:

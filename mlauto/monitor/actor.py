@@ -20,6 +20,7 @@ import numpy as np
 import ray
 
 from mlauto.monitor.detectors import make_detector, prediction_drift
+from mlauto.monitor.label_drift import ErrorRateDetector
 from mlauto.monitor.performance import PerformanceTracker
 from mlauto.monitor.state import StateStore
 from mlauto.monitor.traffic import TrafficLog
@@ -32,7 +33,7 @@ MAX_EVENTS = 500
 SAVE_EVERY_S = 1.0
 # What a restart restores; everything else is rebuilt from the model bundle.
 PERSISTED = ("rows_seen", "tests_run", "drift_count", "last_test", "retrains", "_buffer", "_buffered",
-             "performance", "_retrain_started")
+             "performance", "_retrain_started", "label_detector", "concept_drift_count")
 
 
 RetrainFn = Callable[[str, Any], dict[str, Any]]
@@ -68,6 +69,11 @@ class Monitor:
         target: str = "target",
         retrain_schedule: str | None = None,
         max_served: int = 100_000,
+        correction: str | None = None,
+        detector_options: dict[str, Any] | None = None,
+        label_drift: bool = True,
+        label_shift: float = 0.05,
+        label_ert: float = 20_000.0,
     ) -> None:
         self.loader = loader
         self.detector_name = detector
@@ -77,6 +83,13 @@ class Monitor:
         self.cooldown_s = cooldown_s
         self.target = target
         self.retrain_schedule = retrain_schedule
+        self.correction = correction
+        self.detector_options = dict(detector_options or {})
+        if state_dir and self.detector_name == "cvm_online":  # simulated thresholds: build once, keep
+            self.detector_options.setdefault("cache_dir", os.path.join(state_dir, "cache"))
+        self.label_drift, self.label_shift, self.label_ert = label_drift, label_shift, label_ert
+        self.label_detector: ErrorRateDetector | None = None
+        self.concept_drift_count = 0
         self.rows_seen = 0
         self.tests_run = 0
         self.drift_count = 0
@@ -134,12 +147,23 @@ class Monitor:
         bundle = self.loader(version)
         self.model_version = bundle.version
         categorical = bundle.meta.get("categorical_features", [])
-        self.detector = make_detector(self.detector_name, bundle.reference, self.p_val, categorical)
+        self.detector = make_detector(self.detector_name, bundle.reference, self.p_val, categorical,
+                                      self.correction, **self.detector_options)
+        self.label_detector = self._label_detector(bundle.meta.get("val_metrics", {}).get("accuracy"))
         self.feature_names = bundle.meta.get("feature_names", [])
         model = bundle.pipeline.named_steps["model"]
         self.classes = list(bundle.pipeline.classes_)
         proba = model.predict_proba(bundle.reference)
         self.reference_predictions = np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]
+
+    def _label_detector(self, val_accuracy: float | None) -> ErrorRateDetector | None:
+        """A CUSUM on the errors of labelled rows against the validation error rate: concept drift
+        (labels change, features do not), which feature-drift tests cannot see."""
+        if not self.label_drift or val_accuracy is None:
+            return None
+        reference_error = min(max(1.0 - float(val_accuracy), 0.01), 0.5)  # a perfect validation still alarms
+        return ErrorRateDetector(reference_error, shift=min(self.label_shift, 0.99 - reference_error),
+                                 ert=self.label_ert)
 
     # -- traffic -----------------------------------------------------------------------------
     def ingest(self, features: np.ndarray, predictions: np.ndarray, row_ids: list[str],
@@ -170,7 +194,16 @@ class Monitor:
     def feedback(self, row_ids: list[str], labels: list[Any]) -> dict[str, Any]:
         """Join true labels to served rows. Raises UnknownRows or DuplicateFeedback, changing nothing."""
         self._poll_retrain()
-        self.performance.add_outcomes(self.traffic.add_labels(row_ids, labels))
+        correct = self.traffic.add_labels(row_ids, labels)
+        self.performance.add_outcomes(correct)
+        if self.label_detector is not None:
+            alarm = self.label_detector.update(np.array([not c for c in correct], dtype=float))
+            if alarm["is_drift"]:
+                self.concept_drift_count += 1
+                self._event("concept_drift", error_rate_cusum=alarm["statistic"], threshold=alarm["threshold"],
+                            reference_error=alarm["reference_error"], labels=self.performance.labels_total,
+                            model_version=self.model_version)
+                self._maybe_retrain(f"error rate above validation's {alarm['reference_error']:.3f} (CUSUM)")
         status = self.status_performance()
         if self.performance.degraded():
             perf = self.performance
@@ -181,7 +214,9 @@ class Monitor:
         return status
 
     def status_performance(self) -> dict[str, Any]:
-        return {**self.performance.status(), **self.traffic.counts()}
+        label = self.label_detector.status() if self.label_detector is not None else None
+        return {**self.performance.status(), **self.traffic.counts(), "concept_drift_count": self.concept_drift_count,
+                "error_rate_cusum": label}
 
     def _test(self, window: np.ndarray, predictions: np.ndarray) -> None:
         result = self.detector.test(window)
