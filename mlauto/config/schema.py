@@ -115,7 +115,7 @@ class ServeConf:
     # Ray Serve autoscaling_config (min_replicas, max_replicas, target_ongoing_requests, ...);
     # None: a fixed num_replicas
     autoscaling: Optional[Dict[str, Any]] = None
-    # HTTP ingress: haproxy (HAProxy straight to the replicas; needs the haproxy binary), proxy (Ray
+    # HTTP ingress: haproxy (HAProxy straight to the replicas; ray[serve] ships it on Linux), proxy (Ray
     # Serve's Python proxy actor), auto (haproxy when installed). Applies when mlauto starts Ray.
     ingress: str = "auto"
 

