@@ -6,7 +6,7 @@ import time
 import pytest
 from ray import serve
 
-from conftest import free_port, make_config
+from conftest import clear_serve, free_port, make_config
 from mlauto import ops, pipeline
 from mlauto.config.store import experiment_files
 from mlauto.monitor import stop_monitor
@@ -25,7 +25,7 @@ def test_experiment_runs(ray_session, tmp_path, experiment):
         summary = pipeline.run(cfg, str(tmp_path / "out"))
     finally:
         stop_monitor(cfg.monitor.actor_name, "smoke")
-        serve.shutdown()
+        clear_serve()
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert written["experiment"] == cfg.name == summary["experiment"]
     assert written["model_version"] == "1" and written["trials"]["total"] == 2
@@ -47,7 +47,7 @@ def test_stage_subset_serves_the_registered_champion(trained, tmp_path):
         drift = requests.get(f"{summary['endpoint']}/drift", timeout=30).json()
     finally:
         stop_monitor(run_cfg.monitor.actor_name, "subset")
-        serve.shutdown()
+        clear_serve()
     assert summary["model_version"] == result.tracked.version == health["model_version"]
     assert drift["model_version"] == result.tracked.version and drift["rows_seen"] == 0
     assert set(summary["stage_seconds"]) == {"serve", "monitor"}
@@ -118,7 +118,7 @@ def test_promote_and_rollback_swap_the_live_endpoint(trained, tmp_path):
         live = requests.get(f"{url}/health", timeout=30).json()["model_version"]
     finally:
         stop_monitor(run_cfg.monitor.actor_name, "promote")
-        serve.shutdown()
+        clear_serve()
         from mlauto.track import promote
 
         promote(uri, pipeline.model_name(cfg), original)  # other tests share this model: leave it as found

@@ -368,3 +368,21 @@ def test_new_snapshot_asks_the_real_monitor_to_retrain(trained, tmp_path):
         if handle is not None:
             stop_schedule(sched_name, NS)
         stop_monitor(monitor_name, NS)
+
+
+def test_ingest_streams_blocks_to_one_snapshot_and_unifies_changing_types(ray_session, tmp_path):
+    """A folder of CSVs lands as one Parquet file with every row in order, written block by block;
+    when a later file's column type differs (int, then float), the rows are still all kept."""
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    parts = [pd.DataFrame({"x": np.arange(i * 100, (i + 1) * 100), "c": [f"k{i}"] * 100}) for i in range(3)]
+    for i, part in enumerate(parts):
+        part.to_csv(folder / f"part-{i}.csv", index=False)
+    snap = ingest(FileSource(str(folder)), str(tmp_path / "snaps"))
+    stored = pd.read_parquet(snap.path)
+    assert snap.n_rows == 300 and list(stored["x"]) == list(range(300)) and snap.columns == ["x", "c"]
+    assert not [n for n in os.listdir(tmp_path / "snaps") if n.startswith(".ingest-")]  # no temp file left
+    pd.DataFrame({"x": [0.5, 1.5], "c": ["z", "z"]}).to_csv(folder / "part-3.csv", index=False)
+    mixed = ingest(FileSource(str(folder)), str(tmp_path / "snaps"))
+    stored = pd.read_parquet(mixed.path)
+    assert mixed.n_rows == 302 and stored["x"].iloc[-1] == 1.5 and mixed.fingerprint != snap.fingerprint

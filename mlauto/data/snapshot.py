@@ -65,35 +65,77 @@ def _write_json(path: str, data: Any) -> None:
     os.replace(tmp, path)  # atomic: a reader never sees half a record
 
 
+class _SchemaChanged(Exception):
+    """A later block of the source has other column types than the first."""
+
+
+def _stream_to_parquet(dataset: ray.data.Dataset, path: str) -> tuple[str, int, list[str]]:
+    """Write ``dataset`` block by block to one Parquet file, hashing as it goes: memory stays at a
+    few blocks whatever the source's size. Returns (fingerprint, rows, columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    digest, rows, writer, schema = hashlib.sha256(), 0, None, None
+    try:
+        for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            if writer is None:
+                schema = table.schema
+                writer = pq.ParquetWriter(path, schema)
+                digest.update(json.dumps([[f.name, str(f.type)] for f in schema]).encode())
+            elif not table.schema.equals(schema):
+                try:
+                    table = table.cast(schema)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+                    raise _SchemaChanged(str(exc)) from exc
+            if table.num_rows:
+                writer.write_table(table)
+                digest.update(pd.util.hash_pandas_object(table.to_pandas(), index=False).values.tobytes())
+                rows += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return digest.hexdigest()[:16], rows, list(schema.names) if schema is not None else []
+
+
 def ingest(source: Source, snapshot_dir: str, keep: int | None = None) -> Snapshot:
     """Read ``source`` through Ray Data and store a Parquet snapshot named by its fingerprint.
 
+    The rows stream to disk block by block (bounded memory); only when a later block's column types
+    cannot be cast to the first block's is the source read whole, so that pandas can unify them.
     An unchanged source maps to the same fingerprint, so it is stored once (``new`` is False then).
     Row order is kept (files in sorted order), so a folder or glob fingerprints the same on every read.
     With ``keep``, only the ``keep`` most recently seen snapshots stay, and never this one.
     """
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     dataset: ray.data.Dataset = source.read()
-    frame = dataset.to_pandas()
-    if frame.empty:
-        raise DataError(f"the source {source.describe()} has no rows; point data.* at data with rows")
-    frame = frame.reset_index(drop=True)
-    fp = fingerprint(frame)
     os.makedirs(snapshot_dir, exist_ok=True)
-    path = os.path.join(os.path.abspath(snapshot_dir), f"{fp}.parquet")
-    meta_path = path.replace(".parquet", ".json")
-    now = time.time()
-    if os.path.exists(path) and os.path.exists(meta_path):
-        logger.info("snapshot %s already stored (%d rows); not writing it again", fp, len(frame))
-        with open(meta_path) as fh:
-            snap = Snapshot(**json.load(fh))
-        snap.last_seen = now
-    else:
-        tmp = f"{path}.tmp-{os.getpid()}"
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)  # atomic: a reader never sees half a snapshot
-        snap = Snapshot(path, fp, len(frame), [str(c) for c in frame.columns], now, source.describe(), now, new=True)
-        logger.info("snapshot %s: %d rows x %d columns -> %s", fp, len(frame), frame.shape[1], path)
+    tmp = os.path.join(os.path.abspath(snapshot_dir), f".ingest-{os.getpid()}-{time.time_ns()}.parquet")
+    try:
+        try:
+            fp, n_rows, columns = _stream_to_parquet(dataset, tmp)
+        except _SchemaChanged as exc:
+            logger.warning("column types differ between parts of %s (%s); reading it whole to unify them",
+                           source.describe(), exc)
+            frame = dataset.to_pandas().reset_index(drop=True)
+            fp, n_rows, columns = fingerprint(frame), len(frame), [str(c) for c in frame.columns]
+            frame.to_parquet(tmp, index=False)
+        if n_rows == 0:
+            raise DataError(f"the source {source.describe()} has no rows; point data.* at data with rows")
+        path = os.path.join(os.path.abspath(snapshot_dir), f"{fp}.parquet")
+        meta_path = path.replace(".parquet", ".json")
+        now = time.time()
+        if os.path.exists(path) and os.path.exists(meta_path):
+            logger.info("snapshot %s already stored (%d rows); not writing it again", fp, n_rows)
+            with open(meta_path) as fh:
+                snap = Snapshot(**json.load(fh))
+            snap.last_seen = now
+        else:
+            os.replace(tmp, path)  # atomic: a reader never sees half a snapshot
+            snap = Snapshot(path, fp, n_rows, columns, now, source.describe(), now, new=True)
+            logger.info("snapshot %s: %d rows x %d columns -> %s", fp, n_rows, len(columns), path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     _write_json(meta_path, snap.to_dict())
     _write_json(os.path.join(snapshot_dir, CURRENT), {"fingerprint": fp, "time": now})
     if keep is not None:

@@ -41,6 +41,17 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def same_label(prediction: Any, label: Any) -> bool:
+    """A prediction and a true label are the same class: 1, 1.0 and "1" agree (JSON and numpy
+    disagree on types), "yes" and "yes" too."""
+    if str(prediction) == str(label):
+        return True
+    try:
+        return float(prediction) == float(label)
+    except (TypeError, ValueError):
+        return False
+
+
 class TrafficLog:
     """``path=None`` keeps the log in memory (``monitor.persist=false``).
 
@@ -98,7 +109,7 @@ class TrafficLog:
         if dup:
             raise DuplicateFeedback(dup[:10])
         now = time.time()
-        correct = [str(json.loads(found[r])) == str(_plain(label)) for r, label in zip(row_ids, labels)]
+        correct = [same_label(json.loads(found[r]), _plain(label)) for r, label in zip(row_ids, labels)]
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany("INSERT INTO labels (row_id, label, correct, time) VALUES (?, ?, ?, ?)",
