@@ -38,6 +38,9 @@ def ray_session() -> Iterator[dict]:
     from mlauto.runtime import serve_ingress_env
 
     os.environ.update(serve_ingress_env("auto"))
+    # A deleted app's replicas wait this long for HAProxy to drain them (30 s by default): fine in
+    # production, minutes lost over a test session that deletes apps often.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
     ctx = ray.init(address="local", num_cpus=2, namespace="mlauto-tests", include_dashboard=False, log_to_driver=False)
     yield {"address": ctx.address_info["gcs_address"]}
     from ray import serve
