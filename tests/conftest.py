@@ -124,3 +124,21 @@ def clear_serve() -> None:
 
     for app in list(serve.status().applications):
         serve.delete(app)
+
+
+def wait_for_actor(handle, until, timeout: float = 40.0) -> dict:
+    """Poll ``handle.status()`` until ``until(status)`` holds, riding out an actor restart."""
+    import time
+
+    deadline = time.time() + timeout
+    status = None
+    while time.time() < deadline:
+        try:
+            status = ray.get(handle.status.remote())
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            time.sleep(0.3)  # restarting
+            continue
+        if until(status):
+            return status
+        time.sleep(0.2)
+    raise TimeoutError(status)

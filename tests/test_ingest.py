@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import ray
 
-from conftest import free_port, make_config
+from conftest import free_port, make_config, wait_for_actor
 from mlauto import ops, pipeline
 from mlauto.cli import manage
 from mlauto.data import (
@@ -226,21 +226,6 @@ class RecordSnapshot:
         return snapshot.fingerprint
 
 
-def _wait(handle, until, timeout: float = 40.0) -> dict:
-    deadline = time.time() + timeout
-    status = None
-    while time.time() < deadline:
-        try:
-            status = ray.get(handle.status.remote())
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-            time.sleep(0.3)  # restarting
-            continue
-        if until(status):
-            return status
-        time.sleep(0.2)
-    raise TimeoutError(status)
-
-
 def test_cron_schedules_with_seconds_and_time_zones():
     base = 1_800_000_000.0  # a whole minute in UTC
     assert next_run("* * * * * */10", base + 1) == base + 10
@@ -256,7 +241,7 @@ def test_schedule_records_runs_survives_a_failure_and_fires_on_new_snapshots(ray
     handle = start_schedule(name, NS, FileSource(str(csv)), str(tmp_path / "snaps"), "* * * * * *",
                             state_dir=state, on_new_snapshot=RecordSnapshot(str(fired)), keep_snapshots=5)
     try:
-        status = _wait(handle, lambda s: s["ok"] >= 2)
+        status = wait_for_actor(handle, lambda s: s["ok"] >= 2)
         assert status["active"] and status["schedule"] == "* * * * * *" and status["next_run"] > time.time() - 1
         first, second = status["history"][:2]
         assert set(first) >= {"time", "status", "rows", "fingerprint", "error"}
@@ -266,11 +251,11 @@ def test_schedule_records_runs_survives_a_failure_and_fires_on_new_snapshots(ray
         assert first["callback"] == {"status": "ok", "result": first["fingerprint"]} and second["callback"] is None
 
         csv.unlink()  # the source goes away for a while: runs fail, the schedule goes on
-        status = _wait(handle, lambda s: s["failed"] >= 1)
+        status = wait_for_actor(handle, lambda s: s["failed"] >= 1)
         failed = [r for r in status["history"] if r["status"] == "failed"][0]
         assert "does not exist" in failed["error"] and failed["fingerprint"] is None and failed["rows"] is None
         _frame(44, shift=1.0).to_csv(csv, index=False)  # it comes back, changed
-        status = _wait(handle, lambda s: s["last_run"]["status"] == "ok" and s["last_run"]["rows"] == 44)
+        status = wait_for_actor(handle, lambda s: s["last_run"]["status"] == "ok" and s["last_run"]["rows"] == 44)
         changed = status["last_run"]
         assert changed["new"] and changed["fingerprint"] != first["fingerprint"]
         assert changed["callback"]["status"] == "ok"
@@ -279,7 +264,7 @@ def test_schedule_records_runs_survives_a_failure_and_fires_on_new_snapshots(ray
         # Ray restarts a killed scheduler with the same arguments; it reloads its history from disk.
         before = ray.get(handle.status.remote())
         ray.kill(handle, no_restart=False)
-        status = _wait(handle, lambda s: s["pid"] != before["pid"] and s["runs"] > before["runs"], timeout=60)
+        status = wait_for_actor(handle, lambda s: s["pid"] != before["pid"] and s["runs"] > before["runs"], timeout=60)
         assert status["restored"] and status["history"][0]["time"] == first["time"]
         assert fired.read_text().split() == [first["fingerprint"], changed["fingerprint"]]  # no repeat
     finally:
@@ -305,7 +290,7 @@ def test_schedule_start_status_stop_from_the_cli(ray_session, tmp_path):
     try:
         assert started["actor"] == "test-cli-ingest" and started["schedule"] == "* * * * * */2"
         handle = ray.get_actor("test-cli-ingest", namespace=NS)
-        _wait(handle, lambda s: s["ok"] >= 1)
+        wait_for_actor(handle, lambda s: s["ok"] >= 1)
         status = manage(make_config(base + ["action=schedule_status"]))
         assert status["running"] and status["ok"] >= 1 and status["last_run"]["rows"] == 40
         assert status["state_file"] == os.path.join(str(tmp_path / "runs"), "schedule", "test-cli-ingest", "runs.jsonl")
@@ -326,7 +311,7 @@ def test_run_with_a_schedule_keeps_ingesting_after_the_stages(ray_session, tmp_p
     summary = pipeline.run(cfg, str(tmp_path / "out"))
     try:
         assert summary["status"] == "ok" and summary["schedule"]["actor"] == "test-run-ingest"
-        status = _wait(ray.get_actor("test-run-ingest", namespace=NS), lambda s: s["ok"] >= 1)
+        status = wait_for_actor(ray.get_actor("test-run-ingest", namespace=NS), lambda s: s["ok"] >= 1)
         # The stage stored this content already: the scheduled run finds it, and it is not new.
         assert status["last_run"]["fingerprint"] == summary["data_fingerprint"] and status["last_run"]["new"] is False
     finally:
@@ -354,13 +339,13 @@ def test_new_snapshot_asks_the_real_monitor_to_retrain(trained, tmp_path):
     try:
         handle = start_schedule(sched_name, NS, FileSource(str(csv)), str(tmp_path / "snaps"), "* * * * * *",
                                 state_dir=str(tmp_path / "state"), on_new_snapshot=callback)
-        run = _wait(handle, lambda s: s["ok"] >= 1)["history"][0]
+        run = wait_for_actor(handle, lambda s: s["ok"] >= 1)["history"][0]
         fp = run["fingerprint"]
         assert run["new"] and run["callback"]["status"] == "ok"
         assert run["callback"]["result"] == {"monitor": monitor_name, "retrain_started": True,
                                              "reason": f"new snapshot {fp}"}
-        _wait(handle, lambda s: s["ok"] >= 2)  # a later run finds the same data
-        status = _wait(monitor, lambda s: s["retrains"] and not s["retrain_running"])
+        wait_for_actor(handle, lambda s: s["ok"] >= 2)  # a later run finds the same data
+        status = wait_for_actor(monitor, lambda s: s["retrains"] and not s["retrain_running"])
         assert [r["reason"] for r in status["retrains"]] == [f"new snapshot {fp}"]
         started = [e for e in status["events"] if e["event"] == "retrain_started"]
         assert [e["reason"] for e in started] == [f"new snapshot {fp}"]  # unchanged data asks nothing more

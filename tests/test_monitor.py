@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import ray
 
+from conftest import wait_for_actor
 from mlauto import pipeline
 from mlauto.errors import ConfigError, DuplicateFeedback
 from mlauto.monitor import DETECTORS, make_detector, start_monitor, stop_monitor
@@ -63,21 +64,6 @@ def broken_retrain(reason, labelled):
     raise RuntimeError("no data today")
 
 
-def _wait(handle, until, timeout=30):
-    deadline = time.time() + timeout
-    status = None
-    while time.time() < deadline:
-        try:
-            status = ray.get(handle.status.remote())
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-            time.sleep(0.5)  # restarting
-            continue
-        if until(status):
-            return status
-        time.sleep(0.2)
-    raise TimeoutError(status)
-
-
 @pytest.mark.parametrize("retrain_fn,outcome", [(slow_retrain, "finished"), (broken_retrain, "failed")])
 def test_monitor_actor_counts_tests_and_schedules_one_retrain(trained, retrain_fn, outcome):
     cfg, result = trained
@@ -93,7 +79,7 @@ def test_monitor_actor_counts_tests_and_schedules_one_retrain(trained, retrain_f
         shifted = prep.transform(shift_numeric(rows, std, 3.0))
         for start in range(0, 150, 50):  # three drifting windows while one retrain runs
             ray.get(handle.ingest.remote(shifted[start : start + 50], np.zeros(50), ["x"] * 50))
-        status = _wait(handle, lambda s: s["retrains"] and not s["retrain_running"])
+        status = wait_for_actor(handle, lambda s: s["retrains"] and not s["retrain_running"])
         assert status["drift_count"] == 3 and status["rows_seen"] == 280
         assert status["last_test"]["prediction_drift"]["p_val"] >= 0.0
         assert len(status["retrains"]) == 1 and status["retrains"][0]["status"] == outcome
@@ -171,7 +157,7 @@ def test_concept_drift_with_unchanged_features_is_caught_by_accuracy(trained):
         assert not status["retrain_running"] and not status["retrains"]
         flipped = [1 - p for p in preds[100:200]]  # the concept changes
         ray.get(handle.feedback.remote(ids[100:200], flipped))
-        status = _wait(handle, lambda s: s["retrains"] and not s["retrain_running"])
+        status = wait_for_actor(handle, lambda s: s["retrains"] and not s["retrain_running"])
         assert status["drift_count"] == 0  # the features never moved
         assert status["performance"]["accuracy"] < 0.8
         events = [e["event"] for e in status["events"]]
@@ -205,7 +191,7 @@ def test_concept_drift_is_caught_by_the_error_rate_cusum_within_a_few_labels(tra
             if ray.get(handle.status.remote())["performance"]["concept_drift_count"]:
                 break
         assert start - 150 < 20, "no concept drift alarm within 20 flipped labels"
-        status = _wait(handle, lambda s: s["retrains"] and not s["retrain_running"])
+        status = wait_for_actor(handle, lambda s: s["retrains"] and not s["retrain_running"])
         assert status["drift_count"] == 0 and "CUSUM" in status["retrains"][0]["reason"]
         assert "concept_drift" in [e["event"] for e in status["events"]]
     finally:
@@ -225,7 +211,7 @@ def test_killed_monitor_resumes_its_state(trained, tmp_path):
         ray.get(handle.feedback.remote(["r:0", "r:1"], [0, 1]))
         before = ray.get(handle.status.remote())
         ray.kill(handle, no_restart=False)  # the actor dies; Ray restarts it with the same arguments
-        status = _wait(handle, lambda s: s["pid"] != before["pid"], timeout=60)
+        status = wait_for_actor(handle, lambda s: s["pid"] != before["pid"], timeout=60)
         assert status["restored"]
         for key in ("rows_seen", "tests_run", "drift_count", "last_test"):
             assert status[key] == before[key], key
@@ -254,7 +240,7 @@ def test_retrain_runs_on_its_cron_schedule_with_the_labelled_rows(trained):
         ids = [f"r:{i}" for i in range(20)]
         ray.get(handle.ingest.remote(X, np.zeros(20), ids, None, records))
         ray.get(handle.feedback.remote(ids[:15], [0] * 15))
-        status = _wait(handle, lambda s: len([r for r in s["retrains"] if r["status"] == "finished"]) >= 2)
+        status = wait_for_actor(handle, lambda s: len([r for r in s["retrains"] if r["status"] == "finished"]) >= 2)
         assert status["drift_count"] == 0  # no traffic trigger: only the clock
         assert all(r["reason"] == "schedule * * * * * */2" for r in status["retrains"])
         assert status["retrains"][0]["labelled_rows"] == 15  # the retrain task got the labelled traffic
