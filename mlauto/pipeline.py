@@ -135,7 +135,7 @@ def with_production_rows(snapshot: Snapshot, rows: pd.DataFrame, directory: str)
 
 
 def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
-                  extra_rows: pd.DataFrame | None = None) -> tuple[Splits, Preprocessor]:
+                  extra_rows: pd.DataFrame | None = None) -> tuple[Splits, Preprocessor, np.ndarray]:
     """``extra_rows`` (labelled production rows, for a retrain) join the snapshot before the split."""
     with stage("prepare", timings):
         p = cfg.prepare
@@ -152,9 +152,11 @@ def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
             time_column=p.time_column,
         )
         prep = Preprocessor(p.numeric_impute, p.max_categories, cfg.features.steps, cfg.features.selection)
-        prep.fit(splits.train[splits.features], splits.train[splits.target])
+        # The training matrix as the models must see it: target encodings cross-fitted
+        # (prep.transform(train) would hand every trial the leaky full-fit encodings).
+        X_train = prep.fit_transform(splits.train[splits.features], splits.train[splits.target])
         logger.info("rows: %s; %d features after preprocessing", splits.counts(), len(prep.feature_names_out_))
-        return splits, prep
+        return splits, prep, X_train
 
 
 def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | None = None,
@@ -169,11 +171,8 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
     seed = cfg.seed if search_seed is None else search_seed
     paths = Paths(cfg.root)
     snapshot = ingest_stage(cfg, timings)
-    splits, prep = prepare_stage(cfg, snapshot, timings, extra_rows)
+    splits, prep, X_train = prepare_stage(cfg, snapshot, timings, extra_rows)
     features, target = splits.features, splits.target
-    # Refit to get the training matrix as the model must see it: target encodings cross-fitted
-    # (prep.transform(train) would hand every trial the leaky full-fit encodings). Same result otherwise.
-    X_train = prep.fit_transform(splits.train[features], splits.train[target])
     data = (X_train, splits.train[target].to_numpy(), prep.transform(splits.val[features]),
             splits.val[target].to_numpy())
     with stage("tune", timings):
@@ -240,7 +239,7 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
                 snapshot = ingest_stage(cfg, timings)
                 summary.update(data_fingerprint=snapshot.fingerprint, snapshot=snapshot.path)
                 if "prepare" in cfg.stages:
-                    splits, _ = prepare_stage(cfg, snapshot, timings)
+                    splits, _, _ = prepare_stage(cfg, snapshot, timings)
                     summary["rows"] = splits.counts()
                     summary["quarantine"] = _quarantine_summary(splits)
                     summary["data_quality"] = splits.quality
