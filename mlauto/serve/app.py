@@ -1,6 +1,7 @@
 """The model server: Ray Serve with a FastAPI ingress, fed by a model loader passed in as an argument."""
 
 
+import asyncio
 import logging
 import secrets
 import threading
@@ -215,10 +216,21 @@ class ModelServer:
         row_ids = [f"{body['request_id']}:{i}" for i in range(len(labels))]
         if self.sender is None:
             return JSONResponse({"detail": "this endpoint was deployed without a monitor"}, status_code=404)
-        self.sender.flush()  # rows this replica served just now must reach the monitor first
+        # Rows this replica served just now must reach the monitor first; rows another replica served
+        # arrive within its flush period, so an unknown id is tried once more after that.
+        sent = await asyncio.to_thread(self.sender.flush)
+        try:
+            if sent is not None:
+                await sent
+        except Exception:  # a lost ingest shows up below as unknown rows
+            pass
         try:
             actor = ray.get_actor(self.sender.name, namespace=self.sender.namespace)
-            status = await actor.feedback.remote(row_ids, labels)
+            try:
+                status = await actor.feedback.remote(row_ids, labels)
+            except UnknownRows:
+                await asyncio.sleep(2 * self.sender.flush_s + 0.1)
+                status = await actor.feedback.remote(row_ids, labels)
         except UnknownRows:
             return JSONResponse({"detail": f"unknown request id {body['request_id']!r} (or more labels than "
                                            "records); ids come from POST /predict"}, status_code=404)

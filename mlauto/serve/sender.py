@@ -26,6 +26,8 @@ class MonitorSender:
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[str], list[dict[str, Any]]]] = []
         self._n_pending = 0
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()  # one flush at a time, so the last ref covers every row sent
+        self._last_ref: ray.ObjectRef | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="monitor-sender", daemon=True)
         self._thread.start()
@@ -44,11 +46,16 @@ class MonitorSender:
         while not self._stop.wait(self.flush_s):
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self) -> ray.ObjectRef | None:
+        """Send what is buffered; returns the ref of the last ``ingest`` call so a caller can wait on it."""
+        with self._send_lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> ray.ObjectRef | None:
         with self._lock:
             batch, self._pending, self._n_pending = self._pending, [], 0
         if not batch:
-            return
+            return self._last_ref
         features = np.vstack([b[0] for b in batch])
         predictions = np.concatenate([b[1] for b in batch])
         confidence = np.concatenate([b[2] for b in batch])
@@ -58,7 +65,7 @@ class MonitorSender:
             # Looked up on every flush (one GCS call per flush_s): a cached handle to a replaced
             # monitor would swallow rows without an error.
             actor = ray.get_actor(self.name, namespace=self.namespace)
-            actor.ingest.remote(features, predictions, row_ids, confidence, records)  # fire and forget
+            self._last_ref = actor.ingest.remote(features, predictions, row_ids, confidence, records)
             sent, dropped = len(features), 0
         except Exception as exc:  # monitor absent or restarting: count the loss
             sent, dropped = 0, len(features)
@@ -66,6 +73,7 @@ class MonitorSender:
         with self._lock:
             self.sent += sent
             self.dropped += dropped
+        return self._last_ref
 
     def alive(self) -> bool:
         return self._thread.is_alive()
