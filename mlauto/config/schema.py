@@ -81,7 +81,9 @@ class SearchConf:
 @dataclass
 class TuneConf:
     num_samples: int = 16
+    # auto: roc_auc (binary), accuracy (multiclass), rmse (regression); or any metric of the task
     metric: str = "roc_auc"
+    task: str = "auto"  # auto (from the target) | binary | multiclass | regression
     max_concurrent: int = 0  # 0: one trial per available CPU
     cpus_per_trial: float = 1.0
     time_budget_s: Optional[float] = None

@@ -15,6 +15,9 @@ from mlauto.config.schema import STAGES, Config
 from mlauto.errors import ConfigError
 
 CLASSIFICATION_METRICS = {"accuracy": "max", "f1": "max", "roc_auc": "max", "log_loss": "min"}
+REGRESSION_METRICS = {"rmse": "min", "mae": "min", "r2": "max"}
+METRICS = {**CLASSIFICATION_METRICS, **REGRESSION_METRICS}  # as mlauto.tune.metrics
+TASKS = ("auto", "binary", "multiclass", "regression")
 SEARCH_ALGORITHMS = ("optuna", "random")
 INGRESS = ("auto", "haproxy", "proxy")
 ACTIONS = ("run", "promote", "rollback", "events", "serve_config", "snapshots", "schedule", "schedule_status",
@@ -25,9 +28,23 @@ MONITOR_CORRECTIONS = ("bonferroni", "fdr")  # as mlauto.monitor.detectors.CORRE
 
 
 def metric_mode(metric: str) -> str:
-    if metric not in CLASSIFICATION_METRICS:
-        raise ConfigError("tune.metric", metric, sorted(CLASSIFICATION_METRICS))
-    return CLASSIFICATION_METRICS[metric]
+    """max or min: the direction in which ``metric`` gets better."""
+    if metric not in METRICS:
+        raise ConfigError("tune.metric", metric, sorted(METRICS))
+    return METRICS[metric]
+
+
+def metric_for_task(metric: str, task: str) -> str:
+    """The metric to optimize for a task: ``auto`` picks roc_auc (binary), accuracy (multiclass) or rmse.
+
+    A metric of the other kind (rmse for a classifier) fails naming the ones that fit.
+    """
+    allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    if metric == "auto":
+        return {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}[task]
+    if metric not in allowed:
+        raise ConfigError("tune.metric", metric, sorted(allowed), f"the task is {task}")
+    return metric
 
 
 def _check_space(family: str, space: dict) -> None:
@@ -252,7 +269,12 @@ def validate(
         _check_space(name, fam.space)
     if cfg.search.algorithm not in SEARCH_ALGORITHMS:
         raise ConfigError("search.algorithm", cfg.search.algorithm, SEARCH_ALGORITHMS)
-    metric_mode(cfg.tune.metric)
+    if cfg.tune.metric != "auto":
+        metric_mode(cfg.tune.metric)
+    if cfg.tune.task not in TASKS:
+        raise ConfigError("tune.task", cfg.tune.task, TASKS)
+    if cfg.tune.task != "auto" and cfg.tune.metric != "auto":
+        metric_for_task(cfg.tune.metric, cfg.tune.task)
     if cfg.tune.num_samples < 1:
         raise ConfigError("tune.num_samples", cfg.tune.num_samples, "an integer >= 1")
     if cfg.tune.cpus_per_trial <= 0:

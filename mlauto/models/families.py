@@ -65,5 +65,6 @@ class TorchMLPFamily(Family):
     seed_param = "seed"
 
 
-def build_estimator(family: str, params: dict[str, Any], seed: int) -> BaseEstimator:
+def build_estimator(family: str, params: dict[str, Any], seed: int, task: str = "binary") -> BaseEstimator:
+    """An unfitted estimator of ``family`` for ``task`` (binary, multiclass or regression)."""
     return FAMILIES.get(family)().build(params, seed)
