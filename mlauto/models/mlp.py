@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import Any, Callable
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -62,7 +64,10 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.device = device
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "TorchMLPClassifier":
+    def fit(self, X: np.ndarray, y: np.ndarray, on_epoch: Callable[[int, Any], bool | None] | None = None
+            ) -> "TorchMLPClassifier":
+        """``on_epoch(epoch, self)`` runs after every epoch with the model usable for ``predict``; it
+        returning True stops training (how Tune's ASHA scheduler ends a trial early)."""
         torch.manual_seed(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
         device = resolve_device(self.device)
@@ -101,6 +106,10 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
                 stale += 1
                 if stale >= self.patience:
                     break
+            if on_epoch is not None:
+                self.network_ = net
+                if on_epoch(epoch + 1, self):
+                    break
         net.load_state_dict(best_state)
         self.network_ = net.to("cpu").eval()
         self.n_epochs_ = len(self.history_)
@@ -108,9 +117,10 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        device = next(self.network_.parameters()).device  # mid-training (on_epoch) it may be on a GPU
         with torch.no_grad():
-            logits = self.network_(torch.from_numpy(np.asarray(X, dtype=np.float32)))
-            return torch.softmax(logits, dim=1).numpy().astype(np.float64)
+            logits = self.network_(torch.from_numpy(np.asarray(X, dtype=np.float32)).to(device))
+            return torch.softmax(logits, dim=1).cpu().numpy().astype(np.float64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
