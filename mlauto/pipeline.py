@@ -26,7 +26,16 @@ from mlauto.track import (
     sqlite_uri,
     track_experiment,
 )
-from mlauto.tune import FinalModel, SearchResult, fit_final, run_search, warm_start_point
+from mlauto.tune import FinalModel, SearchResult, detect_task, fit_final, run_search, warm_start_point
+from mlauto.tune.curves import Curves, sample_size_runs
+from mlauto.tune.select import (
+    EnsembleDecision,
+    choose_ensemble,
+    ensemble_final,
+    family_leaderboard,
+    save_selection,
+    top_trials,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +105,9 @@ class Trained:
     search: SearchResult
     final: FinalModel
     tracked: TrackedModel
+    family_board: pd.DataFrame | None = None  # best trial per family
+    ensemble: EnsembleDecision | None = None
+    curves: Curves | None = None  # sample-size runs
 
 
 def data_source(cfg: Config) -> Source:
@@ -186,6 +198,17 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             points_to_evaluate=[p] if warm_start and (p := warm_start_point(families, *warm_start)) else None,
         )
         final = fit_final(prep, search.best.family, search.best.params, splits, seed, X_train=X_train)
+        # Model selection: best per family, a top-k ensemble kept only if it wins on validation, sample-size runs.
+        sel_task = t.task if t.task != "auto" else detect_task(data[1])
+        board = family_leaderboard(search)
+        ensemble = choose_ensemble(top_trials(search, t.ensemble.k), data, method=t.ensemble.method,
+                                   metric=search.metric, mode=search.mode, task=sel_task, seed=seed)
+        if ensemble.kept:
+            final = ensemble_final(prep, ensemble, splits, sel_task)
+        curves = sample_size_runs(top_trials(search, t.sample_sizes.top_k), data, fractions=t.sample_sizes.fractions,
+                                  metric=search.metric, mode=search.mode, task=sel_task, seed=seed,
+                                  tolerance=t.sample_sizes.tolerance) if t.sample_sizes.fractions else None
+        selection_files = save_selection(os.path.join(paths.root, "selection"), board, curves)
         logger.info("best %s: val %s=%.4f, test %s=%.4f", final.family, t.metric, final.val_metrics[t.metric],
                     t.metric, final.test_metrics[t.metric])
     with stage("track", timings):
@@ -197,9 +220,10 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             sample_input=splits.train[features].head(20), fingerprint=snapshot.fingerprint,
             config=_redacted(cfg), seed=seed, counts=splits.counts(), extra_tags=extra_tags,
             artifacts={**write_report(prep, os.path.join(paths.root, "features")),
-                       **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {})},
+                       **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {}),
+                       **selection_files},
         )
-    return Trained(snapshot, splits, search, final, tracked)
+    return Trained(snapshot, splits, search, final, tracked, board, ensemble, curves)
 
 
 def _redacted(cfg: Config) -> dict[str, Any]:
@@ -315,6 +339,9 @@ def _training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
                    "failed": sum(t.status != "ok" for t in trained.search.trials)},
         "mlflow_run_id": trained.tracked.run_id,
         "model_version": trained.tracked.version,
+        "family_leaderboard": trained.family_board.to_dict("records") if trained.family_board is not None else None,
+        "ensemble": trained.ensemble.summary() if trained.ensemble is not None else None,
+        "fastest_within": trained.curves.fastest_within if trained.curves is not None else None,
     }
 
 

@@ -79,6 +79,23 @@ class SearchConf:
 
 
 @dataclass
+class EnsembleConf:
+    # none | soft_vote | stacking: combine the top-k distinct configs; kept only if it beats the best
+    # single config on validation. Default none: one model serves faster, is smaller, and a retrain can
+    # warm-start from it; turn it on when the last bit of score is worth k times the inference cost.
+    method: str = "none"
+    k: int = 3
+
+
+@dataclass
+class SampleSizeConf:
+    # Retrain the top_k configs on these fractions of the training rows (Ray tasks); []: off
+    fractions: List[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
+    top_k: int = 3
+    tolerance: float = 0.01  # fastest_within: absolute, in the metric's units
+
+
+@dataclass
 class TuneConf:
     num_samples: int = 16
     # auto: roc_auc (binary), accuracy (multiclass), rmse (regression); or any metric of the task
@@ -88,6 +105,8 @@ class TuneConf:
     cpus_per_trial: float = 1.0
     time_budget_s: Optional[float] = None
     max_failures: int = 1
+    ensemble: EnsembleConf = field(default_factory=EnsembleConf)
+    sample_sizes: SampleSizeConf = field(default_factory=SampleSizeConf)
 
 
 @dataclass

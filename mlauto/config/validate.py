@@ -221,6 +221,26 @@ def _check_prepare(cfg: Config) -> None:
             raise ConfigError(f"{key}.categories", cats, "a non-empty list of allowed values")
 
 
+ENSEMBLE_METHODS = ("none", "soft_vote", "stacking")  # as mlauto.models.ensemble
+
+
+def _check_selection(cfg: Config) -> None:
+    """tune.ensemble and tune.sample_sizes."""
+    e, s = cfg.tune.ensemble, cfg.tune.sample_sizes
+    if e.method not in ENSEMBLE_METHODS:
+        raise ConfigError("tune.ensemble.method", e.method, ENSEMBLE_METHODS)
+    if e.k < 2:
+        raise ConfigError("tune.ensemble.k", e.k, "an integer >= 2 (configs to combine)")
+    for fraction in s.fractions:
+        if not 0.0 < fraction <= 1.0:
+            raise ConfigError("tune.sample_sizes.fractions", list(s.fractions),
+                              "fractions in (0, 1], e.g. [0.1, 0.25, 0.5, 1.0]; [] turns the runs off")
+    if s.top_k < 1:
+        raise ConfigError("tune.sample_sizes.top_k", s.top_k, "an integer >= 1")
+    if s.tolerance < 0:
+        raise ConfigError("tune.sample_sizes.tolerance", s.tolerance, "a number >= 0, in the metric's units")
+
+
 def validate(
     cfg: Config,
     *,
@@ -279,6 +299,7 @@ def validate(
         raise ConfigError("tune.num_samples", cfg.tune.num_samples, "an integer >= 1")
     if cfg.tune.cpus_per_trial <= 0:
         raise ConfigError("tune.cpus_per_trial", cfg.tune.cpus_per_trial, "a number > 0")
+    _check_selection(cfg)
     if not 0 < cfg.serve.port < 65536:
         raise ConfigError("serve.port", cfg.serve.port, "1..65535")
     if cfg.monitor.detector not in detectors:

@@ -1,0 +1,88 @@
+"""Top-k ensembles of searched configs: soft voting or stacking, as plain scikit-learn estimators.
+
+They sit in the registered Pipeline as the "model" step, so they pickle, serve and monitor like any
+single family.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.ensemble import StackingClassifier, StackingRegressor
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.utils.validation import check_is_fitted
+
+from mlauto.errors import MlautoError
+
+ENSEMBLE_METHODS = ("none", "soft_vote", "stacking")
+
+
+class SoftVoteEnsemble(BaseEstimator):
+    """Mean of the members' class probabilities (classification) or predictions (regression).
+
+    ``prefit=True`` takes members already fitted on the same training data (the selection step fits
+    them once to score each alone, then reuses them); otherwise ``fit`` fits clones.
+    """
+
+    def __init__(self, estimators: Sequence[BaseEstimator] = (), task: str = "binary", prefit: bool = False) -> None:
+        self.estimators = estimators
+        self.task = task
+        self.prefit = prefit
+
+    def fit(self, X: Any, y: Any) -> "SoftVoteEnsemble":
+        if not self.estimators:
+            raise MlautoError("SoftVoteEnsemble needs at least one estimator")
+        if self.prefit:
+            for est in self.estimators:
+                check_is_fitted(est)
+            self.estimators_ = list(self.estimators)
+        else:
+            self.estimators_ = [clone(est).fit(X, y) for est in self.estimators]
+        if self.task != "regression":
+            self.classes_ = np.asarray(self.estimators_[0].classes_)
+            for est in self.estimators_[1:]:
+                if not np.array_equal(np.asarray(est.classes_), self.classes_):
+                    raise MlautoError("ensemble members were fitted on different classes; fit them on the same y")
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        if self.task == "regression":
+            raise AttributeError("a regression ensemble has no predict_proba")
+        check_is_fitted(self, "estimators_")
+        return np.mean([np.asarray(est.predict_proba(X), dtype=float) for est in self.estimators_], axis=0)
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimators_")
+        if self.task == "regression":
+            return np.mean([np.asarray(est.predict(X), dtype=float) for est in self.estimators_], axis=0)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def __sklearn_tags__(self):  # noqa: ANN204 - sklearn's Tags type
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "regressor" if self.task == "regression" else "classifier"
+        return tags
+
+
+def build_ensemble(method: str, members: Sequence[BaseEstimator], *, task: str = "binary", seed: int = 0,
+                   cv: int = 3, prefit: bool = False) -> BaseEstimator:
+    """An unfitted ensemble over ``members``.
+
+    stacking refits the members on ``cv`` folds and trains a linear meta-model on their out-of-fold
+    outputs (logistic regression on probabilities, or ridge for regression), so the meta-model never
+    sees a member's predictions on its own training rows.
+    """
+    if method == "soft_vote":
+        return SoftVoteEnsemble(list(members), task=task, prefit=prefit)
+    if method == "stacking":
+        named = [(f"m{i}", est) for i, est in enumerate(members)]
+        if task == "regression":
+            return StackingRegressor(named, final_estimator=RidgeCV(), cv=KFold(cv, shuffle=True, random_state=seed))
+        return StackingClassifier(named, final_estimator=LogisticRegression(max_iter=1000),
+                                  cv=StratifiedKFold(cv, shuffle=True, random_state=seed), stack_method="predict_proba")
+    raise MlautoError(f"unknown ensemble method {method!r}; valid: {', '.join(ENSEMBLE_METHODS[1:])}")
+
+
+__all__ = ["ENSEMBLE_METHODS", "SoftVoteEnsemble", "build_ensemble"]
