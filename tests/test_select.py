@@ -229,3 +229,36 @@ def test_pipeline_reports_family_leaderboard_and_curves(trained):
               for a in client.list_artifacts(result.tracked.run_id, folder)}
     assert logged == {"selection/family_leaderboard.csv", "curves/learning_curves.csv", "pareto/pareto.csv"}
     assert os.path.isdir(os.path.join(cfg.root, "selection"))
+
+
+def test_kept_ensemble_is_registered_and_loads_like_any_family(trained, tmp_path):
+    """A kept ensemble goes into the Pipeline as the "model" step, registers and loads back."""
+    from mlauto import pipeline
+    from mlauto.track import BundleLoader, sqlite_uri, track_experiment
+    from mlauto.tune.select import ensemble_final
+
+    cfg, result = trained
+    splits, prep = result.splits, result.final.pipeline.named_steps["prep"]
+    f, t = splits.features, splits.target
+    data = (prep.transform(splits.train[f]), splits.train[t].to_numpy(), prep.transform(splits.val[f]),
+            splits.val[t].to_numpy())
+    # Best-first members led by a one-split stump: the vote with two logistic regressions ranks far better.
+    members = [_trial("stump", "random_forest", 0.99, {"n_estimators": 1, "max_depth": 1, "max_features": 1}),
+               _trial("lr1", "logreg", 0.98, {"C": 1.0, "max_iter": 1000}),
+               _trial("lr2", "logreg", 0.97, {"C": 0.1, "max_iter": 1000})]
+    decision = choose_ensemble(members, data, method="soft_vote", metric="roc_auc", mode="max")
+    assert decision.kept, decision.reason
+    final = ensemble_final(prep, decision, splits)
+    assert final.family == "ensemble" and final.params["method"] == "soft_vote"
+    assert final.val_metrics["roc_auc"] == pytest.approx(decision.ensemble_score)
+    uri = sqlite_uri(str(tmp_path))
+    tracked = track_experiment(
+        uri=uri, experiment="ens", artifact_root=str(tmp_path / "art"), model_name="ens", search=result.search,
+        final=final, reference=data[0][:20], sample_input=splits.train[f].head(5), fingerprint="f", config={},
+        seed=0, counts=splits.counts())
+    bundle = BundleLoader(uri, "ens")(tracked.version)
+    proba = bundle.pipeline.predict_proba(splits.test[f])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(proba, final.pipeline.predict_proba(splits.test[f]))
+    assert bundle.meta["family"] == "ensemble"
+    assert pipeline.warm_start_point({"logreg": {"space": {}}}, bundle.meta["family"], bundle.meta["params"]) is None
