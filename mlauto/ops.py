@@ -175,6 +175,8 @@ def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> d
     champion = BundleLoader(tracking_uri(cfg), model_name(cfg), with_reference=False)()
     base = champion_config(cfg, champion.run_id)
     small = dataclasses.replace(base, tune=dataclasses.replace(base.tune, num_samples=cfg.monitor.retrain_num_samples))
+    # Sample-size runs inform people, not the promotion: a retrain skips them.
+    small.tune.sample_sizes = dataclasses.replace(small.tune.sample_sizes, fractions=[])
     client = MlflowClient(tracking_uri(cfg))
     n_versions = len(client.search_model_versions(f"name = '{model_name(cfg)}'"))
     train_rows, judge_rows = split_labelled(labelled, cfg.monitor.holdout_labels)
