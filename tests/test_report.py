@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -180,8 +181,12 @@ def test_classification_report_renders_every_section_in_a_browser(cancer, leader
     X, y, val, test, pipe = cancer["X"], cancer["y"], cancer["val"], cancer["test"], cancer["pipe"]
     proba = pipe.predict_proba(X[test])
     importance = feature_importance(pipe, X[val], y[val], "binary", "roc_auc", seed=0, n_repeats=2)
+    # a Curves-like result (frame, pareto, fastest_within): the report shows its front as given
+    given = SimpleNamespace(frame=curves, pareto=curves[curves["config_id"] == "c1"],
+                            fastest_within={"config_id": "c1", "family": "logreg", "fraction": 1.0, "score": 0.97,
+                                            "train_seconds": 0.02, "tolerance": 0.02})
     path = write_report(str(tmp_path / "reports" / "cancer.html"), title="cancer <script>alert(1)</script>",
-                        task="binary", metric="roc_auc", leaderboard=leaderboard, curves=curves,
+                        task="binary", metric="roc_auc", leaderboard=leaderboard, curves=given,
                         profile=cancer["profile"], y_true=y[test].to_numpy(), proba=proba, classes=pipe.classes_,
                         importance=importance, summary={"data_fingerprint": "f00d", "val_metrics": {"roc_auc": 0.99},
                                                         "stage_seconds": {"tune": 3.5}})
@@ -204,6 +209,9 @@ def test_classification_report_renders_every_section_in_a_browser(cancer, leader
     assert dom.fact("benign", "profile") == str((y[cancer["train"]] == "benign").sum())  # target balance: rows
     assert "worst concave points" in dom.texts("profile") and "small (" in text  # numeric and categorical columns
     assert dom.fact("trials") == "5 (1 failed)"
+    front_ids = [t for t in dom.texts("time-vs-score") if t in ("c1", "c2")]
+    assert front_ids == ["c1", "c1", "c1", "c1"]  # three front rows + the fastest-within fact
+    assert dom.fact("tolerance", "time-vs-score") == "0.02"
 
 
 def test_regression_report_shows_residuals_instead_of_a_confusion_matrix(tmp_path):

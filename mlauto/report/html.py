@@ -35,7 +35,7 @@ th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right;vertical-align:t
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 .note{color:#666;font-style:italic}.muted{color:#666;font-size:.9em}
 img.plot{max-width:100%;height:auto;display:block;margin:.6em 0}
-nav a{margin-right:1em}
+nav a{margin-right:1em}.scroll{overflow-x:auto;max-width:100%}
 """
 
 # Marks every figure once decoded (naturalWidth > 0), so tests and users can tell a broken image.
@@ -73,7 +73,7 @@ def table(frame: pd.DataFrame, max_rows: int | None = None) -> str:
                    for row in shown.itertuples(index=False, name=None))
     more = (f'<p class="muted">{len(frame) - len(shown)} more row(s) not shown.</p>'
             if len(frame) > len(shown) else "")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{more}'
 
 
 def facts(rows: Sequence[tuple[str, Any]]) -> str:
@@ -138,7 +138,7 @@ def _profile_summary(entry: dict[str, Any]) -> str:
     return ""
 
 
-def profile_section(profile: dict[str, Any] | str | None) -> str:
+def profile_section(profile: dict[str, Any] | str | None, task: str = "binary") -> str:
     title = "Data profile"
     if isinstance(profile, (str, os.PathLike)):
         if not os.path.exists(profile):
@@ -157,7 +157,7 @@ def profile_section(profile: dict[str, Any] | str | None) -> str:
             f'<b>{esc(profile.get("target"))}</b>. Statistics: {esc(profile.get("approximate", "exact"))}.</p>')
     body += table(pd.DataFrame(rows), MAX_PROFILE_ROWS)
     balance = profile.get("target_balance") or {}
-    if balance:
+    if balance and task != "regression":  # a numeric target's "balance" is one row per value: not useful
         counts = profile.get("target_counts") or {}
         top = sorted(balance.items(), key=lambda kv: -kv[1])
         body += "<h3>Target balance</h3>" + table(pd.DataFrame(
@@ -329,7 +329,7 @@ def write_report(path: str, *, title: str, task: str, metric: str, leaderboard: 
     parts = [
         _guarded("summary", "Summary", lambda: summary_section(task=task, metric=metric, mode=mode,
                                                               leaderboard=leaderboard, summary=summary)),
-        _guarded("profile", "Data profile", lambda: profile_section(profile)),
+        _guarded("profile", "Data profile", lambda: profile_section(profile, task)),
         _guarded("leaderboard", "Leaderboard", lambda: leaderboard_section(leaderboard, family_board, mode)),
         _guarded("time-vs-score", "Training time vs score",
                  lambda: pareto_section(frame, leaderboard, pareto, fastest, metric, mode)),
