@@ -53,6 +53,8 @@ def esc(value: Any) -> str:
 
 def fmt(value: Any) -> str:
     """A readable cell: 4 significant digits for floats, nested dicts flattened, everything escaped."""
+    if value is None or value is pd.NA:
+        return ""
     if isinstance(value, (float, np.floating)):
         return "" if math.isnan(value) else esc(f"{value:.4g}")
     if isinstance(value, dict):
