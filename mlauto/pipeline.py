@@ -108,6 +108,7 @@ class Trained:
     family_board: pd.DataFrame | None = None  # best trial per family
     ensemble: EnsembleDecision | None = None
     curves: Curves | None = None  # sample-size runs
+    report: str | None = None  # the experiment's HTML report
 
 
 def data_source(cfg: Config) -> Source:
@@ -211,6 +212,8 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
         selection_files = save_selection(os.path.join(paths.root, "selection"), board, curves)
         logger.info("best %s: val %s=%.4f, test %s=%.4f", final.family, t.metric, final.val_metrics[t.metric],
                     t.metric, final.test_metrics[t.metric])
+    report = experiment_report(cfg, splits, search, final, seed, timings, snapshot.fingerprint,
+                               family_board=board, curves=curves)
     with stage("track", timings):
         rng = np.random.default_rng(cfg.seed)
         reference = X_train[rng.permutation(len(X_train))[:REFERENCE_ROWS]]
@@ -221,9 +224,45 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             config=_redacted(cfg), seed=seed, counts=splits.counts(), extra_tags=extra_tags,
             artifacts={**write_report(prep, os.path.join(paths.root, "features")),
                        **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {}),
-                       **selection_files},
+                       **selection_files, **({"report": report} if report else {})},
         )
-    return Trained(snapshot, splits, search, final, tracked, board, ensemble, curves)
+    return Trained(snapshot, splits, search, final, tracked, board, ensemble, curves, report=report)
+
+
+def experiment_report(cfg: Config, splits: Splits, search: SearchResult, final: FinalModel, seed: int,
+                      timings: dict[str, float], fingerprint: str, *, family_board: pd.DataFrame | None = None,
+                      curves: Any = None) -> str | None:
+    """``<root>/reports/<name>-<time>.html``: profile, leaderboard, fronts, test errors, importance.
+
+    The report is a by-product: one that fails is logged and the training goes on without it.
+    """
+    from mlauto.report import feature_importance
+    from mlauto.report import write_report as write_experiment_report
+    from mlauto.tune import detect_task
+
+    features, target, pipe = splits.features, splits.target, final.pipeline
+    task = cfg.tune.task if cfg.tune.task != "auto" else detect_task(splits.train[target])
+    path = os.path.join(Paths(cfg.root).root, "reports", f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}.html")
+    try:
+        with stage("report", timings):
+            X_test, y_test = splits.test[features], splits.test[target].to_numpy()
+            proba = pipe.predict_proba(X_test) if task != "regression" else None
+            classes = np.asarray(pipe.classes_) if proba is not None else None
+            y_pred = classes[np.argmax(proba, axis=1)] if proba is not None else pipe.predict(X_test)
+            importance = (feature_importance(pipe, splits.val[features], splits.val[target].to_numpy(), task,
+                                             search.metric, seed) if len(splits.val) else None)
+            summary = {"best_family": final.family, "best_params": final.params, "val_metrics": final.val_metrics,
+                       "test_metrics": final.test_metrics, "data_fingerprint": fingerprint, "rows": splits.counts(),
+                       "search_seconds": round(search.wall_seconds, 3),
+                       "final_fit_seconds": round(final.train_seconds, 3), "stage_seconds": dict(timings)}
+            return write_experiment_report(
+                path, title=f"mlauto experiment {cfg.name}", task=task, metric=search.metric,
+                leaderboard=search.leaderboard(), family_board=family_board, curves=curves,
+                profile=splits.quality.get("profile_path"), y_true=y_test, y_pred=y_pred, proba=proba,
+                classes=classes, importance=importance, summary=summary)
+    except Exception:  # noqa: BLE001 - see the docstring
+        logger.warning("the experiment report could not be written to %s", path, exc_info=True)
+        return None
 
 
 def _redacted(cfg: Config) -> dict[str, Any]:
@@ -342,6 +381,7 @@ def _training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
         "family_leaderboard": trained.family_board.to_dict("records") if trained.family_board is not None else None,
         "ensemble": trained.ensemble.summary() if trained.ensemble is not None else None,
         "fastest_within": trained.curves.fastest_within if trained.curves is not None else None,
+        "report": trained.report,
     }
 
 
