@@ -188,6 +188,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
     features, target = splits.features, splits.target
     data = (X_train, splits.train[target].to_numpy(), prep.transform(splits.val[features]),
             splits.val[target].to_numpy())
+    task = cfg.tune.task if cfg.tune.task != "auto" else detect_task(data[1])
     with stage("tune", timings):
         families = {name: {"space": dict(f.space), "fixed": dict(f.fixed)} for name, f in cfg.families.items()}
         t = cfg.tune
@@ -197,17 +198,17 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", cpus_per_trial=t.cpus_per_trial,
             max_concurrent=t.max_concurrent, time_budget_s=t.time_budget_s, max_failures=t.max_failures,
             points_to_evaluate=[p] if warm_start and (p := warm_start_point(families, *warm_start)) else None,
+            task=task,
         )
-        final = fit_final(prep, search.best.family, search.best.params, splits, seed, X_train=X_train)
+        final = fit_final(prep, search.best.family, search.best.params, splits, seed, X_train=X_train, task=task)
         # Model selection: best per family, a top-k ensemble kept only if it wins on validation, sample-size runs.
-        sel_task = t.task if t.task != "auto" else detect_task(data[1])
         board = family_leaderboard(search)
         ensemble = choose_ensemble(top_trials(search, t.ensemble.k), data, method=t.ensemble.method,
-                                   metric=search.metric, mode=search.mode, task=sel_task, seed=seed)
+                                   metric=search.metric, mode=search.mode, task=task, seed=seed)
         if ensemble.kept:
-            final = ensemble_final(prep, ensemble, splits, sel_task)
+            final = ensemble_final(prep, ensemble, splits, task)
         curves = sample_size_runs(top_trials(search, t.sample_sizes.top_k), data, fractions=t.sample_sizes.fractions,
-                                  metric=search.metric, mode=search.mode, task=sel_task, seed=seed,
+                                  metric=search.metric, mode=search.mode, task=task, seed=seed,
                                   tolerance=t.sample_sizes.tolerance) if t.sample_sizes.fractions else None
         selection_files = save_selection(os.path.join(paths.root, "selection"), board, curves)
         logger.info("best %s: val %s=%.4f, test %s=%.4f", final.family, t.metric, final.val_metrics[t.metric],

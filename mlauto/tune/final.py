@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from mlauto.data import Splits
 from mlauto.features import Preprocessor
 from mlauto.models import build_estimator
-from mlauto.tune.metrics import classification_metrics
+from mlauto.tune.metrics import evaluate
 
 
 @dataclass
@@ -26,20 +26,20 @@ class FinalModel:
 
 
 def fit_final(prep: Preprocessor, family: str, params: dict[str, Any], splits: Splits, seed: int,
-              X_train: np.ndarray | None = None) -> FinalModel:
+              X_train: np.ndarray | None = None, task: str = "binary") -> FinalModel:
     """Same data, params and seed as the trial, so the validation score matches the leaderboard.
 
     ``X_train``: the training matrix the trials saw (``prep.fit_transform``: cross-fitted target
     encodings); by default ``prep.transform`` of the training split.
     """
     features, target = splits.features, splits.target
-    estimator = build_estimator(family, params, seed)
+    estimator = build_estimator(family, params, seed, task)
     start = time.perf_counter()
     if X_train is None:
         X_train = prep.transform(splits.train[features])
     estimator.fit(X_train, splits.train[target].to_numpy())
     seconds = time.perf_counter() - start
     pipeline = Pipeline([("prep", prep), ("model", estimator)])
-    val = classification_metrics(pipeline, splits.val[features], splits.val[target].to_numpy())
-    test = classification_metrics(pipeline, splits.test[features], splits.test[target].to_numpy())
+    val = evaluate(pipeline, splits.val[features], splits.val[target].to_numpy(), task)
+    test = evaluate(pipeline, splits.test[features], splits.test[target].to_numpy(), task)
     return FinalModel(pipeline, family, params, val, test, seconds)

@@ -19,7 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from mlauto.errors import MlautoError
 from mlauto.models import build_estimator
-from mlauto.tune.metrics import classification_metrics
+from mlauto.tune.metrics import evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class TrialResult:
     family: str
     params: dict[str, Any]
     metrics: dict[str, float]
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed" or "stopped" (by the time budget before any report)
     error: str | None = None
 
     @property
@@ -101,18 +101,19 @@ def trial_params(config: dict[str, Any], families: dict[str, dict[str, Any]]) ->
     return family, {**families[family].get("fixed", {}), **sampled}
 
 
-def _trainable(config: dict[str, Any], data: tuple, families: dict, seed: int, metric: str, threads: int) -> None:
+def _trainable(config: dict[str, Any], data: tuple, families: dict, seed: int, metric: str, threads: int,
+               task: str = "binary") -> None:
     import torch
 
     torch.set_num_threads(threads)
     X_tr, y_tr, X_va, y_va = data
     family, params = trial_params(config, families)
-    est = build_estimator(family, params, seed)
+    est = build_estimator(family, params, seed, task)
     start = time.perf_counter()
     est.fit(X_tr, y_tr)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    scores = classification_metrics(est, X_va, y_va)
+    scores = evaluate(est, X_va, y_va, task)
     infer_ms = (time.perf_counter() - start) * 1000.0 / max(1, len(y_va))
     tune.report(
         {
@@ -141,6 +142,7 @@ def run_search(
     time_budget_s: float | None = None,
     max_failures: int = 1,
     points_to_evaluate: list[dict[str, Any]] | None = None,
+    task: str = "binary",
 ) -> SearchResult:
     """Run the search; trials get the data from the object store, placed there once.
 
@@ -160,7 +162,8 @@ def run_search(
     )
     trainable = tune.with_resources(
         tune.with_parameters(
-            _trainable, data=data, families=families, seed=seed, metric=metric, threads=max(1, int(cpus_per_trial))
+            _trainable, data=data, families=families, seed=seed, metric=metric, threads=max(1, int(cpus_per_trial)),
+            task=task,
         ),
         {"cpu": cpus_per_trial},
     )
@@ -187,6 +190,10 @@ def run_search(
     wall = time.perf_counter() - start
     trials = []
     for result in grid:
+        if not result.config:  # stopped by time_budget_s before it was even configured
+            trials.append(TrialResult(os.path.basename(result.path or ""), "unknown", {}, {}, "stopped",
+                                      "stopped before its first report"))
+            continue
         family, params = trial_params(result.config, families)
         metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float)) and k in _KEEP}
         ok = result.error is None and "score" in metrics
@@ -205,4 +212,4 @@ def run_search(
 
 
 _KEEP = {"score", "train_seconds", "infer_ms_per_row", "n_train", "val_accuracy", "val_f1", "val_roc_auc",
-         "val_log_loss", "time_total_s"}
+         "val_log_loss", "val_rmse", "val_mae", "val_r2", "time_total_s"}
