@@ -87,8 +87,13 @@ def trial_params(config: dict[str, Any], families: dict[str, dict[str, Any]]) ->
     return family, {**families[family].get("fixed", {}), **sampled}
 
 
+GRID_KEY = "grid_point"  # search=grid: Tune's config is {GRID_KEY: one flat config}
+
+
 def _flat(config: dict[str, Any] | None) -> dict[str, Any]:
-    return dict(config or {})
+    """The flat trial config, whichever algorithm made it."""
+    config = dict(config or {})
+    return dict(config[GRID_KEY]) if GRID_KEY in config else config
 
 
 def _final_step(est: Any) -> Any:
@@ -220,8 +225,8 @@ def make_scheduler(name: str, mode: str, options: dict[str, Any] | None = None) 
 
 def _searcher(algorithm: str, families: dict, *, mode: str, seed: int, num_samples: int, concurrency: int,
               points: list[dict[str, Any]] | None, grid_points_per_param: int, max_grid_size: int
-              ) -> tuple[Any, int]:
-    """The search algorithm and the number of trials it runs."""
+              ) -> tuple[Any, int, dict[str, Any] | None]:
+    """The search algorithm, the number of trials it runs, and Tune's param_space (grid only)."""
     if algorithm in ("optuna", "random"):
         from ray.tune.search.optuna import OptunaSearch
 
@@ -229,20 +234,22 @@ def _searcher(algorithm: str, families: dict, *, mode: str, seed: int, num_sampl
             optuna.samplers.RandomSampler(seed=seed)
         searcher = OptunaSearch(space=ConditionalSpace(families), metric="score", mode=mode, sampler=sampler,
                                 points_to_evaluate=points or None)
-        return ConcurrencyLimiter(searcher, max_concurrent=concurrency), num_samples
+        return ConcurrencyLimiter(searcher, max_concurrent=concurrency), num_samples, None
     if algorithm == "grid":
-        # Each grid point once: the grid, not tune.num_samples, sets the trial count (a repeat of a
-        # deterministic point would only re-measure noise). Points run as Tune's points_to_evaluate.
+        # One tune.grid_search over the flat configs of every family (a conditional space is not a product).
+        # Tune's num_samples repeats a grid; it is 1: the grid, not tune.num_samples, sets the trial count
+        # (repeating a seeded point would only re-measure the same number).
         configs = (points or []) + grid_configs(families, grid_points_per_param, max_grid_size)
         if num_samples != len(configs):
             logger.info("search=grid runs each of its %d point(s) once; tune.num_samples=%d is not used",
                         len(configs), num_samples)
-        return BasicVariantGenerator(points_to_evaluate=configs, max_concurrent=concurrency), len(configs)
+        return (BasicVariantGenerator(max_concurrent=concurrency), 1,
+                {GRID_KEY: tune.grid_search(configs)})
     if algorithm == "bayesopt":
         if points:
             logger.info("search=bayesopt does not take warm-start points; starting from its own random steps")
         searcher = PerFamilyBayesOpt(families, num_samples, metric="score", mode=mode, seed=seed)
-        return ConcurrencyLimiter(searcher, max_concurrent=concurrency), num_samples
+        return ConcurrencyLimiter(searcher, max_concurrent=concurrency), num_samples, None
     raise MlautoError(f"unknown search algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
 
 
@@ -281,9 +288,10 @@ def run_search(
         raise MlautoError("no model families to search; select some, e.g. models=all")
     cpus = ray.available_resources().get("CPU", 1.0) or 1.0
     concurrency = max_concurrent or max(1, int(cpus // cpus_per_trial))
-    searcher, total = _searcher(algorithm, families, mode=mode, seed=seed, num_samples=num_samples,
+    searcher, samples, param_space = _searcher(algorithm, families, mode=mode, seed=seed, num_samples=num_samples,
                                 concurrency=concurrency, points=points_to_evaluate,
                                 grid_points_per_param=grid_points_per_param, max_grid_size=max_grid_size)
+    total = len(param_space[GRID_KEY]["grid_search"]) if param_space else samples
     sched = make_scheduler(scheduler, mode, scheduler_options)
     gpus = effective_gpus(gpus_per_trial)
     trainable = tune.with_resources(
@@ -297,6 +305,10 @@ def run_search(
     os.makedirs(storage_path, exist_ok=True)
     path = os.path.join(storage_path, name)
     progress = SearchProgress(total, mode=mode, interval_s=progress_interval_s, label=metric)
+    if resume:
+        # Tune saves its experiment state every ~10 s or more ("auto"); what finished since is rerun after
+        # a crash. Save at most every 2 s unless the user set the period.
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     resumed = resume and tune.Tuner.can_restore(path)
     if resumed:
         logger.info("resuming search %s: finished trials are kept", path)
@@ -305,10 +317,11 @@ def run_search(
     else:
         tuner = tune.Tuner(
             trainable,
+            param_space=param_space,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 scheduler=sched,
-                num_samples=total,
+                num_samples=samples,
                 reuse_actors=True,
                 time_budget_s=time_budget_s,
             ),
