@@ -71,7 +71,8 @@ def test_bayesopt_rejects_a_family_without_numeric_params():
     from mlauto.tune.space import PerFamilyBayesOpt
 
     with pytest.raises(MlautoError, match="mlp has only choice params"):
-        PerFamilyBayesOpt({"mlp": MLP, "logreg": LOGREG}, 4, metric="score", mode="max", seed=0)
+        choices_only = {"space": {"hidden": {"type": "choice", "values": [8, 16]}}, "fixed": {}}
+        PerFamilyBayesOpt({"mlp": choices_only, "logreg": LOGREG}, 4, metric="score", mode="max", seed=0)
 
 
 def test_run_names_are_stable_only_with_resume():
