@@ -191,7 +191,7 @@ RESUME_SCRIPT = textwrap.dedent("""
     r = run_search((X[:150], y[:150], X[150:], y[150:]), fam, metric="accuracy", mode="max", num_samples=6,
                    algorithm="random", seed=0, storage_path=sys.argv[1], name="resume-me", resume=True,
                    max_concurrent=1)
-    print("RESULT", len(r.trials), sum(t.status == "ok" for t in r.trials), r.resumed, flush=True)
+    print("RESULT", len(r.trials), sum(t.status == "ok" for t in r.trials), r.resumed, r.progress["done"], flush=True)
     ray.shutdown()
 """)
 
@@ -236,8 +236,9 @@ def test_resume_after_the_driver_is_killed(tmp_path):
                          timeout=300)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")), None)
     assert line, out.stdout[-3000:] + out.stderr[-3000:]
-    _, total, ok, resumed = line.split()
+    _, total, ok, resumed, done = line.split()
     assert resumed == "True" and int(total) == 6 and int(ok) == 6
+    assert int(done) == 6  # the progress count includes the trials finished before the kill
     trial_dirs = [p for p in exp.iterdir() if p.is_dir() and p.name.startswith("_trainable_")]
     assert len(trial_dirs) == 6  # finished trials did not come back as new trials
     for tid in finished:  # ... nor ran again in place: their results are byte for byte the same

@@ -37,39 +37,62 @@ class SearchProgress(Callback):
         self._last = -math.inf
 
     # --- Tune hooks ---------------------------------------------------------------------------------
+    # Counts are read from the trials' own states at every hook, so a restored experiment (tune.resume),
+    # whose finished trials raise no events in this run, is counted right too.
     def setup(self, **info: Any) -> None:
         self._start = time.monotonic()  # also on a resumed run: elapsed is this run's time
         self._last = -math.inf
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.running.add(trial.trial_id)
+        self._sync(trials)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        self.running.add(trial.trial_id)
-        value = result.get(self.metric)
-        if isinstance(value, (int, float)) and not math.isnan(value) and (
-            math.isnan(self.best) or (value > self.best if self.mode == "max" else value < self.best)
-        ):
-            self.best, self.best_trial = float(value), trial.trial_id
+        self._offer(trial.trial_id, result)
+        self._sync(trials)
         self._maybe_log()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._sync(trials)
         self.running.discard(trial.trial_id)
         self.done.add(trial.trial_id)
         self._maybe_log()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._sync(trials)
         self.running.discard(trial.trial_id)
         self.done.discard(trial.trial_id)
         self.failed.add(trial.trial_id)
         self._maybe_log()
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._sync(trials)
         self._maybe_log()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._sync(trials)
         self.running.clear()
         self.log()
+
+    def _sync(self, trials: list) -> None:
+        for trial in trials:
+            status, tid = getattr(trial, "status", None), trial.trial_id
+            for group in (self.running, self.done, self.failed):
+                group.discard(tid)
+            if status == "RUNNING":
+                self.running.add(tid)
+            elif status == "TERMINATED":
+                self.done.add(tid)
+            elif status == "ERROR":
+                self.failed.add(tid)
+            if status in ("TERMINATED", "ERROR"):
+                self._offer(tid, getattr(trial, "last_result", None) or {})
+
+    def _offer(self, trial_id: str, result: dict) -> None:
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and not math.isnan(value) and (
+            math.isnan(self.best) or (value > self.best if self.mode == "max" else value < self.best)
+        ):
+            self.best, self.best_trial = float(value), trial_id
 
     # --- output -------------------------------------------------------------------------------------
     def counts(self) -> dict[str, Any]:
