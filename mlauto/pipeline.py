@@ -27,6 +27,7 @@ from mlauto.track import (
     track_experiment,
 )
 from mlauto.tune import FinalModel, SearchResult, detect_task, fit_final, run_search, warm_start_point
+from mlauto.tune.search import search_run_name
 from mlauto.tune.curves import Curves, sample_size_runs
 from mlauto.tune.select import (
     EnsembleDecision,
@@ -195,10 +196,15 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
         search = run_search(
             data, families, metric=t.metric, mode=metric_mode(t.metric), num_samples=t.num_samples,
             algorithm=cfg.search.algorithm, seed=seed, storage_path=paths.ray_results,
-            name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", cpus_per_trial=t.cpus_per_trial,
+            name=search_run_name(cfg.name, resume=t.resume, run_name=t.run_name, fingerprint=snapshot.fingerprint,
+                                 seed=seed),
+            cpus_per_trial=t.cpus_per_trial,
             max_concurrent=t.max_concurrent, time_budget_s=t.time_budget_s, max_failures=t.max_failures,
             points_to_evaluate=[p] if warm_start and (p := warm_start_point(families, *warm_start)) else None,
-            task=task,
+            task=task, scheduler=cfg.scheduler.name,
+            scheduler_options={k: getattr(cfg.scheduler, k) for k in ("grace_period", "reduction_factor", "max_t")},
+            grid_points_per_param=cfg.search.grid_points_per_param, max_grid_size=cfg.search.max_grid_size,
+            gpus_per_trial=t.gpus_per_trial, resume=t.resume, progress_interval_s=t.progress_interval_s,
         )
         final = fit_final(prep, search.best.family, search.best.params, splits, seed, X_train=X_train, task=task)
         # Model selection: best per family, a top-k ensemble kept only if it wins on validation, sample-size runs.

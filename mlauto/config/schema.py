@@ -75,7 +75,19 @@ class FamilyConf:
 
 @dataclass
 class SearchConf:
+    # optuna (TPE) | random (Optuna's random sampler) | grid | bayesopt (a GP per family); see README "Search"
     algorithm: str = "optuna"
+    grid_points_per_param: int = 3  # grid: values per numeric range (geometric for log types)
+    max_grid_size: int = 1000  # grid: more points than this is an error
+
+
+@dataclass
+class SchedulerConf:
+    # fifo: every trial runs to its end | asha: stop trials whose epoch scores trail (iterative families)
+    name: str = "fifo"
+    grace_period: int = 5  # asha: epochs before a trial can be stopped (>= 2 keeps one-shot families out)
+    reduction_factor: float = 3.0  # asha: keep the best 1/reduction_factor at each rung
+    max_t: int = 100  # asha: the most epochs any trial gets
 
 
 @dataclass
@@ -104,7 +116,11 @@ class TuneConf:
     max_concurrent: int = 0  # 0: one trial per available CPU
     cpus_per_trial: float = 1.0
     time_budget_s: Optional[float] = None
-    max_failures: int = 1
+    max_failures: int = 1  # retries of a crashed trial; after them it is marked failed and the search goes on
+    gpus_per_trial: float = 0.0  # GPUs per MLP trial when the cluster has them (none: CPU, one warning)
+    resume: bool = False  # continue the experiment of the same command (name, run_name, data, seed)
+    run_name: Optional[str] = None  # with resume: part of the stable experiment name (default "search")
+    progress_interval_s: float = 10.0  # a progress line at most this often
     ensemble: EnsembleConf = field(default_factory=EnsembleConf)
     sample_sizes: SampleSizeConf = field(default_factory=SampleSizeConf)
 
@@ -196,6 +212,7 @@ class Config:
     features: FeaturesConf = field(default_factory=FeaturesConf)
     families: Dict[str, FamilyConf] = field(default_factory=dict)
     search: SearchConf = field(default_factory=SearchConf)
+    scheduler: SchedulerConf = field(default_factory=SchedulerConf)
     tune: TuneConf = field(default_factory=TuneConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
     serve: ServeConf = field(default_factory=ServeConf)

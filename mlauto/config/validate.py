@@ -18,7 +18,8 @@ CLASSIFICATION_METRICS = {"accuracy": "max", "f1": "max", "roc_auc": "max", "log
 REGRESSION_METRICS = {"rmse": "min", "mae": "min", "r2": "max"}
 METRICS = {**CLASSIFICATION_METRICS, **REGRESSION_METRICS}  # as mlauto.tune.metrics
 TASKS = ("auto", "binary", "multiclass", "regression")
-SEARCH_ALGORITHMS = ("optuna", "random")
+SEARCH_ALGORITHMS = ("optuna", "random", "grid", "bayesopt")  # as mlauto.tune.search.ALGORITHMS
+SCHEDULERS = ("fifo", "asha")
 INGRESS = ("auto", "haproxy", "proxy")
 ACTIONS = ("run", "promote", "rollback", "events", "serve_config", "snapshots", "schedule", "schedule_status",
            "schedule_stop")
@@ -241,6 +242,31 @@ def _check_selection(cfg: Config) -> None:
         raise ConfigError("tune.sample_sizes.tolerance", s.tolerance, "a number >= 0, in the metric's units")
 
 
+def _check_search(cfg: Config) -> None:
+    """search.*, scheduler.*, and the tune keys behind GPUs, resume and progress."""
+    s, sc, t = cfg.search, cfg.scheduler, cfg.tune
+    if s.grid_points_per_param < 2:
+        raise ConfigError("search.grid_points_per_param", s.grid_points_per_param, "an integer >= 2")
+    if s.max_grid_size < 1:
+        raise ConfigError("search.max_grid_size", s.max_grid_size, "an integer >= 1")
+    if sc.name not in SCHEDULERS:
+        raise ConfigError("scheduler.name", sc.name, SCHEDULERS)
+    if sc.grace_period < 1:
+        raise ConfigError("scheduler.grace_period", sc.grace_period, "an integer >= 1 (epochs)")
+    if sc.reduction_factor <= 1:
+        raise ConfigError("scheduler.reduction_factor", sc.reduction_factor, "a number > 1")
+    if sc.max_t < sc.grace_period:
+        raise ConfigError("scheduler.max_t", sc.max_t, f"an integer >= scheduler.grace_period ({sc.grace_period})")
+    if t.gpus_per_trial < 0:
+        raise ConfigError("tune.gpus_per_trial", t.gpus_per_trial, "a number >= 0 (0: CPU only)")
+    if t.max_failures < 0:
+        raise ConfigError("tune.max_failures", t.max_failures, "an integer >= 0")
+    if t.progress_interval_s <= 0:
+        raise ConfigError("tune.progress_interval_s", t.progress_interval_s, "seconds > 0")
+    if t.run_name is not None and (not t.run_name or any(c in t.run_name for c in "/\\ ")):
+        raise ConfigError("tune.run_name", t.run_name, "null or a name without spaces or slashes")
+
+
 def validate(
     cfg: Config,
     *,
@@ -289,6 +315,7 @@ def validate(
         _check_space(name, fam.space)
     if cfg.search.algorithm not in SEARCH_ALGORITHMS:
         raise ConfigError("search.algorithm", cfg.search.algorithm, SEARCH_ALGORITHMS)
+    _check_search(cfg)
     if cfg.tune.metric != "auto":
         metric_mode(cfg.tune.metric)
     if cfg.tune.task not in TASKS:

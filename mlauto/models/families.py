@@ -21,6 +21,7 @@ class Family:
 
     name: str = ""
     needs_scaling: bool = False
+    accelerated: bool = False  # trains on a GPU when given one (tune.gpus_per_trial)
     estimator: type[BaseEstimator]
     seed_param: str | None = "random_state"
 
@@ -63,6 +64,7 @@ class TorchMLPFamily(Family):
     needs_scaling = True
     estimator = TorchMLPClassifier
     seed_param = "seed"
+    accelerated = True
 
 
 def build_estimator(family: str, params: dict[str, Any], seed: int, task: str = "binary") -> BaseEstimator:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,12 +15,22 @@ import optuna
 import pandas as pd
 import ray
 from ray import tune
-from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.execution.placement_groups import PlacementGroupFactory
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+from sklearn.pipeline import Pipeline
 
 from mlauto.errors import MlautoError
 from mlauto.models import build_estimator
+from mlauto.models.families import FAMILIES
 from mlauto.tune.metrics import evaluate
+from mlauto.tune.progress import SearchProgress
+from mlauto.tune.space import ConditionalSpace, PerFamilyBayesOpt, grid_configs
+
+__all__ = ["ALGORITHMS", "SCHEDULERS", "ConditionalSpace", "SearchResult", "TrialResult", "run_search",
+           "search_run_name", "trial_params", "warm_start_point"]
+
+ALGORITHMS = ("optuna", "random", "grid", "bayesopt")  # as mlauto.config.validate.SEARCH_ALGORITHMS
+SCHEDULERS = ("fifo", "asha")
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +57,9 @@ class SearchResult:
     mode: str
     storage_path: str
     wall_seconds: float = 0.0
+    progress: dict[str, Any] = field(default_factory=dict)  # SearchProgress.counts() at the end
+    name: str = ""  # the Tune experiment under storage_path
+    resumed: bool = False
 
     def leaderboard(self) -> pd.DataFrame:
         rows = [
@@ -55,34 +69,6 @@ class SearchResult:
         ]
         frame = pd.DataFrame(rows)
         return frame.sort_values("score", ascending=self.mode == "min", na_position="last").reset_index(drop=True)
-
-
-def _suggest(trial: optuna.Trial, name: str, spec: dict[str, Any]) -> Any:
-    kind = spec["type"]
-    if kind == "loguniform":
-        return trial.suggest_float(name, spec["low"], spec["high"], log=True)
-    if kind == "uniform":
-        return trial.suggest_float(name, spec["low"], spec["high"])
-    if kind == "int":
-        return trial.suggest_int(name, int(spec["low"]), int(spec["high"]))
-    if kind == "logint":
-        return trial.suggest_int(name, int(spec["low"]), int(spec["high"]), log=True)
-    return trial.suggest_categorical(name, list(spec["values"]))
-
-
-class ConditionalSpace:
-    """Define-by-run space: pick a family, then only that family's params (prefixed ``family.``).
-
-    A class rather than a closure: Tune pickles the searcher into its experiment state.
-    """
-
-    def __init__(self, families: dict[str, dict[str, Any]]) -> None:
-        self.families = families
-
-    def __call__(self, trial: optuna.Trial) -> None:
-        family = trial.suggest_categorical("family", sorted(self.families))
-        for param, spec in self.families[family]["space"].items():
-            _suggest(trial, f"{family}.{param}", spec)
 
 
 def warm_start_point(families: dict[str, dict[str, Any]], family: str, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -101,29 +87,170 @@ def trial_params(config: dict[str, Any], families: dict[str, dict[str, Any]]) ->
     return family, {**families[family].get("fixed", {}), **sampled}
 
 
+GRID_KEY = "grid_point"  # search=grid: Tune's config is {GRID_KEY: one flat config}
+
+
+def _flat(config: dict[str, Any] | None) -> dict[str, Any]:
+    """The flat trial config, whichever algorithm made it."""
+    config = dict(config or {})
+    return dict(config[GRID_KEY]) if GRID_KEY in config else config
+
+
+def _final_step(est: Any) -> Any:
+    """The model itself: the last step of a Pipeline (scaler in front), or the estimator."""
+    return est.steps[-1][1] if isinstance(est, Pipeline) else est
+
+
+def is_iterative(est: Any) -> bool:
+    """Whether the model trains in epochs and takes ``fit(..., on_epoch=...)`` (the PyTorch MLP does)."""
+    return "on_epoch" in inspect.signature(_final_step(est).fit).parameters
+
+
+def _report(model: Any, X_va: np.ndarray, y_va: np.ndarray, task: str, metric: str, train_seconds: float,
+            n_train: int, epoch: int | None = None) -> dict[str, Any]:
+    start = time.perf_counter()
+    scores = evaluate(model, X_va, y_va, task)
+    infer_ms = (time.perf_counter() - start) * 1000.0 / max(1, len(y_va))
+    out = {
+        **{f"val_{k}": v for k, v in scores.items()},
+        "score": scores[metric],
+        "train_seconds": train_seconds,
+        "infer_ms_per_row": infer_ms,
+        "n_train": n_train,
+    }
+    if epoch is not None:
+        out["epoch"] = epoch
+    return out
+
+
+def _epoch_reporter(est: Any, X_va: np.ndarray, y_va: np.ndarray, task: str, metric: str, start: float,
+                    n_train: int) -> dict[str, Any]:
+    """fit kwargs that report every epoch to Tune, so a scheduler (ASHA) can stop a poor trial early.
+
+    Each epoch's report has the final report's keys: a trial stopped at any epoch is complete.
+    """
+    pipeline = isinstance(est, Pipeline)
+    cache: dict[str, np.ndarray] = {}
+
+    def on_epoch(epoch: int, model: Any) -> bool:
+        if "X" not in cache:  # the scaler in front is fitted before the model's first epoch
+            cache["X"] = est[:-1].transform(X_va) if pipeline else X_va
+        tune.report(_report(model, cache["X"], y_va, task, metric, time.perf_counter() - start, n_train, epoch))
+        return False  # Tune ends a stopped trial itself
+
+    return {f"{est.steps[-1][0]}__on_epoch" if pipeline else "on_epoch": on_epoch}
+
+
 def _trainable(config: dict[str, Any], data: tuple, families: dict, seed: int, metric: str, threads: int,
-               task: str = "binary") -> None:
+               task: str = "binary", report_epochs: bool = False) -> None:
     import torch
 
     torch.set_num_threads(threads)
     X_tr, y_tr, X_va, y_va = data
-    family, params = trial_params(config, families)
+    family, params = trial_params(_flat(config), families)
     est = build_estimator(family, params, seed, task)
     start = time.perf_counter()
-    est.fit(X_tr, y_tr)
+    iterative = is_iterative(est)
+    fit_kwargs = _epoch_reporter(est, X_va, y_va, task, metric, start, len(y_tr)) if report_epochs and iterative else {}
+    est.fit(X_tr, y_tr, **fit_kwargs)
     train_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    scores = evaluate(est, X_va, y_va, task)
-    infer_ms = (time.perf_counter() - start) * 1000.0 / max(1, len(y_va))
-    tune.report(
-        {
-            **{f"val_{k}": v for k, v in scores.items()},
-            "score": scores[metric],
-            "train_seconds": train_seconds,
-            "infer_ms_per_row": infer_ms,
-            "n_train": len(y_tr),
-        }
-    )
+    epochs = getattr(_final_step(est), "n_epochs_", None) if iterative else None
+    tune.report(_report(est, X_va, y_va, task, metric, train_seconds, len(y_tr), epochs))
+
+
+class TrialResources:
+    """Per-trial resources: CPUs for all, plus ``gpus`` for families that can use one (the MLP).
+
+    A class, not a lambda: Tune pickles it into the experiment state.
+    """
+
+    def __init__(self, cpus: float, gpus: float, gpu_families: frozenset[str]) -> None:
+        self.cpus, self.gpus, self.gpu_families = cpus, gpus, gpu_families
+
+    def __call__(self, config: dict[str, Any]) -> PlacementGroupFactory:
+        bundle = {"CPU": self.cpus}
+        if self.gpus > 0 and _flat(config).get("family") in self.gpu_families:
+            bundle["GPU"] = self.gpus
+        return PlacementGroupFactory([bundle])
+
+
+def gpu_families(families: dict[str, dict[str, Any]]) -> frozenset[str]:
+    """Families whose models train on a GPU when one is there (PyTorch ones)."""
+    return frozenset(f for f in families if getattr(FAMILIES.get(f), "accelerated", False))
+
+
+def effective_gpus(gpus_per_trial: float) -> float:
+    """``gpus_per_trial``, or 0 with one warning when the Ray cluster has no GPU (trials run on CPU)."""
+    if gpus_per_trial <= 0:
+        return 0.0
+    available = ray.cluster_resources().get("GPU", 0.0)
+    if available <= 0:
+        logger.warning("tune.gpus_per_trial=%s but the Ray cluster has no GPU: trials run on CPU", gpus_per_trial)
+        return 0.0
+    return float(gpus_per_trial)
+
+
+def search_run_name(name: str, *, resume: bool, run_name: str | None = None, fingerprint: str = "",
+                    seed: int = 0) -> str:
+    """The Tune experiment name under ``storage_path``.
+
+    Without resume: timestamped, so every run is new. With resume: stable, so rerunning the same command
+    (same name, run name, data and seed) finds and resumes the same experiment; new data or a new seed
+    (a retrain) start a fresh one.
+    """
+    if not resume:
+        return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    parts = [name, run_name or "search", fingerprint[:12], f"s{seed}"]
+    return "-".join(p for p in parts if p)
+
+
+def make_scheduler(name: str, mode: str, options: dict[str, Any] | None = None) -> Any:
+    """fifo: run every trial to the end; asha: stop trials whose reported score trails at a rung.
+
+    ASHA's rungs are in ``training_iteration`` units: epochs for the MLP, 1 for families that report
+    once. ``grace_period`` >= 2 keeps one-shot families out of the rungs, so an MLP's early epochs are
+    compared with other MLPs' early epochs, not with finished models.
+    """
+    if name == "fifo":
+        return None
+    if name == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        opts = {"grace_period": 5, "reduction_factor": 3, "max_t": 100, **(options or {})}
+        return ASHAScheduler(time_attr="training_iteration", metric="score", mode=mode,
+                             max_t=int(opts["max_t"]), grace_period=int(opts["grace_period"]),
+                             reduction_factor=float(opts["reduction_factor"]))
+    raise MlautoError(f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
+
+
+def _searcher(algorithm: str, families: dict, *, mode: str, seed: int, num_samples: int, concurrency: int,
+              points: list[dict[str, Any]] | None, grid_points_per_param: int, max_grid_size: int
+              ) -> tuple[Any, int, dict[str, Any] | None]:
+    """The search algorithm, the number of trials it runs, and Tune's param_space (grid only)."""
+    if algorithm in ("optuna", "random"):
+        from ray.tune.search.optuna import OptunaSearch
+
+        sampler = optuna.samplers.TPESampler(seed=seed) if algorithm == "optuna" else \
+            optuna.samplers.RandomSampler(seed=seed)
+        searcher = OptunaSearch(space=ConditionalSpace(families), metric="score", mode=mode, sampler=sampler,
+                                points_to_evaluate=points or None)
+        return ConcurrencyLimiter(searcher, max_concurrent=concurrency), num_samples, None
+    if algorithm == "grid":
+        # One tune.grid_search over the flat configs of every family (a conditional space is not a product).
+        # Tune's num_samples repeats a grid; it is 1: the grid, not tune.num_samples, sets the trial count
+        # (repeating a seeded point would only re-measure the same number).
+        configs = (points or []) + grid_configs(families, grid_points_per_param, max_grid_size)
+        if num_samples != len(configs):
+            logger.info("search=grid runs each of its %d point(s) once; tune.num_samples=%d is not used",
+                        len(configs), num_samples)
+        return (BasicVariantGenerator(max_concurrent=concurrency), 1,
+                {GRID_KEY: tune.grid_search(configs)})
+    if algorithm == "bayesopt":
+        if points:
+            logger.info("search=bayesopt does not take warm-start points; starting from its own random steps")
+        searcher = PerFamilyBayesOpt(families, num_samples, metric="score", mode=mode, seed=seed)
+        return ConcurrencyLimiter(searcher, max_concurrent=concurrency), num_samples, None
+    raise MlautoError(f"unknown search algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
 
 
 def run_search(
@@ -143,58 +270,82 @@ def run_search(
     max_failures: int = 1,
     points_to_evaluate: list[dict[str, Any]] | None = None,
     task: str = "binary",
+    scheduler: str = "fifo",
+    scheduler_options: dict[str, Any] | None = None,
+    grid_points_per_param: int = 3,
+    max_grid_size: int = 1000,
+    gpus_per_trial: float = 0.0,
+    resume: bool = False,
+    progress_interval_s: float = 10.0,
 ) -> SearchResult:
     """Run the search; trials get the data from the object store, placed there once.
 
     ``points_to_evaluate`` (e.g. the champion's config, see :func:`warm_start_point`) run first.
+    ``resume``: when ``storage_path/name`` holds an experiment, continue it (finished trials are kept,
+    unfinished and errored ones rerun) instead of starting over; see :func:`search_run_name`.
     """
     if not families:
         raise MlautoError("no model families to search; select some, e.g. models=all")
     cpus = ray.available_resources().get("CPU", 1.0) or 1.0
     concurrency = max_concurrent or max(1, int(cpus // cpus_per_trial))
-    sampler = (
-        optuna.samplers.TPESampler(seed=seed) if algorithm == "optuna" else optuna.samplers.RandomSampler(seed=seed)
-    )
-    searcher = ConcurrencyLimiter(
-        OptunaSearch(space=ConditionalSpace(families), metric="score", mode=mode, sampler=sampler,
-                     points_to_evaluate=points_to_evaluate or None),
-        max_concurrent=concurrency,
-    )
+    searcher, samples, param_space = _searcher(algorithm, families, mode=mode, seed=seed, num_samples=num_samples,
+                                concurrency=concurrency, points=points_to_evaluate,
+                                grid_points_per_param=grid_points_per_param, max_grid_size=max_grid_size)
+    total = len(param_space[GRID_KEY]["grid_search"]) if param_space else samples
+    sched = make_scheduler(scheduler, mode, scheduler_options)
+    gpus = effective_gpus(gpus_per_trial)
     trainable = tune.with_resources(
         tune.with_parameters(
             _trainable, data=data, families=families, seed=seed, metric=metric, threads=max(1, int(cpus_per_trial)),
-            task=task,
+            task=task, report_epochs=sched is not None,
         ),
-        {"cpu": cpus_per_trial},
+        TrialResources(cpus_per_trial, gpus, gpu_families(families)),
     )
     storage_path = os.path.abspath(storage_path)
     os.makedirs(storage_path, exist_ok=True)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            num_samples=num_samples,
-            reuse_actors=True,
-            time_budget_s=time_budget_s,
-        ),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=storage_path,
-            failure_config=tune.FailureConfig(max_failures=max_failures),
-            verbose=1,
-        ),
-    )
-    logger.info("tuning %d trial(s) over %s, %d at a time (%s)", num_samples, sorted(families), concurrency, algorithm)
+    path = os.path.join(storage_path, name)
+    progress = SearchProgress(total, mode=mode, interval_s=progress_interval_s, label=metric)
+    if resume:
+        # Tune saves its experiment state every ~10 s or more ("auto"); what finished since is rerun after
+        # a crash. Save at most every 2 s unless the user set the period.
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    resumed = resume and tune.Tuner.can_restore(path)
+    if resumed:
+        logger.info("resuming search %s: finished trials are kept", path)
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        progress = _restored_progress(tuner) or progress
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=sched,
+                num_samples=samples,
+                reuse_actors=True,
+                time_budget_s=time_budget_s,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage_path,
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                callbacks=[progress],
+                verbose=0,  # SearchProgress logs plain lines; Tune's table redraws and floods CI logs
+            ),
+        )
+    logger.info("tuning %d trial(s) over %s, %d at a time (%s, scheduler %s%s)", total, sorted(families),
+                concurrency, algorithm, scheduler, f", {gpus:g} GPU per MLP trial" if gpus else "")
     start = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - start
     trials = []
     for result in grid:
-        if not result.config:  # stopped by time_budget_s before it was even configured
+        config = _flat(result.config)
+        if not config:  # stopped by time_budget_s before it was even configured
             trials.append(TrialResult(os.path.basename(result.path or ""), "unknown", {}, {}, "stopped",
                                       "stopped before its first report"))
             continue
-        family, params = trial_params(result.config, families)
+        family, params = trial_params(config, families)
         metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float)) and k in _KEEP}
         ok = result.error is None and "score" in metrics
         trial_id = str((result.metrics or {}).get("trial_id") or os.path.basename(result.path or ""))
@@ -208,8 +359,18 @@ def run_search(
     failed = len(trials) - len(good)
     logger.info("search done in %.1fs: %d ok, %d failed; best %s %s=%.4f", wall, len(good), failed,
                 best.family, metric, best.score)
-    return SearchResult(trials, best, metric, mode, storage_path, wall)
+    return SearchResult(trials, best, metric, mode, storage_path, wall, progress=progress.counts(),
+                        name=name, resumed=resumed)
+
+
+def _restored_progress(tuner: tune.Tuner) -> SearchProgress | None:
+    """The progress callback as restored with the experiment (its counts carry over)."""
+    try:
+        callbacks = tuner._local_tuner.get_run_config().callbacks or []
+    except AttributeError:
+        return None
+    return next((c for c in callbacks if isinstance(c, SearchProgress)), None)
 
 
 _KEEP = {"score", "train_seconds", "infer_ms_per_row", "n_train", "val_accuracy", "val_f1", "val_roc_auc",
-         "val_log_loss", "val_rmse", "val_mae", "val_r2", "time_total_s"}
+         "val_log_loss", "val_rmse", "val_mae", "val_r2", "time_total_s", "epoch"}
