@@ -99,7 +99,7 @@ class SampleSizeConf:
 class TuneConf:
     num_samples: int = 16
     # auto: roc_auc (binary), accuracy (multiclass), rmse (regression); or any metric of the task
-    metric: str = "roc_auc"
+    metric: str = "auto"
     task: str = "auto"  # auto (from the target) | binary | multiclass | regression
     max_concurrent: int = 0  # 0: one trial per available CPU
     cpus_per_trial: float = 1.0

@@ -39,11 +39,14 @@ def metric_for_task(metric: str, task: str) -> str:
 
     A metric of the other kind (rmse for a classifier) fails naming the ones that fit.
     """
+    if task not in TASKS[1:]:
+        raise ConfigError("tune.task", task, TASKS)
     allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
     if metric == "auto":
         return {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}[task]
     if metric not in allowed:
-        raise ConfigError("tune.metric", metric, sorted(allowed), f"the task is {task}")
+        raise ConfigError("tune.metric", metric, ["auto", *sorted(allowed)],
+                          f"the metric must fit the task, which is {task}")
     return metric
 
 
@@ -289,8 +292,8 @@ def validate(
         _check_space(name, fam.space)
     if cfg.search.algorithm not in SEARCH_ALGORITHMS:
         raise ConfigError("search.algorithm", cfg.search.algorithm, SEARCH_ALGORITHMS)
-    if cfg.tune.metric != "auto":
-        metric_mode(cfg.tune.metric)
+    if cfg.tune.metric != "auto" and cfg.tune.metric not in METRICS:
+        raise ConfigError("tune.metric", cfg.tune.metric, ["auto", *sorted(METRICS)])
     if cfg.tune.task not in TASKS:
         raise ConfigError("tune.task", cfg.tune.task, TASKS)
     if cfg.tune.task != "auto" and cfg.tune.metric != "auto":

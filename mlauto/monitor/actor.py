@@ -150,12 +150,19 @@ class Monitor:
         categorical = bundle.meta.get("categorical_features", [])
         self.detector = make_detector(self.detector_name, bundle.reference, self.p_val, categorical,
                                       self.correction, **self.detector_options)
-        self.label_detector = self._label_detector(bundle.meta.get("val_metrics", {}).get("accuracy"))
+        self.task = bundle.task
+        # Concept drift from labels is a CUSUM on the classification error rate: classifiers only.
+        self.label_detector = (self._label_detector(bundle.meta.get("val_metrics", {}).get("accuracy"))
+                               if self.task != "regression" else None)
         self.feature_names = bundle.meta.get("feature_names", [])
         model = bundle.pipeline.named_steps["model"]
-        self.classes = list(bundle.pipeline.classes_)
-        proba = model.predict_proba(bundle.reference)
-        self.reference_predictions = np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]
+        if self.task == "regression":
+            self.classes = None
+            self.reference_predictions = np.asarray(model.predict(bundle.reference), dtype=float)
+        else:
+            self.classes = list(bundle.pipeline.classes_)
+            proba = model.predict_proba(bundle.reference)
+            self.reference_predictions = np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]
 
     def _label_detector(self, val_accuracy: float | None) -> ErrorRateDetector | None:
         """A CUSUM on the errors of labelled rows against the validation error rate: concept drift
@@ -195,9 +202,13 @@ class Monitor:
     def feedback(self, row_ids: list[str], labels: list[Any]) -> dict[str, Any]:
         """Join true labels to served rows. Raises UnknownRows or DuplicateFeedback, changing nothing."""
         self._poll_retrain()
-        correct = self.traffic.add_labels(row_ids, labels)
-        self.performance.add_outcomes(correct)
-        if self.label_detector is not None:
+        if self.task == "regression":
+            self.performance.add_errors(self.traffic.add_labels(row_ids, labels, numeric=True))
+            correct = []
+        else:
+            correct = self.traffic.add_labels(row_ids, labels)
+            self.performance.add_outcomes(correct)
+        if self.label_detector is not None and correct:
             alarm = self.label_detector.update(np.array([not c for c in correct], dtype=float))
             if alarm["is_drift"]:
                 self.concept_drift_count += 1
