@@ -12,6 +12,7 @@ from typing import Any
 
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,
@@ -167,6 +168,11 @@ def _calibrated_svc(cv: int = 3, **params: Any) -> BaseEstimator:
     return CalibratedClassifierCV(SVC(**params), method="sigmoid", cv=cv, ensemble=False)
 
 
+def _scaled_svr(**params: Any) -> BaseEstimator:
+    """SVR on a standardized target: ``C`` and ``epsilon`` then mean the same on any target's scale."""
+    return TransformedTargetRegressor(SVR(**params), transformer=StandardScaler())
+
+
 @FAMILIES.register("svm")
 class SVMFamily(Family):
     """RBF support vector machine: a calibrated SVC, or SVR. Its fit grows with the square of the
@@ -175,7 +181,7 @@ class SVMFamily(Family):
     name = "svm"
     needs_scaling = True
     classifier = staticmethod(_calibrated_svc)  # type: ignore[assignment]
-    regressor = SVR
+    regressor = staticmethod(_scaled_svr)  # type: ignore[assignment]
     max_rows = 5000
 
     def params_for(self, params: dict[str, Any], seed: int, task: str) -> dict[str, Any]:

@@ -131,7 +131,8 @@ class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         logits = torch.from_numpy(self._forward(X))
-        return torch.softmax(logits, dim=1).numpy().astype(np.float64)
+        proba = torch.softmax(logits.double(), dim=1).numpy()
+        return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
