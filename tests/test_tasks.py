@@ -138,10 +138,11 @@ def test_a_regression_target_is_split_at_random(tmp_path):
 def regression(ray_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("regression")
     cfg = make_config([f"root={root}", "experiment=diabetes", "tune.num_samples=4", "models=fast",
-                       "+model@families.knn=knn", "tune.sample_sizes.fractions=[0.5,1.0]", "tune.sample_sizes.top_k=2"])
+                       "+model@families.knn=knn", "tune.sample_sizes.fractions=[0.5,1.0]", "tune.sample_sizes.top_k=1"])
     return cfg, pipeline.train(cfg, {})
 
 
+@pytest.mark.slow
 def test_regression_end_to_end_through_train(regression):
     from mlflow.tracking import MlflowClient
 
@@ -194,7 +195,8 @@ def test_regression_predict_feedback_and_monitor_over_http(regression, tmp_path)
 
     cfg, trained = regression
     s = trained.splits
-    start_monitor("tasks-monitor", "mlauto-tests", pipeline.loader_for(cfg), window=10, state_dir=str(tmp_path))
+    start_monitor("tasks-monitor", "mlauto-tests", pipeline.loader_for(cfg), version=trained.tracked.version,
+                  window=10, state_dir=str(tmp_path))
     try:
         url = deploy(pipeline.loader_for(cfg), trained.tracked.version, app_name="tasks-reg", host="127.0.0.1",
                      port=free_port(), route_prefix="/reg",
@@ -226,6 +228,7 @@ def test_regression_predict_feedback_and_monitor_over_http(regression, tmp_path)
         stop_monitor("tasks-monitor", "mlauto-tests")
 
 
+@pytest.mark.slow
 def test_multiclass_end_to_end_on_wine(ray_session, tmp_path):
     cfg = make_config([f"root={tmp_path}", "experiment=wine", "tune.num_samples=2", "tune.sample_sizes.fractions=[]"])
     trained = pipeline.train(cfg, {})
