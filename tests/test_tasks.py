@@ -242,3 +242,13 @@ def test_multiclass_end_to_end_on_wine(ray_session, tmp_path):
     assert summary["task"] == "multiclass" and summary["metric"] == "accuracy"
     meta = json.loads(json.dumps(pipeline.loader_for(cfg)(trained.tracked.version).meta))
     assert meta["task"] == "multiclass" and meta["classes"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("method,options", [("mutual_info", {}), ("model", {}), ("model", {"estimator": "l1_logistic"})])
+def test_feature_selectors_score_a_regression_target_as_a_number(method, options):
+    from mlauto.features.selection import SELECTORS
+
+    X, y = load_diabetes(return_X_y=True)  # bmi (2) and s5 (8) carry most of the signal
+    scores = SELECTORS.get(method)(k=2, **options)._scores(X, y)
+    assert set(np.argsort(scores)[-2:]) <= {2, 8, 3}, scores
+    assert 2 in np.argsort(scores)[-2:]
