@@ -330,7 +330,7 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
                 start_monitor(m.actor_name, cfg.cluster.namespace, loader_for(cfg), detector=m.detector,
                               p_val=m.p_val, window=m.window,
                               retrain_fn=partial(retrain, cfg) if m.retrain else None, cooldown_s=m.cooldown_s,
-                              perf_window=m.perf_window, min_accuracy=m.min_accuracy,
+                              perf_window=m.perf_window, min_accuracy=m.min_accuracy, max_rmse=m.max_rmse,
                               state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None,
                               target=cfg.data.target, retrain_schedule=m.retrain_schedule,
                               correction=m.correction, detector_options=dict(m.options), label_drift=m.label_drift,

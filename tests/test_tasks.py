@@ -252,3 +252,25 @@ def test_feature_selectors_score_a_regression_target_as_a_number(method, options
     scores = SELECTORS.get(method)(k=2, **options)._scores(X, y)
     assert set(np.argsort(scores)[-2:]) <= {2, 8, 3}, scores
     assert 2 in np.argsort(scores)[-2:]
+
+
+def test_rolling_rmse_and_its_ceiling_trigger_a_performance_drop():
+    import pickle
+
+    from mlauto.monitor.performance import PerformanceTracker
+
+    perf = PerformanceTracker(window=10, max_rmse=2.0)
+    perf.add_errors([1.0, -1.0] * 4)
+    assert perf.rmse == 1.0 and not perf.degraded()  # under the ceiling, and the window is not full
+    perf.add_errors([3.0, -3.0] * 5)
+    status = perf.status()
+    assert status["rmse"] == 3.0 and status["mae"] == 3.0 and status["window_labels"] == 10 and perf.degraded()
+    assert status["accuracy"] is None and status["labels_total"] == 18
+    perf.reset()
+    assert perf.rmse is None and not perf.degraded()
+    old = PerformanceTracker(window=10)  # state pickled before regression support had no error window
+    del old.__dict__["errors"], old.__dict__["max_rmse"]
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.rmse is None and restored.max_rmse is None and not restored.degraded()
+    with pytest.raises(ConfigError, match="monitor.max_rmse"):
+        make_config(["monitor.max_rmse=-1"])

@@ -319,6 +319,8 @@ def validate(
         raise ConfigError("monitor.window", cfg.monitor.window, "an integer >= 10")
     if cfg.monitor.min_accuracy is not None and not 0.0 < cfg.monitor.min_accuracy <= 1.0:
         raise ConfigError("monitor.min_accuracy", cfg.monitor.min_accuracy, "null or a fraction in (0, 1]")
+    if cfg.monitor.max_rmse is not None and not cfg.monitor.max_rmse > 0:
+        raise ConfigError("monitor.max_rmse", cfg.monitor.max_rmse, "null or a number > 0, in the target's units")
     if cfg.monitor.perf_window < 10:
         raise ConfigError("monitor.perf_window", cfg.monitor.perf_window, "an integer >= 10")
     if cfg.serve.batch_max_size < 1:

@@ -65,6 +65,7 @@ class Monitor:
         cooldown_s: float = 60.0,
         perf_window: int = 200,
         min_accuracy: float | None = None,
+        max_rmse: float | None = None,
         state_dir: str | None = None,
         target: str = "target",
         retrain_schedule: str | None = None,
@@ -96,7 +97,7 @@ class Monitor:
         self.last_test: dict[str, Any] | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self.retrains: list[dict[str, Any]] = []
-        self.performance = PerformanceTracker(perf_window, min_accuracy)
+        self.performance = PerformanceTracker(perf_window, min_accuracy, max_rmse)
         self._buffer: list[tuple[np.ndarray, np.ndarray]] = []
         self._buffered = 0
         self._retrain_ref: Any = None
@@ -219,9 +220,14 @@ class Monitor:
         status = self.status_performance()
         if self.performance.degraded():
             perf = self.performance
-            self._event("performance_drop", accuracy=perf.accuracy, min_accuracy=perf.min_accuracy,
-                        labels=len(perf.correct), model_version=self.model_version)
-            self._maybe_retrain(f"accuracy {perf.accuracy:.3f} < {perf.min_accuracy}")
+            if self.task == "regression":
+                self._event("performance_drop", rmse=perf.rmse, max_rmse=perf.max_rmse, labels=len(perf.errors),
+                            model_version=self.model_version)
+                self._maybe_retrain(f"rmse {perf.rmse:.3f} > {perf.max_rmse}")
+            else:
+                self._event("performance_drop", accuracy=perf.accuracy, min_accuracy=perf.min_accuracy,
+                            labels=len(perf.correct), model_version=self.model_version)
+                self._maybe_retrain(f"accuracy {perf.accuracy:.3f} < {perf.min_accuracy}")
         self._save(force=True)
         return status
 
