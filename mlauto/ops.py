@@ -19,7 +19,7 @@ from mlauto.config import Config, metric_mode
 from mlauto.data import Snapshot
 from mlauto.pipeline import Paths, block_until_stopped, data_source, loader_for, model_name, tracking_uri, train
 from mlauto.track import BundleLoader, previous_champion, promote
-from mlauto.tune import classification_metrics
+from mlauto.tune import evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -150,13 +150,13 @@ def split_labelled(labelled: pd.DataFrame | None, holdout: int) -> tuple[pd.Data
 
 
 def _compare(champion: Any, challenger: Any, frame: pd.DataFrame, features: list[str], target: str,
-             metric: str) -> tuple[str, float, float]:
-    """Both models scored on the same rows; accuracy stands in where ``metric`` is undefined there
-    (e.g. ROC AUC on a window holding one class)."""
+             metric: str, task: str = "binary") -> tuple[str, float, float]:
+    """Both models scored on the same rows with ``task``'s metrics; where ``metric`` is undefined there
+    (ROC AUC on a window holding one class, R² on one row) accuracy, or for regression RMSE, stands in."""
     X, y = frame[features], frame[target].to_numpy()
-    a, b = classification_metrics(champion, X, y), classification_metrics(challenger, X, y)
+    a, b = evaluate(champion, X, y, task), evaluate(challenger, X, y, task)
     if np.isnan(a[metric]) or np.isnan(b[metric]):
-        metric = "accuracy"
+        metric = "rmse" if task == "regression" else "accuracy"
     return metric, a[metric], b[metric]
 
 
@@ -185,10 +185,10 @@ def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> d
                     search_seed=base.seed + n_versions,
                     warm_start=(champion.meta["family"], champion.meta["params"]), extra_rows=train_rows)
     judged_on = "recent labelled traffic" if judge_rows is not None else "test split"
-    metric, mode = base.tune.metric, metric_mode(base.tune.metric)
+    # The metric the challenger's search optimized: tune.metric with "auto" resolved for the task.
     metric, champion_score, challenger_score = _compare(
         champion.pipeline, trained.final.pipeline, judge_rows if judge_rows is not None else trained.splits.test,
-        trained.splits.features, trained.splits.target, metric)
+        trained.splits.features, trained.splits.target, trained.search.metric, trained.task)
     mode = metric_mode(metric)
     margin = cfg.monitor.promote_margin
     better = challenger_score >= champion_score + margin if mode == "max" else challenger_score <= champion_score - margin
@@ -203,6 +203,7 @@ def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> d
     if better:  # the monitor reloads itself when it reads this result
         promote_version(cfg, version, reload_monitor=False)
     return {"model_name": model_name(cfg), "version": version, "promoted": bool(better), "metric": metric,
+            "task": trained.task,
             "challenger_score": challenger_score, "champion_score": champion_score, "judged_on": judged_on,
             "production_rows": 0 if train_rows is None else len(train_rows),
             "champion_version": champion.version, "reason": reason, "run_id": trained.tracked.run_id}

@@ -16,9 +16,10 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from mlauto.config import Config, metric_mode
+from mlauto.config import Config, metric_for_task, metric_mode
 from mlauto.data import CleanRules, Snapshot, Source, Splits, ingest, make_source, prepare_snapshot
 from mlauto.features import Preprocessor, write_report
+from mlauto.models import plan_families
 from mlauto.track import (
     BundleLoader,
     TrackedModel,
@@ -110,6 +111,12 @@ class Trained:
     ensemble: EnsembleDecision | None = None
     curves: Curves | None = None  # sample-size runs
     report: str | None = None  # the experiment's HTML report
+    task: str = "binary"  # binary, multiclass or regression: tune.task, or read from the target
+
+
+def resolve_task(task: str, y: Any) -> str:
+    """``tune.task``, or (``auto``) the task read from the training target."""
+    return task if task != "auto" else detect_task(y)
 
 
 def data_source(cfg: Config) -> Source:
@@ -162,7 +169,7 @@ def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
             rules=CleanRules.from_dict(p.clean), quarantine_dir=paths.quarantine, clean_dir=paths.clean,
             profile_dir=paths.profiles, schema_path=os.path.join(paths.profiles, f"schema-{cfg.name}.json"),
             schema_check=p.schema_check, profile_sample_rows=p.profile_sample_rows, test_size=p.test_size,
-            val_size=p.val_size, stratify=p.stratify, seed=cfg.seed, method=p.split, group_column=p.group_column,
+            val_size=p.val_size, stratify=p.stratify and cfg.tune.task != "regression", seed=cfg.seed, method=p.split, group_column=p.group_column,
             time_column=p.time_column,
         )
         prep = Preprocessor(p.numeric_impute, p.max_categories, cfg.features.steps, cfg.features.selection)
@@ -189,12 +196,17 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
     features, target = splits.features, splits.target
     data = (X_train, splits.train[target].to_numpy(), prep.transform(splits.val[features]),
             splits.val[target].to_numpy())
-    task = cfg.tune.task if cfg.tune.task != "auto" else detect_task(data[1])
+    task = resolve_task(cfg.tune.task, data[1])
+    metric = metric_for_task(cfg.tune.metric, task)  # "auto" and the mismatch check need the task
+    logger.info("task %s%s, metric %s (%s is better)", task, " (read from the target)" if cfg.tune.task == "auto"
+                else "", metric, "higher" if metric_mode(metric) == "max" else "lower")
     with stage("tune", timings):
-        families = {name: {"space": dict(f.space), "fixed": dict(f.fixed)} for name, f in cfg.families.items()}
+        families = plan_families(
+            {name: {"space": dict(f.space), "fixed": dict(f.fixed)} for name, f in cfg.families.items()},
+            task, n_rows=len(X_train), n_features=int(X_train.shape[1]))
         t = cfg.tune
         search = run_search(
-            data, families, metric=t.metric, mode=metric_mode(t.metric), num_samples=t.num_samples,
+            data, families, metric=metric, mode=metric_mode(metric), num_samples=t.num_samples,
             algorithm=cfg.search.algorithm, seed=seed, storage_path=paths.ray_results,
             name=search_run_name(cfg.name, resume=t.resume, run_name=t.run_name, fingerprint=snapshot.fingerprint,
                                  seed=seed),
@@ -217,10 +229,10 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
                                   metric=search.metric, mode=search.mode, task=task, seed=seed,
                                   tolerance=t.sample_sizes.tolerance) if t.sample_sizes.fractions else None
         selection_files = save_selection(os.path.join(paths.root, "selection"), board, curves)
-        logger.info("best %s: val %s=%.4f, test %s=%.4f", final.family, t.metric, final.val_metrics[t.metric],
-                    t.metric, final.test_metrics[t.metric])
+        logger.info("best %s: val %s=%.4f, test %s=%.4f", final.family, metric, final.val_metrics[metric],
+                    metric, final.test_metrics[metric])
     report = experiment_report(cfg, splits, search, final, seed, timings, snapshot.fingerprint,
-                               family_board=board, curves=curves)
+                               family_board=board, curves=curves, task=task)
     with stage("track", timings):
         rng = np.random.default_rng(cfg.seed)
         reference = X_train[rng.permutation(len(X_train))[:REFERENCE_ROWS]]
@@ -228,27 +240,25 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             uri=tracking_uri(cfg), experiment=cfg.tracking.experiment or cfg.name, artifact_root=paths.artifacts,
             model_name=model_name(cfg), search=search, final=final, reference=reference,
             sample_input=splits.train[features].head(20), fingerprint=snapshot.fingerprint,
-            config=_redacted(cfg), seed=seed, counts=splits.counts(), extra_tags=extra_tags,
+            config=_redacted(cfg), seed=seed, counts=splits.counts(), extra_tags=extra_tags, task=task,
             artifacts={**write_report(prep, os.path.join(paths.root, "features")),
                        **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {}),
                        **selection_files, **({"report": report} if report else {})},
         )
-    return Trained(snapshot, splits, search, final, tracked, board, ensemble, curves, report=report)
+    return Trained(snapshot, splits, search, final, tracked, board, ensemble, curves, report=report, task=task)
 
 
 def experiment_report(cfg: Config, splits: Splits, search: SearchResult, final: FinalModel, seed: int,
                       timings: dict[str, float], fingerprint: str, *, family_board: pd.DataFrame | None = None,
-                      curves: Any = None) -> str | None:
+                      curves: Any = None, task: str | None = None) -> str | None:
     """``<root>/reports/<name>-<time>.html``: profile, leaderboard, fronts, test errors, importance.
 
     The report is a by-product: one that fails is logged and the training goes on without it.
     """
     from mlauto.report import feature_importance
     from mlauto.report import write_report as write_experiment_report
-    from mlauto.tune import detect_task
-
     features, target, pipe = splits.features, splits.target, final.pipeline
-    task = cfg.tune.task if cfg.tune.task != "auto" else detect_task(splits.train[target])
+    task = task or resolve_task(cfg.tune.task, splits.train[target])
     path = os.path.join(Paths(cfg.root).root, "reports", f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}.html")
     try:
         with stage("report", timings):
@@ -326,7 +336,7 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
                 start_monitor(m.actor_name, cfg.cluster.namespace, loader_for(cfg), detector=m.detector,
                               p_val=m.p_val, window=m.window,
                               retrain_fn=partial(retrain, cfg) if m.retrain else None, cooldown_s=m.cooldown_s,
-                              perf_window=m.perf_window, min_accuracy=m.min_accuracy,
+                              perf_window=m.perf_window, min_accuracy=m.min_accuracy, max_rmse=m.max_rmse,
                               state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None,
                               target=cfg.data.target, retrain_schedule=m.retrain_schedule,
                               correction=m.correction, detector_options=dict(m.options), label_drift=m.label_drift,
@@ -378,7 +388,8 @@ def _training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
         "data_quality": trained.splits.quality,
         "best_family": trained.final.family,
         "best_params": trained.final.params,
-        "metric": cfg.tune.metric,
+        "task": trained.task,
+        "metric": trained.search.metric,  # tune.metric with "auto" resolved for the task
         "val_metrics": trained.final.val_metrics,
         "test_metrics": trained.final.test_metrics,
         "trials": {"total": len(trained.search.trials),

@@ -11,7 +11,7 @@ from mlauto.errors import ConfigError, DataError
 def test_default_config_composes_and_validates():
     cfg = make_config()
     assert cfg.stages == ["ingest", "prepare", "tune", "serve", "monitor"]
-    assert sorted(cfg.families) == ["hist_gb", "logreg", "mlp", "random_forest"]
+    assert sorted(cfg.families) == ["extra_trees", "hist_gb", "knn", "logreg", "mlp", "random_forest", "svm"]
     assert cfg.root.startswith("/")
 
 

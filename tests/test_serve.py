@@ -233,7 +233,9 @@ def test_health_model_and_drift_routes(endpoint):
     assert info["version"] == result.tracked.version and info["name"] == pipeline.model_name(cfg)
     assert info["data_fingerprint"] == result.snapshot.fingerprint
     assert [c["name"] for c in info["schema"]] == result.splits.features
-    assert info["test_metrics"][cfg.tune.metric] == pytest.approx(result.final.test_metrics[cfg.tune.metric])
+    metric = result.search.metric  # tune.metric=auto, resolved for the task
+    assert info["metric"] == metric and info["task"] == result.task == "binary"
+    assert info["test_metrics"][metric] == pytest.approx(result.final.test_metrics[metric])
     assert requests.get(f"{url}/drift", timeout=30).status_code == 404  # deployed without a monitor
     assert requests.get(f"{url}/docs", timeout=30).status_code == 200
 

@@ -75,14 +75,16 @@ def test_mlflow_holds_every_trial_and_the_registered_champion(trained):
     parent = client.get_run(result.tracked.run_id)
     assert parent.data.tags["mlauto.data_fingerprint"] == result.snapshot.fingerprint
     assert parent.data.params["family"] == result.final.family
-    assert parent.data.metrics[f"test_{cfg.tune.metric}"] == pytest.approx(result.final.test_metrics[cfg.tune.metric])
+    metric = result.search.metric  # tune.metric=auto, resolved for the binary target
+    assert metric == "roc_auc" and parent.data.params["metric"] == metric and parent.data.params["task"] == "binary"
+    assert parent.data.metrics[f"test_{metric}"] == pytest.approx(result.final.test_metrics[metric])
     mv = client.get_model_version_by_alias(pipeline.model_name(cfg), CHAMPION)
     assert str(mv.version) == result.tracked.version and mv.run_id == result.tracked.run_id
 
 
 def test_best_trial_score_matches_the_refit(trained):
     cfg, result = trained
-    assert result.final.val_metrics[cfg.tune.metric] == pytest.approx(result.search.best.score, abs=1e-9)
+    assert result.final.val_metrics[result.search.metric] == pytest.approx(result.search.best.score, abs=1e-9)
 
 
 def test_bundle_round_trip_predicts_the_same(trained):

@@ -111,7 +111,7 @@ class SampleSizeConf:
 class TuneConf:
     num_samples: int = 16
     # auto: roc_auc (binary), accuracy (multiclass), rmse (regression); or any metric of the task
-    metric: str = "roc_auc"
+    metric: str = "auto"
     task: str = "auto"  # auto (from the target) | binary | multiclass | regression
     max_concurrent: int = 0  # 0: one trial per available CPU
     cpus_per_trial: float = 1.0
@@ -169,6 +169,7 @@ class MonitorConf:
     promote_margin: float = 0.0
     perf_window: int = 200  # labels in the rolling accuracy
     min_accuracy: Optional[float] = None  # retrain when rolling accuracy falls below it; null: off
+    max_rmse: Optional[float] = None  # regression: retrain when rolling RMSE on feedback rises above it; null: off
     persist: bool = True  # events, state and served rows under <root>/monitor/<actor_name>/
     retrain_schedule: Optional[str] = None  # cron, e.g. "0 3 * * *": also retrain on this schedule
     holdout_labels: int = 50  # newest labelled rows that judge challenger vs champion (not trained on)

@@ -40,11 +40,14 @@ def metric_for_task(metric: str, task: str) -> str:
 
     A metric of the other kind (rmse for a classifier) fails naming the ones that fit.
     """
+    if task not in TASKS[1:]:
+        raise ConfigError("tune.task", task, TASKS)
     allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
     if metric == "auto":
         return {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}[task]
     if metric not in allowed:
-        raise ConfigError("tune.metric", metric, sorted(allowed), f"the task is {task}")
+        raise ConfigError("tune.metric", metric, ["auto", *sorted(allowed)],
+                          f"the metric must fit the task, which is {task}")
     return metric
 
 
@@ -316,8 +319,8 @@ def validate(
     if cfg.search.algorithm not in SEARCH_ALGORITHMS:
         raise ConfigError("search.algorithm", cfg.search.algorithm, SEARCH_ALGORITHMS)
     _check_search(cfg)
-    if cfg.tune.metric != "auto":
-        metric_mode(cfg.tune.metric)
+    if cfg.tune.metric != "auto" and cfg.tune.metric not in METRICS:
+        raise ConfigError("tune.metric", cfg.tune.metric, ["auto", *sorted(METRICS)])
     if cfg.tune.task not in TASKS:
         raise ConfigError("tune.task", cfg.tune.task, TASKS)
     if cfg.tune.task != "auto" and cfg.tune.metric != "auto":
@@ -343,6 +346,8 @@ def validate(
         raise ConfigError("monitor.window", cfg.monitor.window, "an integer >= 10")
     if cfg.monitor.min_accuracy is not None and not 0.0 < cfg.monitor.min_accuracy <= 1.0:
         raise ConfigError("monitor.min_accuracy", cfg.monitor.min_accuracy, "null or a fraction in (0, 1]")
+    if cfg.monitor.max_rmse is not None and not cfg.monitor.max_rmse > 0:
+        raise ConfigError("monitor.max_rmse", cfg.monitor.max_rmse, "null or a number > 0, in the target's units")
     if cfg.monitor.perf_window < 10:
         raise ConfigError("monitor.perf_window", cfg.monitor.perf_window, "an integer >= 10")
     if cfg.serve.batch_max_size < 1:

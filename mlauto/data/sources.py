@@ -48,7 +48,8 @@ class Source(abc.ABC):
         return cls(**kwargs)
 
 
-SAMPLES = ("breast_cancer", "iris", "wine")
+# scikit-learn's bundled sets: breast_cancer (binary), digits, iris, wine (multiclass), diabetes (regression)
+SAMPLES = ("breast_cancer", "diabetes", "digits", "iris", "wine")
 
 
 @SOURCES.register("sample")

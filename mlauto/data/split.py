@@ -105,9 +105,13 @@ def split(
     frame: pd.DataFrame, target: str, *, test_size: float, val_size: float, stratify: bool = True, seed: int,
     method: str = "auto", group_column: str | None = None, time_column: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Seeded train/validation/test split. ``auto``: stratified on the target unless ``stratify`` is false."""
+    """Seeded train/validation/test split. ``auto``: stratified on the target unless ``stratify`` is false
+    or the target is a regression target (numbers with many distinct values: no classes to stratify on)."""
     if method == "auto":
-        method = "stratified" if stratify else "random"
+        from mlauto.tune.metrics import detect_task  # here: mlauto.tune imports this package
+
+        regression = target in frame.columns and detect_task(frame[target]) == "regression"
+        method = "stratified" if stratify and not regression else "random"
     if method not in SPLIT_METHODS:
         raise DataError(f"unknown split method {method!r}; use one of {', '.join(SPLIT_METHODS)}")
     for key, col in (("group_column", group_column), ("time_column", time_column)):

@@ -77,6 +77,13 @@ def _codes(y: np.ndarray) -> np.ndarray:
     return np.unique(y, return_inverse=True)[1]
 
 
+def _is_regression(y: np.ndarray) -> bool:
+    """A numeric target with many distinct values: score features against it as a number, not classes."""
+    from mlauto.tune.metrics import detect_task  # here: mlauto.tune imports the features package
+
+    return detect_task(y) == "regression"
+
+
 @SELECTORS.register("variance")
 class Variance(Selector):
     """Drop (near-)constant features: score = variance on train, kept when > ``threshold`` (default 0)."""
@@ -100,7 +107,8 @@ class Variance(Selector):
 
 @SELECTORS.register("mutual_info")
 class MutualInfo(Selector):
-    """Mutual information with the class (nats), estimated on at most ``max_rows`` training rows."""
+    """Mutual information with the class, or a regression target (nats), estimated on at most
+    ``max_rows`` training rows."""
 
     def __init__(self, k: int | None = None, threshold: float | None = None, random_state: int = 0,
                  max_rows: int = 20000) -> None:
@@ -108,9 +116,11 @@ class MutualInfo(Selector):
         self.max_rows = max_rows
 
     def _scores(self, X: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-        from sklearn.feature_selection import mutual_info_classif
+        from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 
         rows = np.random.default_rng(self.random_state).permutation(len(X))[: self.max_rows]
+        if _is_regression(np.asarray(y)):
+            return mutual_info_regression(X[rows], np.asarray(y, dtype=float)[rows], random_state=self.random_state)
         return mutual_info_classif(X[rows], _codes(y)[rows], random_state=self.random_state)
 
 
@@ -118,7 +128,8 @@ class MutualInfo(Selector):
 class ModelImportance(Selector):
     """Importance from a small model fitted on train: ``random_forest`` (impurity importance) or
     ``l1_logistic`` (|coefficient| on standardised features, summed over classes); on at most
-    ``max_rows`` training rows."""
+    ``max_rows`` training rows. For a regression target: a random forest regressor, or a lasso
+    (``alpha = 0.01 / C``) on the standardised target."""
 
     ESTIMATORS = ("random_forest", "l1_logistic")
 
@@ -134,15 +145,22 @@ class ModelImportance(Selector):
     def _scores(self, X: np.ndarray, y: np.ndarray | None) -> np.ndarray:
         rows = np.random.default_rng(self.random_state).permutation(len(X))[: self.max_rows]
         X, y = X[rows], np.asarray(y)[rows]
+        regression = _is_regression(y)
         if self.estimator == "random_forest":
-            from sklearn.ensemble import RandomForestClassifier
+            from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
-            forest = RandomForestClassifier(n_estimators=self.n_estimators, min_samples_leaf=5,
-                                            random_state=self.random_state, n_jobs=1)
+            forest = (RandomForestRegressor if regression else RandomForestClassifier)(
+                n_estimators=self.n_estimators, min_samples_leaf=5, random_state=self.random_state, n_jobs=1)
             return forest.fit(X, y).feature_importances_
         if self.estimator == "l1_logistic":
-            from sklearn.linear_model import LogisticRegression
+            from sklearn.linear_model import Lasso, LogisticRegression
             from sklearn.preprocessing import StandardScaler
+
+            if regression:
+                y = np.asarray(y, dtype=float)
+                lasso = Lasso(alpha=0.01 / self.C, random_state=self.random_state)
+                lasso.fit(StandardScaler().fit_transform(X), (y - y.mean()) / (y.std() or 1.0))
+                return np.abs(lasso.coef_)
 
             model = LogisticRegression(l1_ratio=1.0, C=self.C, solver="saga", max_iter=2000,
                                        random_state=self.random_state)

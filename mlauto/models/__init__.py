@@ -1,6 +1,7 @@
 """Model families registry and the PyTorch MLP."""
 
-from mlauto.models.families import FAMILIES, Family, build_estimator
-from mlauto.models.mlp import TorchMLPClassifier
+from mlauto.models.families import FAMILIES, Family, build_estimator, families_for_task, plan_families
+from mlauto.models.mlp import TorchMLPClassifier, TorchMLPRegressor
 
-__all__ = ["FAMILIES", "Family", "TorchMLPClassifier", "build_estimator"]
+__all__ = ["FAMILIES", "Family", "TorchMLPClassifier", "TorchMLPRegressor", "build_estimator", "families_for_task",
+           "plan_families"]

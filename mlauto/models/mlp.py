@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from torch import nn
@@ -32,9 +32,10 @@ def build_network(n_in: int, n_out: int, hidden: int, layers: int, dropout: floa
     return nn.Sequential(*mods)
 
 
-class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
-    """Feed-forward classifier trained with AdamW and early stopping on an inner validation split.
+class _TorchMLP(BaseEstimator):
+    """Feed-forward network trained with AdamW and early stopping on an inner validation split.
 
+    Classifier and regressor share this loop; they differ in the targets, the output layer and the loss.
     ``history_`` keeps one record per epoch (train and validation loss) for learning curves.
     """
 
@@ -64,25 +65,21 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.device = device
 
-    def fit(self, X: np.ndarray, y: np.ndarray, on_epoch: Callable[[int, Any], bool | None] | None = None
-            ) -> "TorchMLPClassifier":
+    def _train(self, X: np.ndarray, targets: np.ndarray, n_out: int, loss_fn: nn.Module, stratify: np.ndarray | None,
+               on_epoch: Callable[[int, Any], bool | None] | None) -> None:
         """``on_epoch(epoch, self)`` runs after every epoch with the model usable for ``predict``; it
         returning True stops training (how Tune's ASHA scheduler ends a trial early)."""
         torch.manual_seed(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
         device = resolve_device(self.device)
-        self.encoder_ = LabelEncoder().fit(y)
-        self.classes_ = self.encoder_.classes_
-        codes = self.encoder_.transform(y)
         X = np.asarray(X, dtype=np.float32)
         X_tr, X_va, y_tr, y_va = train_test_split(
-            X, codes, test_size=self.val_fraction, stratify=codes, random_state=self.seed
+            X, targets, test_size=self.val_fraction, stratify=stratify, random_state=self.seed
         )
-        xt, yt = torch.from_numpy(X_tr).to(device), torch.from_numpy(y_tr).long().to(device)
-        xv, yv = torch.from_numpy(X_va).to(device), torch.from_numpy(y_va).long().to(device)
-        net = build_network(X.shape[1], len(self.classes_), self.hidden, self.layers, self.dropout).to(device)
+        xt, yt = torch.from_numpy(X_tr).to(device), torch.from_numpy(y_tr).to(device)
+        xv, yv = torch.from_numpy(X_va).to(device), torch.from_numpy(y_va).to(device)
+        net = build_network(X.shape[1], n_out, self.hidden, self.layers, self.dropout).to(device)
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        loss_fn = nn.CrossEntropyLoss()
         best_loss, best_state, stale = float("inf"), copy.deepcopy(net.state_dict()), 0
         self.history_: list[dict[str, float]] = []
         for epoch in range(self.max_epochs):
@@ -114,13 +111,44 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.network_ = net.to("cpu").eval()
         self.n_epochs_ = len(self.history_)
         self.best_val_loss_ = best_loss
+
+    def _forward(self, X: np.ndarray) -> np.ndarray:
+        device = next(self.network_.parameters()).device  # mid-training (on_epoch) it may be on a GPU
+        with torch.no_grad():
+            return self.network_(torch.from_numpy(np.asarray(X, dtype=np.float32)).to(device)).cpu().numpy()
+
+
+class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
+    """The network with a softmax output and cross-entropy loss."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray, on_epoch: Callable[[int, Any], bool | None] | None = None
+            ) -> "TorchMLPClassifier":
+        self.encoder_ = LabelEncoder().fit(y)
+        self.classes_ = self.encoder_.classes_
+        codes = self.encoder_.transform(y).astype(np.int64)
+        self._train(X, codes, len(self.classes_), nn.CrossEntropyLoss(), codes, on_epoch)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        device = next(self.network_.parameters()).device  # mid-training (on_epoch) it may be on a GPU
-        with torch.no_grad():
-            logits = self.network_(torch.from_numpy(np.asarray(X, dtype=np.float32)).to(device))
-            return torch.softmax(logits, dim=1).cpu().numpy().astype(np.float64)
+        logits = torch.from_numpy(self._forward(X))
+        proba = torch.softmax(logits.double(), dim=1).numpy()
+        return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class TorchMLPRegressor(RegressorMixin, _TorchMLP):
+    """The network with one linear output and mean squared error on the standardized target
+    (a raw target in the hundreds would make the first steps' gradients explode)."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray, on_epoch: Callable[[int, Any], bool | None] | None = None
+            ) -> "TorchMLPRegressor":
+        y = np.asarray(y, dtype=np.float64)
+        self.y_mean_, self.y_scale_ = float(y.mean()), float(y.std()) or 1.0
+        scaled = ((y - self.y_mean_) / self.y_scale_).astype(np.float32).reshape(-1, 1)
+        self._train(X, scaled, 1, nn.MSELoss(), None, on_epoch)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self._forward(X)[:, 0].astype(np.float64) * self.y_scale_ + self.y_mean_

@@ -65,6 +65,7 @@ class Monitor:
         cooldown_s: float = 60.0,
         perf_window: int = 200,
         min_accuracy: float | None = None,
+        max_rmse: float | None = None,
         state_dir: str | None = None,
         target: str = "target",
         retrain_schedule: str | None = None,
@@ -96,7 +97,7 @@ class Monitor:
         self.last_test: dict[str, Any] | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self.retrains: list[dict[str, Any]] = []
-        self.performance = PerformanceTracker(perf_window, min_accuracy)
+        self.performance = PerformanceTracker(perf_window, min_accuracy, max_rmse)
         self._buffer: list[tuple[np.ndarray, np.ndarray]] = []
         self._buffered = 0
         self._retrain_ref: Any = None
@@ -150,12 +151,19 @@ class Monitor:
         categorical = bundle.meta.get("categorical_features", [])
         self.detector = make_detector(self.detector_name, bundle.reference, self.p_val, categorical,
                                       self.correction, **self.detector_options)
-        self.label_detector = self._label_detector(bundle.meta.get("val_metrics", {}).get("accuracy"))
+        self.task = bundle.task
+        # Concept drift from labels is a CUSUM on the classification error rate: classifiers only.
+        self.label_detector = (self._label_detector(bundle.meta.get("val_metrics", {}).get("accuracy"))
+                               if self.task != "regression" else None)
         self.feature_names = bundle.meta.get("feature_names", [])
         model = bundle.pipeline.named_steps["model"]
-        self.classes = list(bundle.pipeline.classes_)
-        proba = model.predict_proba(bundle.reference)
-        self.reference_predictions = np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]
+        if self.task == "regression":
+            self.classes = None
+            self.reference_predictions = np.asarray(model.predict(bundle.reference), dtype=float)
+        else:
+            self.classes = list(bundle.pipeline.classes_)
+            proba = model.predict_proba(bundle.reference)
+            self.reference_predictions = np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]
 
     def _label_detector(self, val_accuracy: float | None) -> ErrorRateDetector | None:
         """A CUSUM on the errors of labelled rows against the validation error rate: concept drift
@@ -195,9 +203,13 @@ class Monitor:
     def feedback(self, row_ids: list[str], labels: list[Any]) -> dict[str, Any]:
         """Join true labels to served rows. Raises UnknownRows or DuplicateFeedback, changing nothing."""
         self._poll_retrain()
-        correct = self.traffic.add_labels(row_ids, labels)
-        self.performance.add_outcomes(correct)
-        if self.label_detector is not None:
+        if self.task == "regression":
+            self.performance.add_errors(self.traffic.add_labels(row_ids, labels, numeric=True))
+            correct = []
+        else:
+            correct = self.traffic.add_labels(row_ids, labels)
+            self.performance.add_outcomes(correct)
+        if self.label_detector is not None and correct:
             alarm = self.label_detector.update(np.array([not c for c in correct], dtype=float))
             if alarm["is_drift"]:
                 self.concept_drift_count += 1
@@ -208,9 +220,14 @@ class Monitor:
         status = self.status_performance()
         if self.performance.degraded():
             perf = self.performance
-            self._event("performance_drop", accuracy=perf.accuracy, min_accuracy=perf.min_accuracy,
-                        labels=len(perf.correct), model_version=self.model_version)
-            self._maybe_retrain(f"accuracy {perf.accuracy:.3f} < {perf.min_accuracy}")
+            if self.task == "regression":
+                self._event("performance_drop", rmse=perf.rmse, max_rmse=perf.max_rmse, labels=len(perf.errors),
+                            model_version=self.model_version)
+                self._maybe_retrain(f"rmse {perf.rmse:.3f} > {perf.max_rmse}")
+            else:
+                self._event("performance_drop", accuracy=perf.accuracy, min_accuracy=perf.min_accuracy,
+                            labels=len(perf.correct), model_version=self.model_version)
+                self._maybe_retrain(f"accuracy {perf.accuracy:.3f} < {perf.min_accuracy}")
         self._save(force=True)
         return status
 

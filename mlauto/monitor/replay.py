@@ -99,11 +99,20 @@ def replay(
 
     before = drift_status()
     preds, made = post_rows(session, url, rows, batch, "replay held-out rows")
-    accuracy = float(np.mean(np.asarray(preds, dtype=object) == np.asarray(labels, dtype=object)))
-    logger.info("predictions served: %d held-out rows, accuracy against their labels %.3f", len(preds), accuracy)
+    regression = bool(preds) and isinstance(preds[0], float) and np.asarray(labels).dtype.kind == "f"
+    if regression:
+        accuracy = None
+        rmse = float(np.sqrt(np.mean((np.asarray(preds, dtype=float) - np.asarray(labels, dtype=float)) ** 2)))
+        logger.info("predictions served: %d held-out rows, RMSE against their labels %.3f", len(preds), rmse)
+    else:
+        accuracy = float(np.mean(np.asarray(preds, dtype=object) == np.asarray(labels, dtype=object)))
+        logger.info("predictions served: %d held-out rows, accuracy against their labels %.3f", len(preds), accuracy)
     perf = send_feedback(session, url, made, np.asarray(labels))
-    logger.info("feedback joined: %d labels; rolling accuracy %.3f, label-free estimate %.3f",
-                perf["labels_total"], perf["accuracy"], perf["estimated_accuracy"])
+    if regression:
+        logger.info("feedback joined: %d labels; rolling RMSE %.3f", perf["labels_total"], perf["rmse"])
+    else:
+        logger.info("feedback joined: %d labels; rolling accuracy %.3f, label-free estimate %.3f",
+                    perf["labels_total"], perf["accuracy"], perf["estimated_accuracy"])
     target_seen = before["rows_seen"] + len(rows)
     status = wait_for(drift_status, lambda s: s["rows_seen"] >= target_seen, 60,
                       "the monitor to receive the replayed rows")

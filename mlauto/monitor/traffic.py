@@ -96,8 +96,9 @@ class TrafficLog:
                 "AND row_id NOT IN (SELECT row_id FROM labels)", (self.max_rows,))
         return cur.rowcount
 
-    def add_labels(self, row_ids: list[str], labels: list[Any]) -> list[bool]:
-        """Join labels to served rows; all-or-nothing. Returns, per row, whether the prediction was right."""
+    def add_labels(self, row_ids: list[str], labels: list[Any], numeric: bool = False) -> list[Any]:
+        """Join labels to served rows; all-or-nothing. Returns, per row, whether the prediction was right,
+        or with ``numeric`` (a regressor) the error ``label - prediction``."""
         if len(set(row_ids)) != len(row_ids):
             raise DuplicateFeedback(row_ids[:10])
         marks = ",".join("?" * len(row_ids))
@@ -109,13 +110,20 @@ class TrafficLog:
         if dup:
             raise DuplicateFeedback(dup[:10])
         now = time.time()
-        correct = [same_label(json.loads(found[r]), _plain(label)) for r, label in zip(row_ids, labels)]
+        if numeric:
+            try:
+                errors = [float(label) - float(json.loads(found[r])) for r, label in zip(row_ids, labels)]
+            except (TypeError, ValueError):
+                raise ValueError("a regression model's labels must be numbers") from None
+            correct = [e == 0.0 for e in errors]
+        else:
+            correct = [same_label(json.loads(found[r]), _plain(label)) for r, label in zip(row_ids, labels)]
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany("INSERT INTO labels (row_id, label, correct, time) VALUES (?, ?, ?, ?)",
                                 [(r, json.dumps(_plain(lab)), int(ok), now)
                                  for r, lab, ok in zip(row_ids, labels, correct)])
-        return correct
+        return errors if numeric else correct
 
     def counts(self) -> dict[str, int]:
         served = self.db.execute("SELECT COUNT(*) FROM served").fetchone()[0]

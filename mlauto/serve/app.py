@@ -167,7 +167,7 @@ class ModelServer:
             replica_metrics().errors.inc()
             logger.exception("prediction failed")
             return JSONResponse({"detail": f"prediction failed: {exc}"}, status_code=500)
-        finite = np.isfinite(scored.proba).all(axis=1)
+        finite = scored.finite
         if not finite.all():  # e.g. 1e308 in a field: the model overflows; say which records
             bad = [int(i) for i in np.flatnonzero(~finite)[:20]]
             return JSONResponse({"detail": [{"loc": ["body", *([i] if isinstance(body, list) else [])],
@@ -175,12 +175,13 @@ class ModelServer:
                                                     "check it for extreme values"} for i in bad]}, status_code=422)
         request_id = uuid.uuid4().hex
         if self.sender is not None:
-            self.sender.add(scored.features, scored.predictions, scored.proba.max(axis=1),
+            self.sender.add(scored.features, scored.predictions, scored.confidence,
                             [f"{request_id}:{i}" for i in range(len(scored.predictions))], records)
         self.served += len(scored.predictions)
         counter = replica_metrics().predictions
-        for label, count in zip(*np.unique(scored.predictions.astype(str), return_counts=True)):
-            counter.labels(label).inc(int(count))
+        if scored.classes is not None:  # by class; a regressor's numbers would make one series per value
+            for label, count in zip(*np.unique(scored.predictions.astype(str), return_counts=True)):
+                counter.labels(label).inc(int(count))
         return JSONResponse(scored.body(request_id, bundle.model_name, bundle.version))
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)

@@ -29,11 +29,19 @@ class ModelBundle:
     def schema(self) -> list[dict[str, Any]]:
         return self.meta["schema"]
 
+    @property
+    def task(self) -> str:
+        """binary, multiclass or regression (bundles logged before tasks existed were classifiers)."""
+        if self.meta.get("task"):
+            return self.meta["task"]
+        classes = self.meta.get("classes")
+        return "regression" if classes is None else "binary" if len(classes) <= 2 else "multiclass"
+
     def describe(self) -> dict[str, Any]:
         """What ``GET /model`` shows."""
         return {
             "name": self.model_name, "version": self.version, "run_id": self.run_id,
-            "family": self.meta.get("family"), "params": self.meta.get("params"),
+            "family": self.meta.get("family"), "params": self.meta.get("params"), "task": self.task,
             "metric": self.meta.get("metric"), "val_metrics": self.meta.get("val_metrics"),
             "test_metrics": self.meta.get("test_metrics"), "data_fingerprint": self.meta.get("fingerprint"),
             "classes": self.meta.get("classes"), "schema": self.schema,

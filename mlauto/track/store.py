@@ -115,6 +115,7 @@ def track_experiment(
     counts: dict[str, int],
     extra_tags: dict[str, str] | None = None,
     artifacts: dict[str, str] | None = None,
+    task: str = "binary",
 ) -> TrackedModel:
     """Log the parent run, every trial, the best model with its preprocessing; register it.
 
@@ -134,7 +135,8 @@ def track_experiment(
         trial_ids = log_trials(client, exp_id, run_id, search, lineage)
         client.log_batch(
             run_id,
-            params=_params({"family": final.family, "metric": search.metric, "num_trials": len(search.trials),
+            params=_params({"family": final.family, "task": task, "metric": search.metric,
+                            "num_trials": len(search.trials),
                             "seed": seed, **{f"rows_{k}": v for k, v in counts.items()}})
             + _params(final.params, "best."),
             metrics=_metrics(final.val_metrics, "val_") + _metrics(final.test_metrics, "test_")
@@ -156,7 +158,9 @@ def track_experiment(
                 "schema": prep.schema_, "feature_names": prep.feature_names_out_,
                 "categorical_features": prep.categorical_features_,
                 "feature_selection": prep.selection_,
-                "classes": [c.item() if hasattr(c, "item") else c for c in final.pipeline.classes_],
+                "classes": ([c.item() if hasattr(c, "item") else c for c in final.pipeline.classes_]
+                            if task != "regression" else None),
+                "task": task,
                 "metric": search.metric,
             }
             with open(os.path.join(tmp, "meta.json"), "w") as fh:
