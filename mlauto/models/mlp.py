@@ -124,3 +124,12 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def epoch_history(estimator: Any) -> list[dict[str, float]] | None:
+    """The per-epoch records (``history_``) of an estimator that keeps them, looking inside pipelines."""
+    est = estimator
+    while hasattr(est, "steps"):  # a Pipeline: the estimator is its last step
+        est = est.steps[-1][1]
+    history = getattr(est, "history_", None)
+    return [dict(h) for h in history] if history else None

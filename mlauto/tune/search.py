@@ -18,7 +18,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from mlauto.errors import MlautoError
-from mlauto.models import build_estimator
+from mlauto.models import build_estimator, epoch_history
 from mlauto.tune.metrics import evaluate
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ def _trainable(config: dict[str, Any], data: tuple, families: dict, seed: int, m
             "train_seconds": train_seconds,
             "infer_ms_per_row": infer_ms,
             "n_train": len(y_tr),
+            # per-epoch records (the MLP's history_): tracking logs them as steps; TrialResult leaves them out
+            **({"history": history} if (history := epoch_history(est)) else {}),
         }
     )
 
