@@ -57,7 +57,7 @@ def test_parent_run_records_lineage_config_packages_and_artifacts(trained):
     assert commit == "unknown" or len(commit) == 40
     assert all(f"{name}==" in tags["mlauto.packages"] for name in PACKAGES)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"config.json", "config.yaml", "packages.json", "leaderboard.csv", "plots", "model", "bundle"} <= artifacts
+    assert {"config.json", "config.yaml", "packages.json", "leaderboard.csv", "plots", "bundle"} <= artifacts
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/time_vs_score.png" in plots
     local = client.download_artifacts(parent.info.run_id, "config.yaml")
