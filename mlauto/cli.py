@@ -144,7 +144,7 @@ def tracked_runs(conf: Config) -> Any:
     """``runs`` / ``compare``: a table (text); ``reproduce``: the comparison of old and new score (dict)."""
     from mlauto import runtime
     from mlauto.pipeline import tracking_uri
-    from mlauto.track.runs import compare_runs, find_run, format_compare, format_runs, list_runs
+    from mlauto.track.runs import compare_runs, format_compare, format_runs, list_runs
 
     uri, experiment = tracking_uri(conf), conf.tracking.experiment or conf.name
     if conf.action == "runs":
@@ -153,13 +153,14 @@ def tracked_runs(conf: Config) -> Any:
         return format_compare(compare_runs(uri, list(conf.runs), experiment))
     import ray
 
-    from mlauto.reproduce import reproduce
+    from mlauto.reproduce import load_record, reproduce, resolve_data
 
-    find_run(uri, str(conf.run_id), experiment)  # an unknown id fails before Ray starts
+    record = load_record(uri, str(conf.run_id), experiment)  # an unknown id or lost data fail before Ray starts
+    resolve_data(record, conf.root)
     c = conf.cluster
     owns_ray = runtime.connect(c.address, c.namespace, c.num_cpus)  # the data is read through Ray Data
     try:
-        return reproduce(uri, str(conf.run_id), conf.root, experiment)
+        return reproduce(uri, record.run_id, conf.root, experiment, record=record)
     finally:
         if owns_ray:
             ray.shutdown()

@@ -56,6 +56,9 @@ class RunRecord:
 
 
 def _parse(value: str) -> Any:
+    """A param string back to its value (``str(v)`` was logged): numbers, booleans, None."""
+    if value == "None":
+        return None
     try:
         return yaml.safe_load(value)
     except yaml.YAMLError:
@@ -80,7 +83,14 @@ def load_record(uri: str, run_id: str, experiment: str | None = None) -> RunReco
             raise ReproduceError(f"run {parent.info.run_id} has no logged config.json, so it cannot be "
                                  f"reproduced: {exc}") from exc
         with open(path) as fh:
-            config = config_from_dict(json.load(fh))
+            logged = json.load(fh)
+    try:
+        config = config_from_dict(logged)
+    except Exception as exc:  # noqa: BLE001 - OmegaConf's validation errors
+        raise ReproduceError(
+            f"the config logged with run {parent.info.run_id} does not fit this mlauto's schema ({exc}); reproduce "
+            f"it with the mlauto it was trained with (version {ptags.get('mlauto.version', '?')}, git commit "
+            f"{ptags.get('mlauto.git_commit', 'unknown')})") from exc
     family = run.data.params.get("family") or tags.get("mlauto.family", "")
     if "mlauto.params_json" in tags:
         params = json.loads(tags["mlauto.params_json"])
@@ -128,10 +138,12 @@ def resolve_data(record: RunRecord, root: str) -> str:
     return found
 
 
-def reproduce(uri: str, run_id: str, root: str, experiment: str | None = None) -> dict[str, Any]:
+def reproduce(uri: str, run_id: str, root: str, experiment: str | None = None,
+              record: RunRecord | None = None) -> dict[str, Any]:
     """Refit the run's family and params on its data, splits and seed; compare validation scores.
 
-    Ray must be up (the data is read and cleaned through Ray Data, as in training).
+    Ray must be up (the data is read and cleaned through Ray Data, as in training). ``record``: the
+    run's :func:`load_record`, when the caller has it already.
     """
     import torch
     from threadpoolctl import threadpool_limits
@@ -141,7 +153,7 @@ def reproduce(uri: str, run_id: str, root: str, experiment: str | None = None) -
     from mlauto.pipeline import prepare_stage
     from mlauto.tune import detect_task, evaluate
 
-    record = load_record(uri, run_id, experiment)
+    record = record or load_record(uri, run_id, experiment)
     if record.family not in _families():
         raise ReproduceError(f"run {record.run_id}'s model is a {record.family!r}, not one fitted family; reproduce "
                              "one of its trials (`mlauto action=runs` lists them)")
