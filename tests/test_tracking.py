@@ -210,3 +210,10 @@ def test_reproduce_cli(trained, ray_session):
     assert "status     exact" in proc.stdout
     proc = _cli(["action=reproduce", "run_id=0123456789abcdef0123456789abcdef"], cfg.root)
     assert proc.returncode == 1 and "action=runs" in proc.stdout + proc.stderr
+
+
+def test_param_strings_of_older_runs_parse_back_to_values():
+    from mlauto.reproduce import _parse
+
+    assert _parse("4.5705630998014515") == 4.5705630998014515 and _parse("1000") == 1000
+    assert _parse("None") is None and _parse("True") is True and _parse("lbfgs") == "lbfgs"
