@@ -65,16 +65,29 @@ def history_metrics(history: list[dict[str, Any]] | None, prefix: str = "epoch_"
     return out
 
 
-def trial_iterations(storage_path: str, trial_id: str) -> list[dict[str, Any]]:
-    """The result rows Tune wrote for one trial (``result.json`` in its folder), oldest first.
+def experiment_dir(storage_path: str, trial_ids: Iterable[str]) -> str | None:
+    """The folder Tune wrote this search's trials into (``<storage_path>/<name>``, or ``storage_path``
+    itself), found by a trial id.
 
-    Empty when the trial's folder is not on this machine (e.g. remote storage) or has no results.
+    None when it is not on this machine (e.g. remote storage).
     """
-    if not trial_id or not storage_path or "://" in storage_path:
+    if not storage_path or "://" in storage_path:
+        return None
+    root = glob.escape(os.path.abspath(storage_path))
+    for trial_id in trial_ids:
+        if trial_id:
+            found = (glob.glob(os.path.join(root, "*", f"*_{glob.escape(trial_id)}_*", "result.json"))
+                     or glob.glob(os.path.join(root, f"*_{glob.escape(trial_id)}_*", "result.json")))
+            if found:
+                return os.path.dirname(os.path.dirname(max(found, key=os.path.getmtime)))
+    return None
+
+
+def trial_iterations(directory: str | None, trial_id: str) -> list[dict[str, Any]]:
+    """The result rows Tune wrote for one trial (``result.json`` in its folder under ``directory``), oldest first."""
+    if not directory or not trial_id:
         return []
-    pattern = glob.escape(os.path.abspath(storage_path))
-    paths = (glob.glob(os.path.join(pattern, "*", f"*_{glob.escape(trial_id)}_*", "result.json"))
-             or glob.glob(os.path.join(pattern, f"*_{glob.escape(trial_id)}_*", "result.json")))
+    paths = glob.glob(os.path.join(glob.escape(directory), f"*_{glob.escape(trial_id)}_*", "result.json"))
     if not paths:
         return []
     rows = []

@@ -27,6 +27,7 @@ from mlauto.errors import ModelNotFoundError
 from mlauto.models import epoch_history
 from mlauto.track.lineage import (
     batches,
+    experiment_dir,
     git_commit,
     history_metrics,
     iteration_metrics,
@@ -80,6 +81,7 @@ def log_trials(client: MlflowClient, experiment_id: str, parent_run_id: str, sea
     """One child run per trial: family, params, metrics (with Tune's per-iteration results and the
     model's per-epoch history as steps, where there are any), training seconds and training rows."""
     run_ids = []
+    tune_dir = experiment_dir(search.storage_path, [t.trial_id for t in search.trials if t.status == "ok"])
     for trial in search.trials:
         n_train = trial.metrics.get("n_train")
         run = client.create_run(
@@ -92,7 +94,7 @@ def log_trials(client: MlflowClient, experiment_id: str, parent_run_id: str, sea
         params = _params(trial.params) + [Param("family", trial.family)]
         if n_train is not None:
             params.append(Param("n_train", str(int(n_train))))
-        rows = trial_iterations(search.storage_path, trial.trial_id)
+        rows = trial_iterations(tune_dir, trial.trial_id)
         metrics = _metrics(trial.metrics) + iteration_metrics(rows) + history_metrics(reported_history(rows))
         for i, chunk in enumerate(batches(metrics)):
             client.log_batch(run.info.run_id, metrics=chunk, params=params if i == 0 else [])
