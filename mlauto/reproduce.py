@@ -199,7 +199,8 @@ def reproduce(uri: str, run_id: str, root: str, experiment: str | None = None,
 def format_reproduce(result: dict[str, Any]) -> str:
     """A few lines for the console: what was re-run and old vs new score."""
     return "\n".join([
-        f"run        {result['run_id']} ({result['kind']}, training run {result['parent_run_id']})",
+        f"run        {result['run_id']} " + ("(a training run: its final fit)" if result["kind"] == "parent"
+                                              else f"(a trial of training run {result['parent_run_id']})"),
         f"model      {result['family']} {json.dumps(result['params'], default=str)} seed {result['seed']}",
         f"data       {result['data_fingerprint']} ({result['data']}), split seed {result['split_seed']}, "
         f"{result['n_train']} training rows",
