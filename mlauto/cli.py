@@ -100,6 +100,15 @@ def _hydra_main(cfg: DictConfig) -> None:
                 sys.stdout.write(json.dumps(event, default=str) + "\n")
         elif conf.action == "serve_config":
             ops.serve_config(conf, os.path.join(output_dir, "serve_config.yaml"))
+        elif conf.action in ("runs", "compare"):
+            sys.stdout.write(manage(conf) + "\n")  # the command's output: a table
+        elif conf.action == "reproduce":
+            from mlauto.reproduce import format_reproduce
+
+            result = manage(conf)
+            sys.stdout.write(format_reproduce(result) + "\n")
+            if not result["ok"]:
+                sys.exit(1)
         else:
             logger.info("%s: %s", conf.action, manage(conf))
     except MlautoError as exc:
@@ -112,11 +121,14 @@ def manage(conf: Config) -> Any:
     also swap the running endpoint and monitor in that cluster. ``action=events``: the monitor's
     events (from the running actor with ``cluster.address``, else from its log under ``root``).
     ``action=snapshots`` lists the stored snapshots; ``action=schedule|schedule_status|schedule_stop``
-    manage scheduled ingestion."""
+    manage scheduled ingestion. ``action=runs`` and ``action=compare runs=[A,B]`` return a table of the
+    tracked runs; ``action=reproduce run_id=ID`` re-runs a trial from its record (old vs new score)."""
     from mlauto import ops, runtime
 
     if conf.action == "snapshots":
         return ops.snapshots(conf)
+    if conf.action in ("runs", "compare", "reproduce"):
+        return tracked_runs(conf)
     if conf.action in ("schedule", "schedule_status", "schedule_stop"):
         return ops.manage_schedule(conf)
     if conf.cluster.address:
@@ -126,6 +138,32 @@ def manage(conf: Config) -> Any:
     if conf.action == "promote":
         return ops.promote_version(conf, str(conf.version))
     return ops.rollback(conf)
+
+
+def tracked_runs(conf: Config) -> Any:
+    """``runs`` / ``compare``: a table (text); ``reproduce``: the comparison of old and new score (dict)."""
+    from mlauto import runtime
+    from mlauto.pipeline import tracking_uri
+    from mlauto.track.runs import compare_runs, format_compare, format_runs, list_runs
+
+    uri, experiment = tracking_uri(conf), conf.tracking.experiment or conf.name
+    if conf.action == "runs":
+        return format_runs(list_runs(uri, experiment))
+    if conf.action == "compare":
+        return format_compare(compare_runs(uri, list(conf.runs), experiment))
+    import ray
+
+    from mlauto.reproduce import load_record, reproduce, resolve_data
+
+    record = load_record(uri, str(conf.run_id), experiment)  # an unknown id or lost data fail before Ray starts
+    resolve_data(record, conf.root)
+    c = conf.cluster
+    owns_ray = runtime.connect(c.address, c.namespace, c.num_cpus)  # the data is read through Ray Data
+    try:
+        return reproduce(uri, record.run_id, conf.root, experiment, record=record)
+    finally:
+        if owns_ray:
+            ray.shutdown()
 
 
 def main() -> None:

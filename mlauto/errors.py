@@ -45,3 +45,20 @@ class DuplicateFeedback(MlautoError, ValueError):
 
 class ModelNotFoundError(MlautoError):
     """A registered model, version or alias does not exist in the tracking store."""
+
+
+class RunNotFoundError(MlautoError):
+    """A run id (or prefix) that matches no run, or more than one, in the tracking store."""
+
+    def __init__(self, run_id: str, uri: str, hint: str = "") -> None:
+        super().__init__(run_id, uri, hint)
+        self.run_id, self.uri, self.hint = run_id, uri, hint
+
+    def __str__(self) -> str:
+        msg = self.hint or f"no run {self.run_id!r} in the tracking store {self.uri}"
+        return (f"{msg}; list the run ids with `mlauto name=<name> action=runs` (same root or tracking.uri), "
+                f"or browse them with `make mlflow-ui`")
+
+
+class ReproduceError(MlautoError):
+    """A run cannot be reproduced as recorded (its data or record is gone); the message says why."""

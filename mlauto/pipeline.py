@@ -172,6 +172,8 @@ def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
             val_size=p.val_size, stratify=p.stratify and cfg.tune.task != "regression", seed=cfg.seed, method=p.split, group_column=p.group_column,
             time_column=p.time_column,
         )
+        # What was trained on, for lineage: the snapshot, or the snapshot plus production rows (a retrain).
+        splits.quality.update(data_path=path, data_fingerprint=fingerprint)
         prep = Preprocessor(p.numeric_impute, p.max_categories, cfg.features.steps, cfg.features.selection)
         # The training matrix as the models must see it: target encodings cross-fitted
         # (prep.transform(train) would hand every trial the leaky full-fit encodings).
@@ -240,7 +242,10 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             uri=tracking_uri(cfg), experiment=cfg.tracking.experiment or cfg.name, artifact_root=paths.artifacts,
             model_name=model_name(cfg), search=search, final=final, reference=reference,
             sample_input=splits.train[features].head(20), fingerprint=snapshot.fingerprint,
-            config=_redacted(cfg), seed=seed, counts=splits.counts(), extra_tags=extra_tags, task=task,
+            config=_redacted(cfg), seed=seed, counts=splits.counts(), task=task,
+            extra_tags={"mlauto.train_fingerprint": str(splits.quality.get("data_fingerprint", snapshot.fingerprint)),
+                        "mlauto.train_data": str(splits.quality.get("data_path", snapshot.path)),
+                        **(extra_tags or {})}, curves=curves,
             artifacts={**write_report(prep, os.path.join(paths.root, "features")),
                        **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {}),
                        **selection_files, **({"report": report} if report else {})},

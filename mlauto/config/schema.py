@@ -200,9 +200,12 @@ class ClusterConf:
 @dataclass
 class Config:
     # run: the stages; promote: make `version` the champion; rollback: restore the previous champion;
-    # events: print the monitor's events; serve_config: write a `serve deploy` file for the champion
+    # events: print the monitor's events; serve_config: write a `serve deploy` file for the champion;
+    # runs: list the experiment's runs; compare: `runs` side by side; reproduce: re-run `run_id`
     action: str = "run"
     version: Optional[str] = None
+    run_id: Optional[str] = None  # action=reproduce: a trial's or a training run's MLflow run id
+    runs: List[str] = field(default_factory=list)  # action=compare: two or more run ids
     name: str = "default"
     stages: List[str] = field(default_factory=lambda: list(STAGES))
     seed: int = 42

@@ -22,7 +22,7 @@ SEARCH_ALGORITHMS = ("optuna", "random", "grid", "bayesopt")  # as mlauto.tune.s
 SCHEDULERS = ("fifo", "asha")
 INGRESS = ("auto", "haproxy", "proxy")
 ACTIONS = ("run", "promote", "rollback", "events", "serve_config", "snapshots", "schedule", "schedule_status",
-           "schedule_stop")
+           "schedule_stop", "runs", "compare", "reproduce")
 PARAM_TYPES = ("loguniform", "uniform", "int", "logint", "choice")
 COLUMN_SELECTORS = ("numeric", "categorical", "datetime", "all")
 MONITOR_CORRECTIONS = ("bonferroni", "fdr")  # as mlauto.monitor.detectors.CORRECTIONS
@@ -288,6 +288,7 @@ def validate(
         raise ConfigError("action", cfg.action, ACTIONS)
     if cfg.action == "promote" and not cfg.version:
         raise ConfigError("version", cfg.version, "a registered version number", "action=promote needs version=N")
+    _check_run_ids(cfg)
     if not cfg.stages:
         raise ConfigError("stages", cfg.stages, STAGES, "choose at least one stage")
     for stage in cfg.stages:
@@ -385,3 +386,15 @@ def validate(
     ):
         raise ConfigError("cluster.address", address, "null (local), auto, host:port, ray://host:port, http://host:8265")
     return cfg
+
+
+def _check_run_ids(cfg: Config) -> None:
+    """``action=reproduce`` needs ``run_id``; ``action=compare`` needs two or more ``runs``."""
+    hint = "`mlauto action=runs` lists the run ids"
+    if cfg.action == "reproduce" and not (cfg.run_id and str(cfg.run_id).strip()):
+        raise ConfigError("run_id", cfg.run_id, "an MLflow run id", f"action=reproduce needs run_id=<id>; {hint}")
+    if cfg.action == "compare":
+        runs = list(cfg.runs or [])
+        if len(runs) < 2 or any(not str(r).strip() for r in runs):
+            raise ConfigError("runs", runs, "a list of two or more run ids",
+                              f"action=compare needs runs=[<id>,<id>]; {hint}")

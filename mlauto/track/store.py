@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,18 @@ from mlflow.tracking import MlflowClient
 
 import mlauto
 from mlauto.errors import ModelNotFoundError
+from mlauto.models import epoch_history
+from mlauto.track.lineage import (
+    batches,
+    experiment_dir,
+    git_commit,
+    history_metrics,
+    iteration_metrics,
+    package_versions,
+    reported_history,
+    trial_iterations,
+    write_plots,
+)
 from mlauto.tune import FinalModel, SearchResult
 
 logger = logging.getLogger(__name__)
@@ -36,17 +47,6 @@ BUNDLE_DIR = "bundle"
 
 def sqlite_uri(root: str) -> str:
     return f"sqlite:///{os.path.join(os.path.abspath(root), 'mlflow.db')}"
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=os.path.dirname(os.path.abspath(mlauto.__file__)),
-        )
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: str) -> str:
@@ -71,19 +71,35 @@ def _metrics(d: dict[str, float], prefix: str = "") -> list[Metric]:
     return [Metric(f"{prefix}{k}", float(v), now, 0) for k, v in sorted(d.items()) if np.isfinite(v)]
 
 
+def params_json(params: dict[str, Any]) -> str:
+    """Params as typed JSON (MLflow params are strings): what reproduce reads back."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
 def log_trials(client: MlflowClient, experiment_id: str, parent_run_id: str, search: SearchResult,
                tags: dict[str, str]) -> list[str]:
-    """One child run per trial with its family, params, metrics and training seconds."""
+    """One child run per trial: family, params, metrics (with Tune's per-iteration results and the
+    model's per-epoch history as steps, where there are any), training seconds and training rows."""
     run_ids = []
+    tune_dir = experiment_dir(search.storage_path, [t.trial_id for t in search.trials if t.status == "ok"])
     for trial in search.trials:
+        n_train = trial.metrics.get("n_train")
         run = client.create_run(
             experiment_id,
             run_name=f"{trial.family}-{trial.trial_id}",
             tags={"mlflow.parentRunId": parent_run_id, "mlauto.family": trial.family,
-                  "mlauto.trial_id": trial.trial_id, **tags},
+                  "mlauto.trial_id": trial.trial_id, "mlauto.params_json": params_json(trial.params)[:8000],
+                  **({"mlauto.n_train": str(int(n_train))} if n_train is not None else {}), **tags},
         )
         params = _params(trial.params) + [Param("family", trial.family)]
-        client.log_batch(run.info.run_id, metrics=_metrics(trial.metrics), params=params)
+        if n_train is not None:
+            params.append(Param("n_train", str(int(n_train))))
+        rows = trial_iterations(tune_dir, trial.trial_id)
+        metrics = _metrics(trial.metrics) + iteration_metrics(rows) + history_metrics(reported_history(rows))
+        for i, chunk in enumerate(batches(metrics)):
+            client.log_batch(run.info.run_id, metrics=chunk, params=params if i == 0 else [])
+        if not metrics:
+            client.log_batch(run.info.run_id, params=params)
         if trial.error:
             client.set_tag(run.info.run_id, "mlauto.error", trial.error[:5000])
         client.set_terminated(run.info.run_id, "FINISHED" if trial.status == "ok" else "FAILED")
@@ -116,21 +132,28 @@ def track_experiment(
     extra_tags: dict[str, str] | None = None,
     artifacts: dict[str, str] | None = None,
     task: str = "binary",
+    curves: Any = None,
 ) -> TrackedModel:
     """Log the parent run, every trial, the best model with its preprocessing; register it.
 
-    ``artifacts`` maps an artifact folder to a local file logged into the parent run.
+    The parent holds the lineage a reproduction needs: data fingerprint, git commit, seed, package
+    versions (tags, and ``packages.json``), the config (``config.yaml`` and ``config.json``), the
+    leaderboard, plots. ``artifacts`` maps an artifact folder to a local file logged into it.
 
     The new version gets no alias here: promotion is the caller's decision.
     """
     exp_id = ensure_experiment(uri, experiment, artifact_root)
     client = MlflowClient(uri)
+    packages = package_versions()
     lineage = {"mlauto.data_fingerprint": fingerprint, "mlauto.seed": str(seed),
                "mlauto.version": mlauto.__version__, "mlauto.python": platform.python_version(),
-               **({"mlauto.git_commit": c} if (c := git_commit()) else {}), **(extra_tags or {})}
+               "mlauto.git_commit": git_commit(),
+               "mlauto.packages": ", ".join(f"{k}=={v}" for k, v in packages.items()), **(extra_tags or {})}
+    history = epoch_history(final.pipeline)
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{experiment}-{time.strftime('%Y%m%d-%H%M%S')}",
-                          tags=lineage) as parent:
+                          tags={**lineage, "mlauto.family": final.family,
+                                "mlauto.params_json": params_json(final.params)[:8000]}) as parent:
         run_id = parent.info.run_id
         trial_ids = log_trials(client, exp_id, run_id, search, lineage)
         client.log_batch(
@@ -142,13 +165,21 @@ def track_experiment(
             metrics=_metrics(final.val_metrics, "val_") + _metrics(final.test_metrics, "test_")
             + _metrics({"train_seconds": final.train_seconds, "search_seconds": search.wall_seconds}),
         )
+        for chunk in batches(history_metrics(history)):
+            client.log_batch(run_id, metrics=chunk)
         mlflow.log_dict(config, "config.json")
+        mlflow.log_dict(config, "config.yaml")
+        mlflow.log_dict(packages, "packages.json")
         for name, path in (artifacts or {}).items():
             mlflow.log_artifact(path, artifact_path=name)
         with tempfile.TemporaryDirectory() as tmp:
             board = os.path.join(tmp, "leaderboard.csv")
-            search.leaderboard().to_csv(board, index=False)
+            leaderboard = search.leaderboard()
+            leaderboard.to_csv(board, index=False)
             mlflow.log_artifact(board)
+            for png in write_plots(os.path.join(tmp, "plots"), leaderboard, search.metric, search.mode, history,
+                                   curves):
+                mlflow.log_artifact(png, artifact_path="plots")
             prep = final.pipeline.named_steps["prep"]
             client.log_batch(run_id, metrics=_metrics({"features_out": len(prep.feature_names_out_),
                                                        "features_before_selection": len(prep.transformed_names_)}))

@@ -20,7 +20,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from sklearn.pipeline import Pipeline
 
 from mlauto.errors import MlautoError
-from mlauto.models import build_estimator
+from mlauto.models import build_estimator, epoch_history
 from mlauto.models.families import FAMILIES
 from mlauto.tune.metrics import evaluate
 from mlauto.tune.progress import SearchProgress
@@ -155,7 +155,10 @@ def _trainable(config: dict[str, Any], data: tuple, families: dict, seed: int, m
     est.fit(X_tr, y_tr, **fit_kwargs)
     train_seconds = time.perf_counter() - start
     epochs = getattr(_final_step(est), "n_epochs_", None) if iterative else None
-    tune.report(_report(est, X_va, y_va, task, metric, train_seconds, len(y_tr), epochs))
+    final = _report(est, X_va, y_va, task, metric, train_seconds, len(y_tr), epochs)
+    if history := epoch_history(est):  # the MLP's history_: tracking logs it as steps; TrialResult leaves it out
+        final["history"] = history
+    tune.report(final)
 
 
 class TrialResources:
