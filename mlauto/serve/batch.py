@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from mlauto.errors import DataError, MlautoError
+from mlauto.errors import DataError
 from mlauto.serve.predict import score_many
 from mlauto.serve.validation import InvalidRequest, RequestValidator
 
@@ -160,10 +160,12 @@ def class_labels(pipeline: Any) -> list[str]:
 
 
 class BatchScorer:
-    """Ray Data callable class: each actor loads the model once, then validates and scores batches."""
+    """Ray Data callable class: each actor gets the model once (the driver's loaded bundle, from the
+    object store, so workers on other nodes need no access to the tracking store), then validates and
+    scores batch after batch."""
 
-    def __init__(self, loader: Any, version: str) -> None:
-        self.bundle = loader(version)
+    def __init__(self, bundle: Any) -> None:
+        self.bundle = bundle
         self.validator = RequestValidator(self.bundle.schema)
         self.kinds = {c["name"]: c["type"] for c in self.bundle.schema}
         self.labels = class_labels(self.bundle.pipeline)
@@ -276,16 +278,18 @@ def _quarantined(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return out
 
 
-def _cause(exc: BaseException) -> MlautoError | None:
-    """The mlauto error behind a Ray task/actor error, if there is one (it names what to fix)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, MlautoError):
-            return exc
-        inner = getattr(exc, "cause", None)
-        exc = inner if isinstance(inner, BaseException) else (exc.__cause__ or exc.__context__)
-    return None
+def input_columns(files: list[str], fmt: str) -> list[str] | None:
+    """The columns of local input files (Parquet footers, CSV headers), read before any work; None for URIs."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if any("://" in f for f in files):
+        return None
+    columns: list[str] = []
+    for f in files:
+        names = pq.read_schema(f).names if fmt == "parquet" else pacsv.open_csv(f).schema.names
+        columns += [c for c in names if c not in columns]
+    return columns
 
 
 def _read(files: list[str], fmt: str, schema: list[dict[str, Any]]) -> Any:
@@ -311,6 +315,8 @@ def score_file(input_path: str, *, tracking_uri: str, model_name: str, version: 
     scored rows, then ``prediction``, ``proba_<class>`` (classifiers), ``model_name`` and
     ``model_version``; rows serving would refuse go to ``<output stem>.quarantine.parquet``.
     """
+    import ray.data
+
     from mlauto.track import BundleLoader
 
     start = time.perf_counter()
@@ -318,20 +324,28 @@ def score_file(input_path: str, *, tracking_uri: str, model_name: str, version: 
     out_path, out_fmt, q_path = output_paths(input_path, output, fmt)
     if any(os.path.abspath(f) == out_path for f in files):
         raise DataError(f"predict.output {out_path} is one of the input files; choose another path")
-    loader = BundleLoader(tracking_uri, model_name, with_reference=False)
-    bundle = loader(version)  # fails now, naming what to do, when nothing is registered
-    logger.info("scoring %d %s file(s) from %s with %s version %s, %d worker(s)", len(files), in_fmt, input_path,
-                bundle.model_name, bundle.version, workers)
-    ds = _read(files, in_fmt, bundle.schema).map_batches(
-        BatchScorer, fn_constructor_kwargs={"loader": loader, "version": bundle.version}, batch_format="pandas",
-        batch_size=batch_size, concurrency=workers, num_cpus=worker_cpus)
-    ds.context.execution_options.preserve_order = True  # output rows in input order
+    bundle = BundleLoader(tracking_uri, model_name, with_reference=False)(version)  # fails now, naming what to do, when nothing is registered
     if not hasattr(bundle.pipeline, "predict_proba"):
         raise DataError(f"{bundle.model_name} version {bundle.version} is not a classifier; batch scoring, like "
                         "serving, scores classifiers")
     classes = np.asarray(bundle.pipeline.classes_)
     labels = class_labels(bundle.pipeline)
     added = {PREDICTION, MODEL_NAME, MODEL_VERSION, REASON, RAW, *(PROBA + label for label in labels)}
+    columns = input_columns(files, in_fmt)
+    if columns is not None:
+        clash = [c for c in columns if c in added]
+        if clash:
+            raise DataError(f"input column(s) {clash} clash with the columns batch scoring adds; rename them")
+        absent = [c["name"] for c in bundle.schema if c["name"] not in columns]
+        if absent:
+            logger.warning("feature column(s) %s are missing from %s: every row will be quarantined", absent,
+                           input_path)
+    logger.info("scoring %d %s file(s) from %s with %s version %s, %d worker(s)", len(files), in_fmt, input_path,
+                bundle.model_name, bundle.version, workers)
+    ds = _read(files, in_fmt, bundle.schema).map_batches(
+        BatchScorer, fn_constructor_kwargs={"bundle": bundle}, batch_format="pandas",
+        batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=worker_cpus)
+    ds.context.execution_options.preserve_order = True  # output rows in input order
     writer, qwriter = _Writer(out_path, out_fmt), _Writer(q_path, "parquet")
     rows_in, reasons = 0, {}
     last: pd.DataFrame | None = None
@@ -359,12 +373,9 @@ def score_file(input_path: str, *, tracking_uri: str, model_name: str, version: 
         writer.finish()
         if qwriter.rows:
             qwriter.finish()
-    except BaseException as exc:
+    except BaseException:
         writer.abort()
         qwriter.abort()
-        cause = _cause(exc)
-        if cause is not None and cause is not exc:
-            raise cause from exc
         raise
     result = BatchResult(input_path, out_path, out_fmt, bundle.model_name, str(bundle.version), rows_in,
                          writer.rows, qwriter.rows, dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
