@@ -158,7 +158,7 @@ def test_cli_predict(trained, rows, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mlauto", "action=predict", f"root={cfg.root}", f"name={cfg.name}",
          f"predict.input={src}", "predict.workers=1", "cluster.num_cpus=1"],
-        capture_output=True, text=True, timeout=240, env=env, cwd=os.getcwd())
+        capture_output=True, text=True, timeout=400, env=env, cwd=os.getcwd())
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (summary["rows_in"], summary["rows_scored"], summary["rows_quarantined"]) == (25, 25, 0)
@@ -169,3 +169,13 @@ def test_cli_predict(trained, rows, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mlauto", "action=predict", f"root={cfg.root}"],
                          capture_output=True, text=True, timeout=120, env=env, cwd=os.getcwd())
     assert bad.returncode == 2 and "predict.input" in bad.stderr + bad.stdout
+
+
+def test_workers_leave_a_cpu_share_for_reading():
+    """Actors reserving every CPU starve the read tasks: Ray Data would wait forever (seen with 1 CPU)."""
+    from mlauto.serve.batch import READ_CPUS, worker_cpus_that_fit
+
+    assert worker_cpus_that_fit(2, 0.5, 2.0) == 0.5
+    assert worker_cpus_that_fit(1, 0.5, 1.0) == 0.5
+    assert worker_cpus_that_fit(2, 1.0, 1.0) == pytest.approx((1.0 - READ_CPUS) / 2)
+    assert worker_cpus_that_fit(1, 1.0, 1.0) + READ_CPUS <= 1.0

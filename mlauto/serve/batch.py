@@ -292,17 +292,34 @@ def input_columns(files: list[str], fmt: str) -> list[str] | None:
     return columns
 
 
+READ_CPUS = 0.25  # what each read task reserves
+
+
+def worker_cpus_that_fit(workers: int, worker_cpus: float, total_cpus: float) -> float:
+    """Each actor's CPU reservation, lowered so the pool leaves room for a read task.
+
+    Actors that reserve every CPU starve the read tasks that feed them, and Ray Data then waits
+    forever without an error (seen with 1 CPU and one actor of 0.5 beside a read task of 1).
+    """
+    room = max(total_cpus - READ_CPUS, 0.0) / workers
+    if worker_cpus > room:
+        logger.warning("predict.workers=%d x predict.worker_cpus=%s leave no CPU of %s for reading; each worker "
+                       "reserves %.3g instead", workers, worker_cpus, total_cpus, room)
+        return room
+    return worker_cpus
+
+
 def _read(files: list[str], fmt: str, schema: list[dict[str, Any]]) -> Any:
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import ray.data
 
     if fmt == "parquet":
-        return ray.data.read_parquet(files)
+        return ray.data.read_parquet(files, num_cpus=READ_CPUS)
     # Features read as text: a stray "n/a" deep in a file must quarantine its row, not fail the type
     # inference of the whole file. Empty cells and NA markers read as null.
     features = {c["name"]: pa.string() for c in schema}
-    return ray.data.read_csv(files, convert_options=pacsv.ConvertOptions(column_types=features,
+    return ray.data.read_csv(files, num_cpus=READ_CPUS, convert_options=pacsv.ConvertOptions(column_types=features,
                                                                         strings_can_be_null=True))
 
 
@@ -315,6 +332,7 @@ def score_file(input_path: str, *, tracking_uri: str, model_name: str, version: 
     scored rows, then ``prediction``, ``proba_<class>`` (classifiers), ``model_name`` and
     ``model_version``; rows serving would refuse go to ``<output stem>.quarantine.parquet``.
     """
+    import ray
     import ray.data
 
     from mlauto.track import BundleLoader
@@ -342,6 +360,9 @@ def score_file(input_path: str, *, tracking_uri: str, model_name: str, version: 
                            input_path)
     logger.info("scoring %d %s file(s) from %s with %s version %s, %d worker(s)", len(files), in_fmt, input_path,
                 bundle.model_name, bundle.version, workers)
+    if not ray.is_initialized():
+        ray.init()
+    worker_cpus = worker_cpus_that_fit(workers, worker_cpus, ray.cluster_resources().get("CPU", 1.0))
     ds = _read(files, in_fmt, bundle.schema).map_batches(
         BatchScorer, fn_constructor_kwargs={"bundle": bundle}, batch_format="pandas",
         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=worker_cpus)
