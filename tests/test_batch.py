@@ -179,3 +179,18 @@ def test_workers_leave_a_cpu_share_for_reading():
     assert worker_cpus_that_fit(1, 0.5, 1.0) == 0.5
     assert worker_cpus_that_fit(2, 1.0, 1.0) == pytest.approx((1.0 - READ_CPUS) / 2)
     assert worker_cpus_that_fit(1, 1.0, 1.0) + READ_CPUS <= 1.0
+
+
+def test_predict_config_is_checked(tmp_path):
+    from conftest import make_config
+    from mlauto.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="predict.input"):
+        make_config(["action=predict"])
+    with pytest.raises(ConfigError, match="predict.format.*json"):
+        make_config(["action=predict", "predict.input=x.csv", "predict.format=json"])
+    with pytest.raises(ConfigError, match="predict.workers"):
+        make_config(["action=predict", "predict.input=x.csv", "predict.workers=0"])
+    cfg = make_config(["action=predict", "predict.input=x.csv", "version=3"])
+    assert cfg.predict.input == os.path.abspath("x.csv") and cfg.predict.output is None
+    assert (cfg.predict.batch_size, cfg.predict.workers, cfg.version) == (1024, 2, "3")
