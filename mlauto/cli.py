@@ -49,6 +49,10 @@ def to_config(cfg: DictConfig) -> Config:
         from mlauto.data import absolute_url
 
         conf.data.url = absolute_url(conf.data.url)  # a relative SQLite file, as seen from here
+    for key in ("input", "output"):
+        value = getattr(conf.predict, key)
+        if value and "://" not in value:
+            setattr(conf.predict, key, os.path.abspath(os.path.expanduser(value)))
     return conf
 
 
@@ -98,6 +102,9 @@ def _hydra_main(cfg: DictConfig) -> None:
         elif conf.action == "events":
             for event in manage(conf):  # the command's output: one JSON object per line
                 sys.stdout.write(json.dumps(event, default=str) + "\n")
+        elif conf.action == "predict":
+            summary = predict(conf)
+            sys.stdout.write(json.dumps(summary, default=str) + "\n")  # the command's output
         elif conf.action == "serve_config":
             ops.serve_config(conf, os.path.join(output_dir, "serve_config.yaml"))
         elif conf.action in ("runs", "compare"):
@@ -164,6 +171,30 @@ def tracked_runs(conf: Config) -> Any:
     finally:
         if owns_ray:
             ray.shutdown()
+
+
+def predict(conf: Config) -> dict[str, Any]:
+    """``action=predict predict.input=PATH [version=N]``: batch scoring through Ray Data, on the local Ray
+    this command starts (and stops) or on ``cluster.address``."""
+    import ray
+
+    from mlauto import runtime
+    from mlauto.pipeline import model_name, tracking_uri
+    from mlauto.serve.batch import input_files, score_file
+    from mlauto.track import BundleLoader
+
+    p, c = conf.predict, conf.cluster
+    input_files(p.input)  # a missing path or model fails before Ray starts
+    BundleLoader(tracking_uri(conf), model_name(conf)).resolve(conf.version)
+    owns_ray = runtime.connect(c.address, c.namespace, c.num_cpus)
+    try:
+        result = score_file(p.input, tracking_uri=tracking_uri(conf), model_name=model_name(conf),
+                            version=conf.version, output=p.output, fmt=p.format, batch_size=p.batch_size,
+                            workers=p.workers, worker_cpus=p.worker_cpus)
+    finally:
+        if owns_ray:
+            ray.shutdown()
+    return result.to_dict()
 
 
 def main() -> None:

@@ -191,6 +191,17 @@ class ReplayConf:
 
 
 @dataclass
+class PredictConf:
+    # action=predict: score a CSV/Parquet file, folder or glob with the champion (or version=N)
+    input: Optional[str] = None
+    output: Optional[str] = None  # None: <input stem>.predictions.<format>, beside the input
+    format: Optional[str] = None  # parquet | csv; None: from output's suffix, else parquet
+    batch_size: int = 1024  # rows per validated, scored batch
+    workers: int = 2  # scoring actors, each loads the model once
+    worker_cpus: float = 0.5  # CPUs each actor reserves (leave some for the read tasks)
+
+
+@dataclass
 class ClusterConf:
     address: Optional[str] = None  # None: start a local Ray; "auto", "host:port", "ray://..." connect
     num_cpus: Optional[int] = None
@@ -202,6 +213,7 @@ class Config:
     # run: the stages; promote: make `version` the champion; rollback: restore the previous champion;
     # events: print the monitor's events; serve_config: write a `serve deploy` file for the champion;
     # runs: list the experiment's runs; compare: `runs` side by side; reproduce: re-run `run_id`
+    # predict: score predict.input with the champion (or `version`)
     action: str = "run"
     version: Optional[str] = None
     run_id: Optional[str] = None  # action=reproduce: a trial's or a training run's MLflow run id
@@ -222,6 +234,7 @@ class Config:
     serve: ServeConf = field(default_factory=ServeConf)
     monitor: MonitorConf = field(default_factory=MonitorConf)
     replay: ReplayConf = field(default_factory=ReplayConf)
+    predict: PredictConf = field(default_factory=PredictConf)
     cluster: ClusterConf = field(default_factory=ClusterConf)
 
 

@@ -22,7 +22,7 @@ SEARCH_ALGORITHMS = ("optuna", "random", "grid", "bayesopt")  # as mlauto.tune.s
 SCHEDULERS = ("fifo", "asha")
 INGRESS = ("auto", "haproxy", "proxy")
 ACTIONS = ("run", "promote", "rollback", "events", "serve_config", "snapshots", "schedule", "schedule_status",
-           "schedule_stop", "runs", "compare", "reproduce")
+           "schedule_stop", "runs", "compare", "reproduce", "predict")
 PARAM_TYPES = ("loguniform", "uniform", "int", "logint", "choice")
 COLUMN_SELECTORS = ("numeric", "categorical", "datetime", "all")
 MONITOR_CORRECTIONS = ("bonferroni", "fdr")  # as mlauto.monitor.detectors.CORRECTIONS
@@ -225,6 +225,25 @@ def _check_prepare(cfg: Config) -> None:
             raise ConfigError(f"{key}.categories", cats, "a non-empty list of allowed values")
 
 
+PREDICT_FORMATS = ("parquet", "csv")  # as mlauto.serve.batch.FORMATS
+
+
+def _check_predict(cfg: Config) -> None:
+    """``predict.*``: an input for action=predict, a known output format, positive sizes."""
+    p = cfg.predict
+    if cfg.action == "predict" and not p.input:
+        raise ConfigError("predict.input", p.input, "a CSV or Parquet file, a folder or a glob",
+                          "action=predict needs predict.input=PATH")
+    if p.format is not None and p.format not in PREDICT_FORMATS:
+        raise ConfigError("predict.format", p.format, ["null (from predict.output's suffix)", *PREDICT_FORMATS])
+    if p.batch_size < 1:
+        raise ConfigError("predict.batch_size", p.batch_size, "an integer >= 1")
+    if p.workers < 1:
+        raise ConfigError("predict.workers", p.workers, "an integer >= 1")
+    if p.worker_cpus < 0:
+        raise ConfigError("predict.worker_cpus", p.worker_cpus, "a number >= 0")
+
+
 ENSEMBLE_METHODS = ("none", "soft_vote", "stacking")  # as mlauto.models.ensemble
 
 
@@ -380,6 +399,7 @@ def validate(
         raise ConfigError("monitor.holdout_labels", cfg.monitor.holdout_labels, "an integer >= 10")
     if cfg.monitor.retrain_num_samples < 1:
         raise ConfigError("monitor.retrain_num_samples", cfg.monitor.retrain_num_samples, "an integer >= 1")
+    _check_predict(cfg)
     address = cfg.cluster.address
     if address is not None and not (
         address == "auto" or address.startswith(("ray://", "http://", "https://")) or ":" in address

@@ -1,0 +1,196 @@
+"""Batch scoring on real Ray Data with the registered model: same answers as the pipeline and serving,
+dirty rows quarantined with reasons, rows in = scored + quarantined, errors that say what to fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlauto import pipeline
+from mlauto.errors import DataError, ModelNotFoundError
+from mlauto.serve.batch import score_file
+from mlauto.serve.predict import score
+from mlauto.serve.validation import RequestValidator
+from mlauto.track import BundleLoader
+
+
+def _args(cfg, **kw):
+    return {"tracking_uri": pipeline.tracking_uri(cfg), "model_name": pipeline.model_name(cfg), "workers": 1,
+            "batch_size": 40, **kw}
+
+
+@pytest.fixture(scope="module")
+def rows(trained):
+    """The test split with its label and an id column the model never saw."""
+    _, result = trained
+    frame = result.splits.test.reset_index(drop=True).copy()
+    frame.insert(0, "row_id", np.arange(len(frame)) + 1000)
+    return frame
+
+
+def test_parquet_predictions_match_the_pipeline_and_serving(trained, rows, tmp_path):
+    cfg, result = trained
+    src = tmp_path / "rows.parquet"
+    rows.to_parquet(src, index=False)
+    out = score_file(str(src), **_args(cfg))
+    assert out.output == str(tmp_path / "rows.predictions.parquet") and out.format == "parquet"
+    assert (out.rows_in, out.rows_scored, out.rows_quarantined, out.quarantine) == (len(rows), len(rows), 0, None)
+    got = pd.read_parquet(out.output)
+    model = result.final.pipeline
+    features = result.splits.features
+    labels = [str(c) for c in model.classes_]
+    assert list(got.columns) == [*rows.columns, "prediction", *(f"proba_{c}" for c in labels),
+                                 "model_name", "model_version"]
+    assert got["row_id"].tolist() == rows["row_id"].tolist()  # input order kept, every input column kept
+    pd.testing.assert_frame_equal(got[rows.columns], rows, check_dtype=False)
+    assert got["prediction"].tolist() == model.predict(rows[features]).tolist()
+    proba = got[[f"proba_{c}" for c in labels]].to_numpy()
+    assert np.allclose(proba, model.predict_proba(rows[features]))
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    bundle = BundleLoader(pipeline.tracking_uri(cfg), pipeline.model_name(cfg), with_reference=False)()
+    served = score(bundle.pipeline, RequestValidator(bundle.schema), rows[features].to_dict(orient="records"))
+    assert got["prediction"].tolist() == served.predictions.tolist()  # what POST /predict answers
+    assert np.allclose(proba, served.proba)
+    assert set(got["model_name"]) == {pipeline.model_name(cfg)}
+    assert set(got["model_version"]) == {result.tracked.version}
+    assert out.model_version == result.tracked.version
+
+
+def test_dirty_csv_folder_quarantines_rows_with_reasons(trained, rows, tmp_path):
+    """Two CSV files in a folder, CSV out: bad rows set aside with a reason; the rest scored as serving would."""
+    cfg, result = trained
+    features = result.splits.features
+    num_a, num_b = features[0], features[1]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    text = rows.astype(object)
+    text.iloc[:30].to_csv(folder / "a.csv", index=False)
+    dirty = text.iloc[30:60].copy()
+    dirty.loc[dirty.index[0], num_a] = "abc"  # unparseable number
+    dirty.loc[dirty.index[1], num_b] = "inf"  # serving refuses non-finite numbers
+    dirty.loc[dirty.index[2], num_a] = "1,5"
+    dirty.loc[dirty.index[3], num_b] = None  # an empty cell: missing, imputed like serving does
+    dirty.loc[dirty.index[4], num_a] = " 12.5 "  # padded number: parsed
+    dirty.to_csv(folder / "b.csv", index=False)
+    out_path = tmp_path / "out" / "scored.csv"
+    out = score_file(str(folder), output=str(out_path), **_args(cfg, batch_size=16))
+    assert out.format == "csv" and out.output == str(out_path)
+    assert (out.rows_in, out.rows_scored, out.rows_quarantined) == (60, 57, 3)
+    assert out.rows_in == out.rows_scored + out.rows_quarantined
+    quarantine = pd.read_parquet(out.quarantine)
+    assert out.quarantine == str(tmp_path / "out" / "scored.quarantine.parquet")
+    assert list(quarantine.columns) == [*rows.columns, "reason"]
+    assert quarantine["row_id"].tolist() == [str(i) for i in rows["row_id"].iloc[[30, 31, 32]]]
+    assert quarantine[num_a].tolist()[::2] == ["abc", "1,5"]  # the values exactly as read
+    assert quarantine["reason"].str.startswith(f"{num_a}: Input should be a valid number").tolist()[::2] == [True] * 2
+    assert quarantine["reason"][1].startswith(f"{num_b}: Input should be a finite number")
+    assert sum(out.reasons.values()) == 3
+    got = pd.read_csv(out_path)
+    assert len(got) == 57 and "row_id" in got.columns and "target" in got.columns
+    expected = rows.iloc[:60].drop(index=[30, 31, 32]).reset_index(drop=True)
+    expected.loc[33 - 3, num_b] = np.nan
+    expected.loc[34 - 3, num_a] = 12.5
+    assert got["row_id"].tolist() == expected["row_id"].tolist()
+    model = result.final.pipeline
+    assert got["prediction"].tolist() == model.predict(expected[features]).tolist()
+    labels = [f"proba_{c}" for c in model.classes_]
+    assert np.allclose(got[labels].to_numpy(), model.predict_proba(expected[features]))
+    assert np.allclose(got[labels].sum(axis=1), 1.0)
+    assert np.isnan(got.loc[30, num_b]) and got.loc[31, num_a] == 12.5
+
+
+def test_missing_feature_quarantines_every_row_and_named_version(trained, rows, tmp_path):
+    cfg, result = trained
+    missing = result.splits.features[2]
+    src = tmp_path / "partial.parquet"
+    rows.drop(columns=[missing]).head(10).to_parquet(src, index=False)
+    out = score_file(str(src), version=result.tracked.version, fmt="csv", **_args(cfg))
+    assert out.output == str(tmp_path / "partial.predictions.csv")
+    assert (out.rows_in, out.rows_scored, out.rows_quarantined) == (10, 0, 10)
+    assert out.reasons == {f"{missing}: Field required": 10}
+    assert out.model_version == result.tracked.version
+    assert len(pd.read_csv(out.output)) == 0  # the output exists, with its columns, and no row
+    assert len(pd.read_parquet(out.quarantine)) == 10
+
+
+def test_errors_say_what_to_fix(trained, rows, tmp_path):
+    cfg, _ = trained
+    with pytest.raises(DataError, match="does not exist"):
+        score_file(str(tmp_path / "nope.csv"), **_args(cfg))
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="empty"):
+        score_file(str(tmp_path / "empty.csv"), **_args(cfg))
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="no .csv or .parquet"):
+        score_file(str(tmp_path / "dir"), **_args(cfg))
+    rows.head(3).to_csv(tmp_path / "ok.csv", index=False)
+    with pytest.raises(ModelNotFoundError, match="run the tune stage first"):
+        score_file(str(tmp_path / "ok.csv"), **_args(cfg, model_name="mlauto-never-trained"))
+    with pytest.raises(ModelNotFoundError, match="version 999"):
+        score_file(str(tmp_path / "ok.csv"), **_args(cfg, version=999))
+    with pytest.raises(DataError, match="predict.format is parquet"):
+        score_file(str(tmp_path / "ok.csv"), output=str(tmp_path / "x.csv"), fmt="parquet", **_args(cfg))
+    rows.head(0).to_csv(tmp_path / "header_only.csv", index=False)
+    with pytest.raises(DataError, match="holds no rows"):
+        score_file(str(tmp_path / "header_only.csv"), **_args(cfg))
+    assert not os.path.exists(tmp_path / "header_only.predictions.parquet")
+    clash = rows.head(3).assign(prediction=1)
+    clash.to_parquet(tmp_path / "clash.parquet", index=False)
+    with pytest.raises(DataError, match="clash"):
+        score_file(str(tmp_path / "clash.parquet"), **_args(cfg))
+    assert not os.path.exists(tmp_path / "clash.predictions.parquet")
+
+
+@pytest.mark.slow
+def test_cli_predict(trained, rows, tmp_path):
+    """``python -m mlauto action=predict``: its own local Ray; prints the summary as JSON."""
+    cfg, result = trained
+    src = tmp_path / "cli.csv"
+    rows.head(25).to_csv(src, index=False)
+    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlauto", "action=predict", f"root={cfg.root}", f"name={cfg.name}",
+         f"predict.input={src}", "predict.workers=1", "cluster.num_cpus=1"],
+        capture_output=True, text=True, timeout=400, env=env, cwd=os.getcwd())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (summary["rows_in"], summary["rows_scored"], summary["rows_quarantined"]) == (25, 25, 0)
+    assert summary["model_version"] == result.tracked.version
+    got = pd.read_parquet(tmp_path / "cli.predictions.parquet")
+    features = result.splits.features
+    assert got["prediction"].tolist() == result.final.pipeline.predict(rows.head(25)[features]).tolist()
+    bad = subprocess.run([sys.executable, "-m", "mlauto", "action=predict", f"root={cfg.root}"],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=os.getcwd())
+    assert bad.returncode == 2 and "predict.input" in bad.stderr + bad.stdout
+
+
+def test_workers_leave_a_cpu_share_for_reading():
+    """Actors reserving every CPU starve the read tasks: Ray Data would wait forever (seen with 1 CPU)."""
+    from mlauto.serve.batch import READ_CPUS, worker_cpus_that_fit
+
+    assert worker_cpus_that_fit(2, 0.5, 2.0) == 0.5
+    assert worker_cpus_that_fit(1, 0.5, 1.0) == 0.5
+    assert worker_cpus_that_fit(2, 1.0, 1.0) == pytest.approx((1.0 - READ_CPUS) / 2)
+    assert worker_cpus_that_fit(1, 1.0, 1.0) + READ_CPUS <= 1.0
+
+
+def test_predict_config_is_checked(tmp_path):
+    from conftest import make_config
+    from mlauto.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="predict.input"):
+        make_config(["action=predict"])
+    with pytest.raises(ConfigError, match="predict.format.*json"):
+        make_config(["action=predict", "predict.input=x.csv", "predict.format=json"])
+    with pytest.raises(ConfigError, match="predict.workers"):
+        make_config(["action=predict", "predict.input=x.csv", "predict.workers=0"])
+    cfg = make_config(["action=predict", "predict.input=x.csv", "version=3"])
+    assert cfg.predict.input == os.path.abspath("x.csv") and cfg.predict.output is None
+    assert (cfg.predict.batch_size, cfg.predict.workers, cfg.version) == (1024, 2, "3")
