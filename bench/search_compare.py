@@ -239,7 +239,7 @@ def run_flaml(split: tuple, task: str, metric: str, budget: float, seed: int, n_
         t0 = time.perf_counter()
         automl.fit(X_tr, y_tr, X_val=X_va, y_val=y_va, task=FLAML_TASK[task], metric=metric, time_budget=budget,
                    seed=seed, n_jobs=n_jobs, retrain_full=False, eval_method="holdout", verbose=0,
-                   log_file_name=log)
+                   log_file_name=log, log_type="all")
         wall = time.perf_counter() - t0
         records = [json.loads(ln) for ln in Path(log).read_text().splitlines() if ln.strip().startswith("{")]
     records = [r for r in records if "wall_clock_time" in r]
