@@ -70,21 +70,25 @@ class _TorchMLP(BaseEstimator):
         """``on_epoch(epoch, self)`` runs after every epoch with the model usable for ``predict``; it
         returning True stops training (how Tune's ASHA scheduler ends a trial early)."""
         torch.manual_seed(self.seed)
-        generator = torch.Generator().manual_seed(self.seed)
         device = resolve_device(self.device)
+        # Shuffling happens where the data is: a CPU permutation copied to the GPU every epoch costs more
+        # than a small network's epoch (bench/mlp_gpu_throughput.py).
+        generator = torch.Generator(device=device).manual_seed(self.seed)
         X = np.asarray(X, dtype=np.float32)
-        X_tr, X_va, y_tr, y_va = train_test_split(
-            X, targets, test_size=self.val_fraction, stratify=stratify, random_state=self.seed
-        )
-        xt, yt = torch.from_numpy(X_tr).to(device), torch.from_numpy(y_tr).to(device)
-        xv, yv = torch.from_numpy(X_va).to(device), torch.from_numpy(y_va).to(device)
+        # Split indices only, then copy the data to the device once and slice it there: no host copies.
+        tr, va = train_test_split(np.arange(len(X)), test_size=self.val_fraction, stratify=stratify,
+                                  random_state=self.seed)
+        x_all, y_all = torch.from_numpy(X).to(device), torch.from_numpy(targets).to(device)
+        tr_idx, va_idx = torch.from_numpy(tr).to(device), torch.from_numpy(va).to(device)
+        xt, yt, xv, yv = x_all[tr_idx], y_all[tr_idx], x_all[va_idx], y_all[va_idx]
+        del x_all, y_all
         net = build_network(X.shape[1], n_out, self.hidden, self.layers, self.dropout).to(device)
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         best_loss, best_state, stale = float("inf"), copy.deepcopy(net.state_dict()), 0
         self.history_: list[dict[str, float]] = []
         for epoch in range(self.max_epochs):
             net.train()
-            order = torch.randperm(len(xt), generator=generator).to(device)
+            order = torch.randperm(len(xt), generator=generator, device=device)
             total = torch.zeros((), device=device)  # summed on the device: no host sync per batch
             for start in range(0, len(xt), self.batch_size):
                 idx = order[start : start + self.batch_size]
@@ -92,7 +96,7 @@ class _TorchMLP(BaseEstimator):
                 loss = loss_fn(net(xt[idx]), yt[idx])
                 loss.backward()
                 opt.step()
-                total += loss.detach() * len(idx)
+                total.add_(loss.detach(), alpha=len(idx))
             net.eval()
             with torch.no_grad():
                 val_loss = float(loss_fn(net(xv), yv))
