@@ -24,6 +24,7 @@ that config (trained on the training split only) is scored once on test:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import glob
 import json
 import logging
@@ -290,6 +291,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     warnings.filterwarnings("ignore", category=UserWarning)  # sklearn's float32 probability-sum warning
     logger.setLevel(logging.INFO)
+    if "flaml" not in args.skip and importlib.util.find_spec("flaml") is None:
+        logger.warning("FLAML is not installed (pip install -e '.[compare]'): its column is skipped")
+        args.skip.append("flaml")
     import ray
 
     cpus = os.cpu_count() or 1
