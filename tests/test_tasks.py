@@ -274,3 +274,24 @@ def test_rolling_rmse_and_its_ceiling_trigger_a_performance_drop():
     assert restored.rmse is None and restored.max_rmse is None and not restored.degraded()
     with pytest.raises(ConfigError, match="monitor.max_rmse"):
         make_config(["monitor.max_rmse=-1"])
+
+
+def test_regression_batch_scoring_writes_values_and_quarantines_bad_rows(regression, tmp_path):
+    from mlauto.serve.batch import score_file
+
+    cfg, trained = regression
+    rows = trained.splits.test.reset_index(drop=True).head(30).copy()
+    features = trained.splits.features
+    rows[features[0]] = rows[features[0]].astype(object)
+    rows.loc[3, features[0]] = "not a number"
+    src = tmp_path / "rows.csv"
+    rows.to_csv(src, index=False)
+    out = score_file(str(src), tracking_uri=pipeline.tracking_uri(cfg), model_name=pipeline.model_name(cfg),
+                     version=trained.tracked.version, workers=1, batch_size=16)
+    assert (out.rows_in, out.rows_scored, out.rows_quarantined) == (30, 29, 1)
+    got = pd.read_parquet(out.output)
+    assert not [c for c in got.columns if c.startswith("proba_")]  # values, no class probabilities
+    good = rows.drop(index=3)
+    expected = trained.final.pipeline.predict(good[features].astype(float))
+    assert np.allclose(got["prediction"].to_numpy(dtype=float), expected)
+    assert "valid number" in pd.read_parquet(out.quarantine)["reason"].iloc[0]

@@ -44,7 +44,7 @@ def test_child_runs_record_params_metrics_seconds_rows_and_family(trained):
         assert int(run.data.params["n_train"]) == n_train == int(run.data.metrics["n_train"])
         assert run.data.metrics["train_seconds"] == pytest.approx(trial.metrics["train_seconds"])
         assert run.data.metrics["score"] == pytest.approx(trial.score)
-        assert run.data.metrics[f"val_{cfg.tune.metric}"] == pytest.approx(trial.score)
+        assert run.data.metrics[f"val_{result.search.metric}"] == pytest.approx(trial.score)
 
 
 def test_parent_run_records_lineage_config_packages_and_artifacts(trained):
@@ -78,7 +78,14 @@ def test_champion_is_registered_with_a_signature(trained):
 
     mv = client.get_model_version_by_alias(pipeline.model_name(cfg), CHAMPION)
     assert mv.run_id == result.tracked.run_id
-    info = get_model_info(f"models:/{pipeline.model_name(cfg)}@{CHAMPION}")
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(pipeline.tracking_uri(cfg))  # get_model_info reads the global registry
+    try:
+        info = get_model_info(f"models:/{pipeline.model_name(cfg)}@{CHAMPION}")
+    finally:
+        mlflow.set_tracking_uri(previous)
     inputs = [c["name"] for c in info.signature.inputs.to_dict()]
     assert inputs == result.splits.features and info.signature.outputs is not None
 
@@ -111,13 +118,13 @@ def test_runs_lists_the_training_run_and_its_trials(trained):
     rows = list_runs(pipeline.tracking_uri(cfg), cfg.name)
     mine = [r for r in rows if r["run_id"] == result.tracked.run_id or r["parent_id"] == result.tracked.run_id]
     assert mine[0]["kind"] == "parent" and mine[0]["family"] == result.final.family
-    assert mine[0]["value"] == pytest.approx(result.final.val_metrics[cfg.tune.metric])
+    assert mine[0]["value"] == pytest.approx(result.final.val_metrics[result.search.metric])
     assert {r["run_id"] for r in mine[1:]} == {c.info.run_id for c in children}
     assert all(r["kind"] == "child" and r["status"] == "FINISHED" and r["seconds"] > 0 for r in mine[1:])
     scores = [r["value"] for r in mine[1:]]
     assert scores == sorted(scores, reverse=True)  # roc_auc: best first
     table = format_runs(rows)
-    assert result.tracked.run_id in table and f"{cfg.tune.metric}=" in table
+    assert result.tracked.run_id in table and f"{result.search.metric}=" in table
     assert f"  {children[0].info.run_id}" in table  # trials indented under their training run
 
 
@@ -166,7 +173,7 @@ def test_reproducing_trials_gives_the_same_score(trained):
     assert out["data_fingerprint"] == result.snapshot.fingerprint
     parent = reproduce(uri, result.tracked.run_id, cfg.root, cfg.name)
     assert parent["kind"] == "parent" and parent["family"] == result.final.family
-    assert parent["reproduced"] == pytest.approx(result.final.val_metrics[cfg.tune.metric], abs=1e-9)
+    assert parent["reproduced"] == pytest.approx(result.final.val_metrics[result.search.metric], abs=1e-9)
     assert "status     exact" in format_reproduce(parent) or parent["status"] == "within tolerance"
 
 

@@ -155,7 +155,9 @@ def _reasons(detail: list[dict[str, Any]]) -> dict[int, str]:
 
 
 def class_labels(pipeline: Any) -> list[str]:
-    """The classes as serving names them in its probabilities (``proba_<label>`` here)."""
+    """The classes as serving names them in its probabilities (``proba_<label>`` here); none for a regressor."""
+    if not hasattr(pipeline, "classes_"):
+        return []
     return [str(c.item() if hasattr(c, "item") else c) for c in pipeline.classes_]
 
 
@@ -202,10 +204,13 @@ class BatchScorer:
         if len(good):
             valid = self.validator([records[i] for i in good])
             scored = score_many(self.bundle.pipeline, self.validator.columns, [valid])[0]
-            finite = np.isfinite(scored.proba).all(axis=1)
+            if scored.proba is None:  # a regressor: its predicted values must be finite
+                finite = np.isfinite(np.asarray(scored.predictions, dtype=float))
+            else:
+                finite = np.isfinite(scored.proba).all(axis=1)
+                proba[good] = scored.proba
             reason[good[~finite]] = NON_FINITE  # as serving refuses them
             prediction[good] = scored.predictions
-            proba[good] = scored.proba
         bad = pd.notna(reason)
         prediction[bad] = None
         out[PREDICTION] = prediction
@@ -343,10 +348,8 @@ def score_file(input_path: str, *, tracking_uri: str, model_name: str, version: 
     if any(os.path.abspath(f) == out_path for f in files):
         raise DataError(f"predict.output {out_path} is one of the input files; choose another path")
     bundle = BundleLoader(tracking_uri, model_name, with_reference=False)(version)  # fails now, naming what to do, when nothing is registered
-    if not hasattr(bundle.pipeline, "predict_proba"):
-        raise DataError(f"{bundle.model_name} version {bundle.version} is not a classifier; batch scoring, like "
-                        "serving, scores classifiers")
-    classes = np.asarray(bundle.pipeline.classes_)
+    # the dtype predictions are written with: the classes' own, or float for a regressor
+    dtype = np.asarray(bundle.pipeline.classes_).dtype if hasattr(bundle.pipeline, "classes_") else np.float64
     labels = class_labels(bundle.pipeline)
     added = {PREDICTION, MODEL_NAME, MODEL_VERSION, REASON, RAW, *(PROBA + label for label in labels)}
     columns = input_columns(files, in_fmt)
@@ -378,7 +381,7 @@ def score_file(input_path: str, *, tracking_uri: str, model_name: str, version: 
             bad = frame[REASON].notna().to_numpy()
             scored = frame.loc[~bad].drop(columns=[REASON, RAW])
             if len(scored):
-                scored[PREDICTION] = scored[PREDICTION].astype(classes.dtype)
+                scored[PREDICTION] = scored[PREDICTION].astype(dtype)
             last = scored
             if len(scored):
                 writer.write(scored)
