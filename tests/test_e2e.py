@@ -132,7 +132,8 @@ def test_local_run_serves_until_interrupted(tmp_path):
     port = free_port()
     log_path = tmp_path / "run.log"
     cmd = [sys.executable, "-m", "mlauto", f"root={tmp_path}", "models=fast", "tune.num_samples=2",
-           f"serve.port={port}", "stages=[ingest,prepare,tune,serve]", "cluster.num_cpus=1"]
+           f"serve.port={port}", "stages=[ingest,prepare,tune,serve]", "cluster.num_cpus=1",
+           "tune.sample_sizes.fractions=[]"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
