@@ -208,6 +208,9 @@ def test_regression_predict_feedback_and_monitor_over_http(regression, tmp_path)
         assert "probabilities" not in body
         assert np.allclose(body["predictions"], trained.final.pipeline.predict(rows))
         labels = s.test[s.target].head(12).tolist()
+        bad = requests.post(f"{url}/feedback", json={"request_id": body["request_id"],
+                                                      "labels": ["high", *labels[1:]]}, timeout=30)
+        assert bad.status_code == 422 and "finite number" in bad.json()["detail"]  # refused, nothing counted
         fb = requests.post(f"{url}/feedback", json={"request_id": body["request_id"], "labels": labels}, timeout=30)
         assert fb.status_code == 200, fb.text
         perf = fb.json()["performance"]

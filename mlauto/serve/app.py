@@ -214,6 +214,10 @@ class ModelServer:
             return JSONResponse({"detail": 'send {"request_id": "<id from /predict>", "label": <true label>} '
                                            'or "labels": [one per record of that request]'}, status_code=422)
         labels = body["labels"] if "labels" in body else [body["label"]]
+        if self.bundle.task == "regression" and not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in labels):
+            return JSONResponse({"detail": "this model is a regressor: each label must be a finite number, "
+                                           f"got {labels[:5]!r}"}, status_code=422)
         row_ids = [f"{body['request_id']}:{i}" for i in range(len(labels))]
         if self.sender is None:
             return JSONResponse({"detail": "this endpoint was deployed without a monitor"}, status_code=404)
