@@ -149,15 +149,15 @@ def test_errors_say_what_to_fix(trained, rows, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_predict(trained, rows, tmp_path):
-    """``python -m mlauto action=predict``: its own local Ray; prints the summary as JSON."""
+def test_cli_predict(trained, rows, tmp_path, ray_session):
+    """``python -m mlauto action=predict`` on a running cluster (the test session's); prints the summary as JSON."""
     cfg, result = trained
     src = tmp_path / "cli.csv"
     rows.head(25).to_csv(src, index=False)
     env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(
         [sys.executable, "-m", "mlauto", "action=predict", f"root={cfg.root}", f"name={cfg.name}",
-         f"predict.input={src}", "predict.workers=1", "cluster.num_cpus=1"],
+         f"predict.input={src}", "predict.workers=1", f"cluster.address={ray_session['address']}"],
         capture_output=True, text=True, timeout=400, env=env, cwd=os.getcwd())
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -124,16 +124,19 @@ def test_events_are_readable_from_the_cli(quickstart):
     assert all(isinstance(e["time"], float) for e in events)
 
 
-def test_local_run_serves_until_interrupted(tmp_path):
-    """`make run`'s path: a local Ray of its own, the endpoint up until Ctrl-C, then everything stopped."""
+def test_local_run_serves_until_interrupted(trained, tmp_path):
+    """`make run`'s path: a local Ray of its own, the endpoint up until Ctrl-C, then everything stopped.
+
+    It serves the champion the `trained` fixture registered: the blocking path is the same after training.
+    """
     import signal
     import time
 
     port = free_port()
     log_path = tmp_path / "run.log"
-    cmd = [sys.executable, "-m", "mlauto", f"root={tmp_path}", "models=fast", "tune.num_samples=2",
-           f"serve.port={port}", "stages=[ingest,prepare,tune,serve]", "cluster.num_cpus=1",
-           "tune.sample_sizes.fractions=[]"]
+    cfg, _ = trained
+    cmd = [sys.executable, "-m", "mlauto", f"root={cfg.root}", f"name={cfg.name}", f"serve.port={port}",
+           "stages=[serve]", "cluster.num_cpus=1", f"hydra.run.dir={tmp_path}/out"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -14,7 +14,8 @@ from mlauto.monitor import stop_monitor
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("experiment", [f.stem for f in experiment_files()])
+# quickstart is run in full, as `make run` runs it, by tests/test_e2e.py
+@pytest.mark.parametrize("experiment", [f.stem for f in experiment_files() if f.stem != "quickstart"])
 def test_experiment_runs(ray_session, tmp_path, experiment):
     overrides = [
         f"experiment={experiment}", f"root={tmp_path}", "tune.num_samples=2", "models=fast",
