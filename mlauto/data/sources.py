@@ -7,7 +7,7 @@ import glob
 import inspect
 import logging
 import os
-from typing import Any
+from typing import Any, Iterable
 
 import ray.data
 
@@ -79,6 +79,25 @@ _READERS = {"csv": ray.data.read_csv, "parquet": ray.data.read_parquet, "json": 
 _SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "json"}
 
 
+def matching_files(path: str, suffixes: Iterable[str], key: str, accepted: str, names: str | None = None) -> list[str]:
+    """The files behind ``path``: itself, the files of a folder that end in one of ``suffixes``, or a
+    glob's files. None fails naming ``key``; ``accepted`` words what to give ("a CSV or Parquet"),
+    ``names`` the suffixes looked for (default: all of them)."""
+    full = os.path.abspath(os.path.expanduser(path))
+    if any(ch in full for ch in "*?["):
+        files = sorted(f for f in glob.glob(full) if os.path.isfile(f))
+    elif os.path.isdir(full):
+        files = sorted(os.path.join(full, f) for f in os.listdir(full)
+                       if os.path.splitext(f)[1].lower() in suffixes and os.path.isfile(os.path.join(full, f)))
+    elif os.path.isfile(full):
+        files = [full]
+    else:
+        raise DataError(f"{key} {path!r} does not exist; give {accepted} file, a folder or a glob")
+    if not files:
+        raise DataError(f"{key} {path!r} matches no {names or '/'.join(sorted(suffixes))} file")
+    return files
+
+
 @SOURCES.register("file")
 class FileSource(Source):
     """A CSV, Parquet or JSON-lines file, a folder of them, or a glob."""
@@ -88,20 +107,7 @@ class FileSource(Source):
         self.format = format
 
     def _files(self) -> list[str]:
-        path = os.path.abspath(os.path.expanduser(self.path))
-        if any(ch in path for ch in "*?["):
-            files = sorted(glob.glob(path))
-        elif os.path.isdir(path):
-            files = sorted(
-                os.path.join(path, f) for f in os.listdir(path) if os.path.splitext(f)[1].lower() in _SUFFIXES
-            )
-        elif os.path.isfile(path):
-            files = [path]
-        else:
-            raise DataError(f"data.path {self.path!r} does not exist; give a file, a folder or a glob")
-        if not files:
-            raise DataError(f"data.path {self.path!r} matches no .csv/.parquet/.json/.jsonl file")
-        return files
+        return matching_files(self.path, _SUFFIXES, "data.path", "a")
 
     def _format(self, files: list[str]) -> str:
         if self.format:

@@ -8,7 +8,6 @@ dropped silently: rows in = rows scored + rows quarantined.
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import math
@@ -20,6 +19,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+from mlauto.data.sources import matching_files
 from mlauto.errors import DataError
 from mlauto.serve.predict import score_many
 from mlauto.serve.validation import InvalidRequest, RequestValidator
@@ -63,18 +63,7 @@ def input_files(path: str) -> tuple[list[str], str]:
         if kind is None:
             raise DataError(f"predict.input {path!r}: cannot tell csv from parquet; end it in .csv or .parquet")
         return [path], kind
-    full = os.path.abspath(os.path.expanduser(path))
-    if any(ch in full for ch in "*?["):
-        files = sorted(f for f in glob.glob(full) if os.path.isfile(f))
-    elif os.path.isdir(full):
-        files = sorted(os.path.join(full, f) for f in os.listdir(full)
-                       if os.path.splitext(f)[1].lower() in SUFFIXES and os.path.isfile(os.path.join(full, f)))
-    elif os.path.isfile(full):
-        files = [full]
-    else:
-        raise DataError(f"predict.input {path!r} does not exist; give a CSV or Parquet file, a folder or a glob")
-    if not files:
-        raise DataError(f"predict.input {path!r} holds no .csv or .parquet file")
+    files = matching_files(path, SUFFIXES, "predict.input", "a CSV or Parquet", ".csv or .parquet")
     kinds = {SUFFIXES.get(os.path.splitext(f)[1].lower()) for f in files}
     if len(kinds) != 1 or None in kinds:
         raise DataError(f"predict.input {path!r} mixes or holds unknown formats ({sorted(map(str, kinds))}); "
