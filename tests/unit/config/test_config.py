@@ -3,7 +3,7 @@ import pickle
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from conftest import make_config
+from tests.helpers import make_config
 from mlauto.config.store import GLOBAL_HEADER, experiment_files
 from mlauto.errors import ConfigError, DataError
 
