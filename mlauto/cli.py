@@ -29,7 +29,7 @@ def to_config(cfg: DictConfig) -> Config:
 
     Trials and retrain tasks run in other working directories, so relative paths would break there.
     """
-    from mlauto.data import SOURCES
+    from mlauto.data import SOURCES, resolve_data
     from mlauto.features import selector_options, transform_options
     from mlauto.models import FAMILIES
     from mlauto.monitor import DETECTORS
@@ -43,12 +43,7 @@ def to_config(cfg: DictConfig) -> Config:
         raise ConfigError("monitor.options", unknown, sorted(accepted) or "no options",
                           f"options of detector {conf.monitor.detector!r}")
     conf.root = os.path.abspath(conf.root)
-    if conf.data.path and "://" not in conf.data.path:
-        conf.data.path = os.path.abspath(conf.data.path)
-    if conf.data.url:
-        from mlauto.data import absolute_url
-
-        conf.data.url = absolute_url(conf.data.url)  # a relative SQLite file, as seen from here
+    conf.data = resolve_data(conf.data)  # the selected source's own path fixing (data.path, data.url)
     for key in ("input", "output"):
         value = getattr(conf.predict, key)
         if value and "://" not in value:
