@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlauto.config import Config, validate
 from mlauto.config.store import CONF_PATH, register_configs
 from mlauto.errors import ConfigError, MlautoError
+from mlauto.registry import import_plugins
 
 logger = logging.getLogger("mlauto")
 
@@ -35,6 +36,7 @@ def to_config(cfg: DictConfig) -> Config:
     from mlauto.monitor import DETECTORS
 
     conf: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    import_plugins(conf.plugins)  # a user's families, sources, detectors: registered before validation
     validate(conf, families=FAMILIES.names(), sources=SOURCES.names(), detectors=DETECTORS.names(),
              transforms=transform_options(), selectors=selector_options())
     accepted = DETECTORS.get(conf.monitor.detector).OPTIONS
