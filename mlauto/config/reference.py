@@ -17,6 +17,7 @@ import inspect
 import io
 import json
 import logging
+import re
 import sys
 import textwrap
 import tokenize
@@ -144,10 +145,15 @@ def default_text(f: dataclasses.Field) -> str:
     return f"`{json.dumps(value, sort_keys=False)}`"
 
 
+def _unrole(text: str) -> str:
+    """Sphinx roles as plain code: ``:mod:`~a.b``` -> ```a.b```."""
+    return re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", text)
+
+
 def _escape(text: str) -> str:
     """Text for a Markdown table cell: pipes escaped everywhere; ``<``, ``>`` and ``*`` outside code
     spans, so ``<root>`` and cron fields show as written."""
-    parts = text.replace("\n", " ").split("`")
+    parts = _unrole(text).replace("\n", " ").split("`")
     for i in range(0, len(parts), 2):  # even parts are outside backticks
         parts[i] = parts[i].replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*")
     return "`".join(parts).replace("|", "\\|")
@@ -172,34 +178,40 @@ def _sections(cls: type, prefix: str) -> Iterator[tuple[str, type, list[tuple[st
         tp = hints.get(f.name, f.type)
         key = f"{prefix}{f.name}"
         note = notes.get(f.name, "")
-        if dataclasses.is_dataclass(tp):
-            nested.append((key, tp))
-            rows.append((key, "section", f"see [`{key}`](#{_anchor(key)})", note))
+        found = _nested(tp)
+        if found is None:
+            rows.append((key, type_text(tp), default_text(f), note))
             continue
-        value_type = _dict_value(tp)
-        if value_type is not None and dataclasses.is_dataclass(value_type):
-            member = f"{key}.<name>"
-            nested.append((member, value_type))
-            rows.append((key, "map of name to section", default_text(f) + f"; see [`{member}`](#{_anchor(member)})",
-                         note))
-            continue
-        rows.append((key, type_text(tp), default_text(f), note))
+        suffix, sub, kind = found
+        member = key + suffix
+        nested.append((member, sub))
+        link = f"see [`{member}`](#{_anchor(member)})"
+        if kind == "section":
+            default = default_text(f)
+            rows.append((key, type_text(tp), f"{default}; {link}" if default == "`null`" else link, note))
+        else:
+            rows.append((key, type_text(tp), f"{default_text(f)}; {link}", note))
     yield prefix.rstrip("."), cls, rows
     for key, sub in nested:
         yield from _sections(sub, key + ".")
 
 
-def _dict_value(tp: Any) -> Any:
-    """The value type of a Dict annotation (also inside Optional), else None."""
+def _nested(tp: Any) -> Optional[tuple[str, type, str]]:
+    """A section inside a field's type: (key suffix, dataclass, kind) for a dataclass (``""``), a map
+    of them (``".<name>"``) or a list of them (``"[]"``), also inside Optional; else None."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return "", tp, "section"
     if origin is typing.Union:
         for a in args:
-            found = _dict_value(a)
+            found = _nested(a)
             if found is not None:
                 return found
         return None
-    if origin in (dict, typing.Dict) and len(args) == 2:
-        return args[1]
+    if origin in (dict, typing.Dict) and len(args) == 2 and dataclasses.is_dataclass(args[1]):
+        return ".<name>", args[1], "map"
+    if origin in (list, typing.List) and args and dataclasses.is_dataclass(args[0]):
+        return "[]", args[0], "list"
     return None
 
 
@@ -292,7 +304,7 @@ def render(config_cls: Optional[type] = None, conf_dir: Optional[Path] = None,
         out += [f"### {title}", ""]
         doc = _doc(cls)
         if doc:
-            out += [doc, ""]
+            out += [_unrole(doc), ""]
         out += ["| key | type | default | description |", "|---|---|---|---|"]
         out += [f"| `{key}` | {_escape(tp)} | {_escape(default)} | {_escape(note)} |" for key, tp, default, note in rows]
         out.append("")

@@ -25,10 +25,15 @@ def schema_keys(cls: type, prefix: str = "") -> list[str]:
     for f in dataclasses.fields(cls):
         key, tp = f"{prefix}{f.name}", hints[f.name]
         keys.append(key)
+        if typing.get_origin(tp) is typing.Union:  # Optional[X]
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        args = typing.get_args(tp)
         if dataclasses.is_dataclass(tp):
             keys += schema_keys(tp, key + ".")
-        elif typing.get_origin(tp) is dict and dataclasses.is_dataclass(typing.get_args(tp)[1]):
-            keys += schema_keys(typing.get_args(tp)[1], key + ".<name>.")
+        elif typing.get_origin(tp) is dict and dataclasses.is_dataclass(args[1]):
+            keys += schema_keys(args[1], key + ".<name>.")
+        elif typing.get_origin(tp) is list and dataclasses.is_dataclass(args[0]):
+            keys += schema_keys(args[0], key + "[].")
     return keys
 
 
@@ -81,6 +86,8 @@ class Toy:
     extra: Dict[str, Any] = field(default_factory=dict)
     inner: Inner = field(default_factory=Inner)
     members: Dict[str, Member] = field(default_factory=dict)
+    rows: List[Member] = field(default_factory=list)
+    maybe: Optional[Inner] = None
     needed: str = MISSING  # OmegaConf: must be set
 
     def method(self) -> int:  # not a field
@@ -110,6 +117,9 @@ def test_toy_schema_renders_types_defaults_enums_and_nested_sections(tmp_path: P
     assert "| section |" in rows["`inner`"] and "(#inner)" in rows["`inner`"]
     assert "how deep" in rows["`inner.depth`"] and "### `inner`\n\nAn inner section." in text
     assert "`members.<name>.weight`" in rows and "(#membersname)" in rows["`members`"]
+    assert "list of section" in rows["`rows`"] and "`rows[].weight`" in rows and "(#rows)" in rows["`rows`"]
+    assert "`null`; see [`maybe`](#maybe)" in rows["`maybe`"] and "`maybe.depth`" in rows
+    assert sorted(schema_keys(Toy)) == sorted(k.strip("`") for k in rows if k != "`paint`")  # both walks agree
     assert "| required |" in rows["`needed`"]
     assert "| `paint` | `dull` | `bright`, `dull` |" in text
     assert "- `bright`: loud colours" in text
