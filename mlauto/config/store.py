@@ -6,9 +6,9 @@ each) and are stored as the ``experiment`` group, so ``experiment=NAME`` selects
 
 A user's own config folder adds to them: ``hydra.searchpath=[file:///path/to/folder]`` (or
 ``--config-dir``). Its ``model/<name>.yaml``, ``experiment/<name>.yaml``, ``data/<name>.yaml`` ...
-are then selectable like the built-in ones, and ``models=all`` takes in its model files too: that
-option is built here from every ``model/*.yaml`` on the search path, so adding a family never means
-editing a list.
+are then selectable like the built-in ones, and ``models=all`` takes in its model files too: the list
+it pulls in is built here from every ``model/*.yaml`` on the search path, so adding a family never
+means editing a list.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def model_options(overrides: Sequence[str] = (), config_dir: str | None = None) 
 def register_configs(overrides: Sequence[str] = (), config_dir: str | None = None,
                      experiments_dir: Path = EXPERIMENTS_DIR) -> None:
     """Store the schema as ``base_config``, every experiment file under group ``experiment``, and
-    ``models/all``: one ``/model@families.<name>`` entry per model file found for ``overrides``."""
+    ``generated/every_model`` (what ``models=all`` selects): one ``/model@families.<name>`` entry per
+    model file found for ``overrides``."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     for path in experiment_files(experiments_dir):
@@ -59,10 +60,9 @@ def register_configs(overrides: Sequence[str] = (), config_dir: str | None = Non
             raise ValueError(f"{path}: experiment files must start with '{GLOBAL_HEADER}'")
         node = OmegaConf.create(text) if text.strip() != GLOBAL_HEADER else OmegaConf.create({})
         cs.store(group="experiment", name=path.stem, node=node, package="_global_")
-    # Compare every family that has a model file (those that cannot do the task, or refuse the
-    # data's size, are left out with a logged reason).
+    # models/all.yaml pulls this in: one entry per model file, wherever it lives.
     every = [{f"/model@families.{name}": name} for name in model_options(overrides, config_dir)]
-    cs.store(group="models", name="all", node={"defaults": every}, package="_global_")
+    cs.store(group="generated", name="every_model", node={"defaults": every}, package="_global_")
 
 
 def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> DictConfig:
