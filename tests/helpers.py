@@ -21,19 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
 from mlauto.cli import to_config
 from mlauto.config import Config
-from mlauto.config.store import CONF_DIR, register_configs
+from mlauto.config.store import compose
 from mlauto.tune.search import TrialResult
 
 
 def make_config(overrides: list[str] | None = None) -> Config:
     """Compose and validate a config exactly as the launcher does."""
-    register_configs()  # idempotent: the schema and the experiment files, as the launcher stores them
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return to_config(compose(config_name="config", overrides=overrides or []))
+    return to_config(compose(overrides or []))
 
 
 def free_port() -> int:
