@@ -2,7 +2,7 @@
 
 One local Ray per test session (``ray_session``) and a small trained model (``trained``) live here so
 that both tests/integration and tests/e2e see them; tests/unit/conftest.py forbids Ray altogether.
-Helpers that are not fixtures are in tests/helpers.py.
+Every test gets its tier's markers from its folder. Helpers that are not fixtures: tests/helpers.py.
 """
 
 from __future__ import annotations

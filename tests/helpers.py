@@ -1,8 +1,9 @@
-"""Helpers shared by the test tiers: config composition, free ports, HTTP load, Serve and actor waits.
+"""Helpers the test tiers share: config composition, free ports, HTTP load, Serve and actor waits, and
+the small data sets and search spaces a topic's unit and integration tests both use.
 
-Plain functions and classes, no fixtures (those live in the conftest files): a test imports what it
-needs with ``from tests.helpers import make_config``. Ray is imported only inside the helpers that use it,
-so the unit tier can import this module without starting anything.
+Plain functions, classes and constants, no fixtures (those live in the conftest files): a test imports
+what it needs with ``from tests.helpers import make_config``. Ray is imported only inside the helpers
+that use it, so the unit tier can import this module without starting anything.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from mlauto.cli import to_config
 from mlauto.config import Config
 from mlauto.config.store import compose
 from mlauto.tune.search import TrialResult
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout the tests run from: what a subprocess needs on PYTHONPATH to import this mlauto."""
 
 
 def make_config(overrides: list[str] | None = None) -> Config:
@@ -108,10 +112,6 @@ def wait_for_actor(handle, until, timeout: float = 40.0) -> dict:
             return status
         time.sleep(0.2)
     raise TimeoutError(status)
-
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-"""The checkout the tests run from: what a subprocess needs on PYTHONPATH to import this mlauto."""
 
 
 # Cleaning (tests/unit/data/test_clean.py, tests/integration/test_clean.py)

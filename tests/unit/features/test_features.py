@@ -1,4 +1,5 @@
-"""Feature steps and selection: fitted on train only, named in config, the same at training and serving."""
+"""Feature steps and selection: fitted on train only, named in config, refused clearly when wrong.
+The same features at training and serving: tests/integration/test_features.py."""
 
 from __future__ import annotations
 

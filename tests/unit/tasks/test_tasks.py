@@ -1,4 +1,5 @@
-"""Tasks (binary, multiclass, regression) and task-aware model families, end to end on real parts."""
+"""Tasks (binary, multiclass, regression) without Ray: detection, metrics, task-aware families and spaces.
+Each task through the real pipeline, serving and monitoring: tests/integration/test_tasks.py."""
 
 import math
 

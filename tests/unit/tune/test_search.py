@@ -1,4 +1,5 @@
-"""Search algorithms (grid, bayesopt, optuna, random), ASHA, failures, resume, progress, GPU fallback."""
+"""Search without Ray: grid values and caps, bayesopt bounds, run names, GPU requests, config checks.
+The searches on Ray Tune (ASHA, failures, resume, GPU fallback): tests/integration/test_search.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Model selection: family leaderboard, top-k ensembles, sample-size runs and their Pareto front."""
+"""Model selection without Ray: family leaderboard, top-k ensembles, curves and their Pareto front.
+Sample-size runs and ensembles through Tune and the pipeline: tests/integration/test_select.py."""
 
 from __future__ import annotations
 
