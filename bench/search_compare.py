@@ -261,10 +261,10 @@ def time_to_reach(history: list[tuple[float, float]], target: float, mode: str) 
 
 def known_algorithms() -> tuple[str, ...]:
     try:
-        from mlauto.config.validate import SEARCH_ALGORITHMS
+        from mlauto.config.schema import SearchAlgorithm
     except ImportError:
         return ("optuna", "random")
-    return tuple(SEARCH_ALGORITHMS)
+    return SearchAlgorithm.values()
 
 
 def fmt(x: float, digits: int = 4) -> str:

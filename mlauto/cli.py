@@ -6,6 +6,7 @@ This is the only place that reads a DictConfig; library code gets plain dataclas
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -19,9 +20,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlauto.config import Config, validate
 from mlauto.config.store import CONF_DIR, register_configs
-from mlauto.errors import ConfigError, MlautoError
+from mlauto.errors import MlautoError
 
 logger = logging.getLogger("mlauto")
+
+
+# The modules that register config checks (mlauto.config.checks.check), in the order their checks run.
+CHECK_MODULES = ("mlauto.track.checks", "mlauto.data.checks", "mlauto.features.checks", "mlauto.models.checks",
+                 "mlauto.tune.checks", "mlauto.serve.checks", "mlauto.monitor.checks", "mlauto.runtime")
+
+
+def load_checks() -> None:
+    """Import every module that registers config checks (the config package imports no stage)."""
+    for name in CHECK_MODULES:
+        importlib.import_module(name)
 
 
 def to_config(cfg: DictConfig) -> Config:
@@ -29,19 +41,9 @@ def to_config(cfg: DictConfig) -> Config:
 
     Trials and retrain tasks run in other working directories, so relative paths would break there.
     """
-    from mlauto.data import SOURCES
-    from mlauto.features import selector_options, transform_options
-    from mlauto.models import FAMILIES
-    from mlauto.monitor import DETECTORS
-
     conf: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    validate(conf, families=FAMILIES.names(), sources=SOURCES.names(), detectors=DETECTORS.names(),
-             transforms=transform_options(), selectors=selector_options())
-    accepted = DETECTORS.get(conf.monitor.detector).OPTIONS
-    unknown = sorted(set(conf.monitor.options) - set(accepted))
-    if unknown:
-        raise ConfigError("monitor.options", unknown, sorted(accepted) or "no options",
-                          f"options of detector {conf.monitor.detector!r}")
+    load_checks()
+    validate(conf)
     conf.root = os.path.abspath(conf.root)
     if conf.data.path and "://" not in conf.data.path:
         conf.data.path = os.path.abspath(conf.data.path)

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlauto.config import Config, metric_mode
+from mlauto.config import Config
 from mlauto.data import Snapshot
 from mlauto.pipeline import Paths, block_until_stopped, data_source, loader_for, model_name, tracking_uri, train
+from mlauto.tasks import metric_mode
 from mlauto.track import BundleLoader, previous_champion, promote
 from mlauto.tune import evaluate
 

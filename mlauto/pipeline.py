@@ -16,8 +16,9 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from mlauto.config import Config, metric_for_task, metric_mode
-from mlauto.data import CleanRules, Snapshot, Source, Splits, ingest, make_source, prepare_snapshot
+from mlauto.config import Config
+from mlauto.config.schema import plain
+from mlauto.data import Snapshot, Source, Splits, ingest, make_source, prepare_snapshot
 from mlauto.features import Preprocessor, write_report
 from mlauto.models import plan_families
 from mlauto.track import (
@@ -27,7 +28,8 @@ from mlauto.track import (
     sqlite_uri,
     track_experiment,
 )
-from mlauto.tune import FinalModel, SearchResult, detect_task, fit_final, run_search, warm_start_point
+from mlauto.tasks import detect_task, metric_for_task, metric_mode
+from mlauto.tune import FinalModel, SearchResult, fit_final, run_search, warm_start_point
 from mlauto.tune.search import search_run_name
 from mlauto.tune.curves import Curves, sample_size_runs
 from mlauto.tune.select import (
@@ -166,7 +168,7 @@ def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
             path, fingerprint = with_production_rows(snapshot, extra_rows, os.path.join(paths.root, "retrain"))
         splits = prepare_snapshot(
             path, cfg.data.target, fingerprint=fingerprint,
-            rules=CleanRules.from_dict(p.clean), quarantine_dir=paths.quarantine, clean_dir=paths.clean,
+            rules=p.clean, quarantine_dir=paths.quarantine, clean_dir=paths.clean,
             profile_dir=paths.profiles, schema_path=os.path.join(paths.profiles, f"schema-{cfg.name}.json"),
             schema_check=p.schema_check, profile_sample_rows=p.profile_sample_rows, test_size=p.test_size,
             val_size=p.val_size, stratify=p.stratify and cfg.tune.task != "regression", seed=cfg.seed, method=p.split, group_column=p.group_column,
@@ -289,7 +291,7 @@ def experiment_report(cfg: Config, splits: Splits, search: SearchResult, final: 
 
 def _redacted(cfg: Config) -> dict[str, Any]:
     """The config as logged to MLflow: secrets masked."""
-    config = dataclasses.asdict(cfg)
+    config = plain(cfg)  # Enums as text: the config is logged as JSON and YAML
     if config["serve"].get("admin_token"):
         config["serve"]["admin_token"] = "***"
     return config

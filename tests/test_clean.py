@@ -8,7 +8,7 @@ import pytest
 import ray.data
 
 from conftest import make_config
-from mlauto.data import CleanRules, clean_dataset, clean_frame
+from mlauto.data import clean_dataset, clean_frame, clean_rules
 from mlauto.errors import ConfigError, DataError
 
 
@@ -38,7 +38,7 @@ RULES = {"columns": {"age": {"range": [0, 120]}, "city": {"categories": ["paris"
 
 def test_dirty_rows_are_quarantined_with_reasons_and_nothing_is_lost(tmp_path):
     frame = dirty_frame()
-    result = clean_frame(frame, "y", CleanRules.from_dict(RULES), fingerprint="fp9", quarantine_dir=str(tmp_path))
+    result = clean_frame(frame, "y", clean_rules(RULES), fingerprint="fp9", quarantine_dir=str(tmp_path))
     assert result.rows_in == len(frame) == result.rows_kept + result.rows_quarantined
     assert result.reasons == {"unparseable number in age": 2, "unparseable number in income": 1,
                               "missing target": 3, "out-of-domain category in city": 1,
@@ -57,7 +57,7 @@ def test_dirty_rows_are_quarantined_with_reasons_and_nothing_is_lost(tmp_path):
 
 def test_impute_rule_repairs_instead_of_quarantining(tmp_path):
     frame = dirty_frame()
-    rules = CleanRules.from_dict({"dedupe": False, "columns": {"age": {"on_invalid": "impute", "range": [0, 120]},
+    rules = clean_rules({"dedupe": False, "columns": {"age": {"on_invalid": "impute", "range": [0, 120]},
                                                                "income": {"on_invalid": "impute", "fill": 0.0}}})
     result = clean_frame(frame, "y", rules, fingerprint="f", quarantine_dir=str(tmp_path))
     assert result.reasons == {"missing target": 3}
@@ -71,7 +71,7 @@ def test_impute_rule_repairs_instead_of_quarantining(tmp_path):
 def test_streamed_cleaning_matches_in_memory_and_dedupes_across_batches(ray_session, tmp_path):
     frame = dirty_frame(600, seed=3)
     frame = pd.concat([frame, frame.iloc[:40]], ignore_index=True)  # duplicates land in a later batch
-    rules = CleanRules.from_dict(RULES)
+    rules = clean_rules(RULES)
     memory = clean_frame(frame, "y", rules, fingerprint="m", quarantine_dir=str(tmp_path / "qm"))
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     ds = ray.data.from_pandas(frame).repartition(5)
@@ -87,15 +87,15 @@ def test_streamed_cleaning_matches_in_memory_and_dedupes_across_batches(ray_sess
 
 def test_every_row_bad_empty_and_wrong_target_say_what_to_fix(tmp_path):
     bad = pd.DataFrame({"x": ["abc", "def", "ghi"] * 20 + ["1"], "y": ["a", "b", "c"] * 20 + ["a"]})
-    rules = CleanRules.from_dict({"columns": {"x": {"type": "numeric"}}})
+    rules = clean_rules({"columns": {"x": {"type": "numeric"}}})
     with pytest.raises(DataError, match="every row was quarantined.*unparseable number in x.*on_invalid"):
         clean_frame(bad.iloc[:60], "y", rules, fingerprint="f", quarantine_dir=str(tmp_path))
     with pytest.raises(DataError, match="no rows"):
-        clean_frame(bad.iloc[:0], "y", CleanRules(), fingerprint="f", quarantine_dir=str(tmp_path))
+        clean_frame(bad.iloc[:0], "y", clean_rules(), fingerprint="f", quarantine_dir=str(tmp_path))
     with pytest.raises(DataError, match="set data.target to one of: x, y"):
-        clean_frame(bad, "label", CleanRules(), fingerprint="f", quarantine_dir=str(tmp_path))
+        clean_frame(bad, "label", clean_rules(), fingerprint="f", quarantine_dir=str(tmp_path))
     with pytest.raises(DataError, match="names column 'z'"):
-        clean_frame(bad, "y", CleanRules.from_dict({"columns": {"z": {"type": "numeric"}}}), fingerprint="f",
+        clean_frame(bad, "y", clean_rules({"columns": {"z": {"type": "numeric"}}}), fingerprint="f",
                     quarantine_dir=str(tmp_path))
 
 

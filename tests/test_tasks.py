@@ -13,10 +13,10 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine, make_
 
 from conftest import free_port, make_config
 from mlauto import pipeline
-from mlauto.config import metric_for_task, metric_mode
+from mlauto.tasks import detect_task, metric_for_task, metric_mode
 from mlauto.errors import ConfigError, MlautoError
 from mlauto.models import FAMILIES, TorchMLPRegressor, build_estimator, families_for_task, plan_families
-from mlauto.tune.metrics import detect_task, evaluate
+from mlauto.tune.metrics import evaluate
 
 TASK_DATA = {
     "binary": lambda: make_classification(120, 5, n_informative=4, n_redundant=0, class_sep=2.0, random_state=0),

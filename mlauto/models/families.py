@@ -30,11 +30,11 @@ from sklearn.svm import SVC, SVR
 from mlauto.errors import ConfigError, MlautoError
 from mlauto.models.mlp import TorchMLPClassifier, TorchMLPRegressor
 from mlauto.registry import Registry
+from mlauto.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
 FAMILIES: Registry["Family"] = Registry("model family", "families")
-TASKS = ("binary", "multiclass", "regression")  # as mlauto.tune.metrics.TASKS
 
 
 class Family:

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+from mlauto.config.schema import PredictFormat
 from mlauto.data.sources import matching_files
 from mlauto.errors import DataError
 from mlauto.serve.predict import score_many
@@ -27,7 +28,6 @@ from mlauto.serve.validation import InvalidRequest, RequestValidator
 logger = logging.getLogger(__name__)
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-FORMATS = ("parquet", "csv")
 PREDICTION, MODEL_NAME, MODEL_VERSION, PROBA = "prediction", "model_name", "model_version", "proba_"
 REASON, RAW = "__reason", "__raw"  # internal columns between the workers and the writer
 NON_FINITE = "the model cannot score this record (non-finite output); check it for extreme values"
@@ -89,8 +89,8 @@ def output_paths(input_path: str, output: str | None, fmt: str | None) -> tuple[
         elif suffix is not None and suffix != fmt:
             raise DataError(f"predict.output {output!r} ends in a {suffix} suffix but predict.format is {fmt}; "
                             "make them agree")
-    if fmt not in FORMATS:
-        raise DataError(f"predict.format {fmt!r} is not one of {FORMATS}")
+    if fmt not in PredictFormat.values():
+        raise DataError(f"predict.format {fmt!r} is not one of {PredictFormat.values()}")
     output = os.path.abspath(os.path.expanduser(output))
     return output, fmt, f"{os.path.splitext(output)[0]}.quarantine.parquet"
 

@@ -1,7 +1,7 @@
 """Ray Tune search across model families, metrics and the final refit."""
 
 from mlauto.tune.final import FinalModel, fit_final
-from mlauto.tune.metrics import TASKS, classification_metrics, detect_task, evaluate, regression_metrics
+from mlauto.tune.metrics import classification_metrics, evaluate, regression_metrics
 from mlauto.tune.search import (
     ConditionalSpace,
     SearchResult,
@@ -13,5 +13,5 @@ from mlauto.tune.search import (
 
 __all__ = [
     "ConditionalSpace", "FinalModel", "SearchResult", "TrialResult", "classification_metrics", "fit_final",
-    "run_search", "trial_params", "warm_start_point", "TASKS", "detect_task", "evaluate", "regression_metrics",
+    "run_search", "trial_params", "warm_start_point", "evaluate", "regression_metrics",
 ]

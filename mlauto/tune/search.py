@@ -19,6 +19,7 @@ from ray.tune.execution.placement_groups import PlacementGroupFactory
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from sklearn.pipeline import Pipeline
 
+from mlauto.config.schema import SchedulerName, SearchAlgorithm
 from mlauto.errors import MlautoError
 from mlauto.models import build_estimator, epoch_history
 from mlauto.models.families import FAMILIES
@@ -26,11 +27,8 @@ from mlauto.tune.metrics import evaluate
 from mlauto.tune.progress import SearchProgress
 from mlauto.tune.space import ConditionalSpace, PerFamilyBayesOpt, grid_configs
 
-__all__ = ["ALGORITHMS", "SCHEDULERS", "ConditionalSpace", "SearchResult", "TrialResult", "run_search",
+__all__ = ["ConditionalSpace", "SearchResult", "TrialResult", "run_search",
            "search_run_name", "trial_params", "warm_start_point"]
-
-ALGORITHMS = ("optuna", "random", "grid", "bayesopt")  # as mlauto.config.validate.SEARCH_ALGORITHMS
-SCHEDULERS = ("fifo", "asha")
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +221,7 @@ def make_scheduler(name: str, mode: str, options: dict[str, Any] | None = None) 
         return ASHAScheduler(time_attr="training_iteration", metric="score", mode=mode,
                              max_t=int(opts["max_t"]), grace_period=int(opts["grace_period"]),
                              reduction_factor=float(opts["reduction_factor"]))
-    raise MlautoError(f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
+    raise MlautoError(f"unknown scheduler {name!r}; valid: {', '.join(SchedulerName.values())}")
 
 
 def _searcher(algorithm: str, families: dict, *, mode: str, seed: int, num_samples: int, concurrency: int,
@@ -253,7 +251,7 @@ def _searcher(algorithm: str, families: dict, *, mode: str, seed: int, num_sampl
             logger.info("search=bayesopt does not take warm-start points; starting from its own random steps")
         searcher = PerFamilyBayesOpt(families, num_samples, metric="score", mode=mode, seed=seed)
         return ConcurrencyLimiter(searcher, max_concurrent=concurrency), num_samples, None
-    raise MlautoError(f"unknown search algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+    raise MlautoError(f"unknown search algorithm {algorithm!r}; valid: {', '.join(SearchAlgorithm.values())}")
 
 
 def run_search(

@@ -241,7 +241,22 @@ CASES = [
 
 # Overrides whose key is now typed in the schema (an Enum, a bool, or a dataclass with fixed keys): the
 # value fails at composition. Old message -> now a Hydra error naming these strings (key, value, allowed).
-COMPOSITION: dict[str, list[str]] = {}
+COMPOSITION: dict[str, list[str]] = {
+    # Enums (mlauto.config.schema): "Invalid value 'X', expected one of [a, b]\n full_key: KEY"
+    "action=bogus": ["action", "'bogus'", "run, promote, rollback, events, serve_config, snapshots, schedule, "
+                     "schedule_status, schedule_stop, runs, compare, reproduce, predict"],
+    "prepare.split=kfold": ["prepare.split", "'kfold'", "auto, random, stratified, group, time"],
+    "prepare.schema_check=maybe": ["prepare.schema_check", "'maybe'", "warn, fail, off"],
+    "prepare.clean.on_invalid=drop": ["prepare.clean.on_invalid", "'drop'", "quarantine, impute"],
+    "search.algorithm=hyperband": ["search.algorithm", "'hyperband'", "optuna, random, grid, bayesopt"],
+    "scheduler.name=pbt": ["scheduler.name", "'pbt'", "fifo, asha"],
+    "tune.ensemble.method=blend": ["tune.ensemble.method", "'blend'", "none, soft_vote, stacking"],
+    "monitor.correction=holm": ["monitor.correction", "'holm'", "bonferroni, fdr"],
+    "serve.ingress=nginx": ["serve.ingress", "'nginx'", "auto, haproxy, proxy"],
+    "predict.format=xlsx": ["predict.format", "'xlsx'", "parquet, csv"],
+    # prepare.clean is typed by CleanConf: dedupe is a bool ("Value 'maybe' is not a valid bool")
+    "prepare.clean.dedupe=maybe": ["prepare.clean.dedupe", "'maybe'", "bool"],
+}
 
 
 def _id(overrides: list[str]) -> str:
@@ -264,3 +279,18 @@ def test_error_message(overrides: list[str], message: str) -> None:
 
 def test_composition_cases_are_cases() -> None:
     assert set(COMPOSITION) <= {_id(o) for o, _ in CASES}
+
+
+def test_time_budget_must_be_positive() -> None:
+    """New in the redesign: a negative or zero budget was accepted."""
+    with pytest.raises(ConfigError) as exc:
+        compose_config(["tune.time_budget_s=-5"])
+    assert str(exc.value) == "config key 'tune.time_budget_s' has invalid value -5.0; allowed: null (no limit) or seconds > 0"
+    assert compose_config(["tune.time_budget_s=30"]).tune.time_budget_s == 30
+
+
+def test_a_key_added_with_plus_that_the_schema_lacks_is_named() -> None:
+    """New: ``+tune.nmu_samples=3`` was silently ignored (OmegaConf keeps it as a stray attribute)."""
+    with pytest.raises(ConfigError) as exc:
+        compose_config(["+tune.nmu_samples=3"])
+    assert exc.value.key == "tune.nmu_samples" and "num_samples" in str(exc.value)
