@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import ray.data
+from hydra.errors import ConfigCompositionException
 
 from conftest import make_config
 from mlauto.data import clean_dataset, clean_frame, clean_rules
@@ -100,10 +101,7 @@ def test_every_row_bad_empty_and_wrong_target_say_what_to_fix(tmp_path):
 
 
 @pytest.mark.parametrize("override,key,allowed", [
-    ("prepare.split=kfold", "prepare.split", "stratified"),
     ("prepare.split=group", "prepare.group_column", "a column name"),
-    ("prepare.schema_check=maybe", "prepare.schema_check", "warn"),
-    ("prepare.clean.on_invalid=drop", "prepare.clean.on_invalid", "impute"),
     ("+prepare.clean.columns.age.range=[5,1]", "prepare.clean.columns.age.range", "low <= high"),
     ("+prepare.clean.columns.age.kind=numeric", "prepare.clean.columns.age.kind", "categories"),
 ])
@@ -111,6 +109,19 @@ def test_bad_prepare_config_names_key_and_allowed_values(override, key, allowed)
     with pytest.raises(ConfigError) as exc:
         make_config([override])
     assert exc.value.key == key and allowed in str(exc.value)
+
+
+@pytest.mark.parametrize("override,key,allowed", [
+    ("prepare.split=kfold", "prepare.split", "stratified"),
+    ("prepare.schema_check=maybe", "prepare.schema_check", "warn"),
+    ("prepare.clean.on_invalid=drop", "prepare.clean.on_invalid", "impute"),
+])
+def test_bad_prepare_choice_fails_at_composition(override, key, allowed):
+    """Fixed choices are Enums of the schema: Hydra refuses them naming the key and the allowed values."""
+    with pytest.raises(ConfigCompositionException) as exc:
+        make_config([override])
+    text = str(exc.value.__cause__)
+    assert f"full_key: {key}" in text and allowed in text
 
 
 @pytest.mark.slow
