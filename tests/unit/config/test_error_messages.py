@@ -10,19 +10,16 @@ name (the key, the value given and the allowed values) instead of the old exact 
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from mlauto.cli import to_config
-from mlauto.config.store import CONF_DIR, register_configs
+from mlauto.config.store import compose
 from mlauto.errors import ConfigError
 
 
 def compose_config(overrides: list[str]):
     """Compose and validate as the launcher does (``mlauto.cli.to_config``)."""
-    register_configs()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return to_config(compose(config_name="config", overrides=overrides))
+    return to_config(compose(overrides))
 
 
 # overrides -> the exact message of the ConfigError

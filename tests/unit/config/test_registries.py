@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from mlauto.config.schema import SchedulerName, SearchAlgorithm
-from mlauto.config.store import CONF_DIR, register_configs
+from mlauto.config.store import CONF_DIR, compose
 from mlauto.data import SOURCES
 from mlauto.models import FAMILIES
 from mlauto.monitor import DETECTORS
@@ -22,11 +22,7 @@ def options(group: str) -> list[str]:
 
 def composed(overrides: list[str]):
     """The composed config, not validated: this test checks the groups, not the rules."""
-    from omegaconf import OmegaConf
-
-    register_configs()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return OmegaConf.to_object(compose(config_name="config", overrides=overrides))
+    return OmegaConf.to_object(compose(overrides))
 
 
 def test_model_options_are_the_registered_families() -> None:
