@@ -101,7 +101,7 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
     from ray import serve
 
-    from mlauto import pipeline
+    from mlauto import context, train
     from mlauto.cli import to_config
     from mlauto.config.store import CONF_DIR, register_configs
     from mlauto.monitor import start_monitor, stop_monitor
@@ -118,9 +118,9 @@ def main() -> None:
     server = None
     results: dict[str, dict[str, float]] = {}
     try:
-        trained = pipeline.train(cfg, {})
-        set_alias(pipeline.tracking_uri(cfg), pipeline.model_name(cfg), trained.tracked.version, CHAMPION)
-        loader = pipeline.loader_for(cfg)
+        trained = train.train(cfg, {})
+        set_alias(context.tracking_uri(cfg), context.model_name(cfg), trained.tracked.version, CHAMPION)
+        loader = context.loader_for(cfg)
         records = trained.splits.test[trained.splits.features].to_dict(orient="records")
 
         server = uvicorn.Server(uvicorn.Config(baseline_app(loader()), host="127.0.0.1", port=8911,
@@ -157,7 +157,7 @@ def main() -> None:
         ray.shutdown()
     base = results["bare FastAPI + uvicorn (baseline)"]
     print(f"{args.requests} sequential single-record POSTs, then batches of {args.batch} rows; "
-          f"{pipeline.model_name(cfg)} ({trained.final.family})")
+          f"{context.model_name(cfg)} ({trained.final.family})")
     print(f"{'setup':36} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'req/s':>7} {'req/s c16':>10} "
           f"{'rows/s x100':>12} {'p50/base':>9} {'c16/base':>9}")
     for name, r in results.items():

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlauto import pipeline
+from mlauto import context
 from mlauto.errors import DataError, ModelNotFoundError
 from mlauto.serve.batch import score_file
 from mlauto.serve.predict import score
@@ -21,7 +21,7 @@ from mlauto.track import BundleLoader
 
 
 def _args(cfg, **kw):
-    return {"tracking_uri": pipeline.tracking_uri(cfg), "model_name": pipeline.model_name(cfg), "workers": 1,
+    return {"tracking_uri": context.tracking_uri(cfg), "model_name": context.model_name(cfg), "workers": 1,
             "batch_size": 40, **kw}
 
 
@@ -53,11 +53,11 @@ def test_parquet_predictions_match_the_pipeline_and_serving(trained, rows, tmp_p
     proba = got[[f"proba_{c}" for c in labels]].to_numpy()
     assert np.allclose(proba, model.predict_proba(rows[features]))
     assert np.allclose(proba.sum(axis=1), 1.0)
-    bundle = BundleLoader(pipeline.tracking_uri(cfg), pipeline.model_name(cfg), with_reference=False)()
+    bundle = BundleLoader(context.tracking_uri(cfg), context.model_name(cfg), with_reference=False)()
     served = score(bundle.pipeline, RequestValidator(bundle.schema), rows[features].to_dict(orient="records"))
     assert got["prediction"].tolist() == served.predictions.tolist()  # what POST /predict answers
     assert np.allclose(proba, served.proba)
-    assert set(got["model_name"]) == {pipeline.model_name(cfg)}
+    assert set(got["model_name"]) == {context.model_name(cfg)}
     assert set(got["model_version"]) == {result.tracked.version}
     assert out.model_version == result.tracked.version
 

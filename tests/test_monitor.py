@@ -9,7 +9,7 @@ import pytest
 import ray
 
 from conftest import wait_for_actor
-from mlauto import pipeline
+from mlauto import context
 from mlauto.errors import ConfigError, DuplicateFeedback
 from mlauto.monitor import DETECTORS, make_detector, start_monitor, stop_monitor
 from mlauto.monitor.replay import shift_numeric
@@ -69,7 +69,7 @@ def test_monitor_actor_counts_tests_and_schedules_one_retrain(trained, retrain_f
     cfg, result = trained
     prep, rows, std = _held_out(result)
     name = f"test-monitor-{outcome}"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=retrain_fn,
+    handle = start_monitor(name, "mlauto-tests", context.loader_for(cfg), window=WINDOW, retrain_fn=retrain_fn,
                            cooldown_s=0.0)
     try:
         clean = prep.transform(rows)
@@ -129,7 +129,7 @@ def test_traffic_log_joins_labels_once_and_keeps_labelled_rows(tmp_path):
 
 
 def test_labelled_rows_split_into_training_rows_and_the_judging_window():
-    from mlauto.ops import split_labelled
+    from mlauto.retrain import split_labelled
 
     frame = pd.DataFrame({"x": range(120), "target": [0, 1] * 60})
     train, judge = split_labelled(frame, 50)
@@ -146,7 +146,7 @@ def test_concept_drift_with_unchanged_features_is_caught_by_accuracy(trained):
     X = prep.transform(rows)
     preds = result.final.pipeline.named_steps["model"].predict(X)
     name = "test-monitor-concept"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
+    handle = start_monitor(name, "mlauto-tests", context.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
                            cooldown_s=0.0, perf_window=100, min_accuracy=0.8, label_drift=False)
     try:
         ids = [f"r:{i}" for i in range(len(X))]
@@ -175,7 +175,7 @@ def test_concept_drift_is_caught_by_the_error_rate_cusum_within_a_few_labels(tra
     X = prep.transform(rows)
     preds = result.final.pipeline.named_steps["model"].predict(X)
     name = "test-monitor-cusum"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
+    handle = start_monitor(name, "mlauto-tests", context.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
                            cooldown_s=0.0)
     try:
         ids = [f"r:{i}" for i in range(len(X))]
@@ -203,7 +203,7 @@ def test_killed_monitor_resumes_its_state(trained, tmp_path):
     prep, rows, _ = _held_out(result)
     X = prep.transform(rows)
     name = "test-monitor-restart"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW,
+    handle = start_monitor(name, "mlauto-tests", context.loader_for(cfg), window=WINDOW,
                            state_dir=str(tmp_path / "state"))
     try:
         records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
@@ -234,7 +234,7 @@ def test_retrain_runs_on_its_cron_schedule_with_the_labelled_rows(trained):
     X = prep.transform(rows[:20])
     records = rows[:20].astype(object).where(rows[:20].notna(), None).to_dict(orient="records")
     name = "test-monitor-schedule"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
+    handle = start_monitor(name, "mlauto-tests", context.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
                            cooldown_s=0.0, retrain_schedule="* * * * * */2")  # every 2 seconds
     try:
         ids = [f"r:{i}" for i in range(20)]

@@ -208,7 +208,7 @@ def test_selection_config_is_validated():
 def test_pipeline_reports_family_leaderboard_and_curves(trained):
     from mlflow.tracking import MlflowClient
 
-    from mlauto import pipeline
+    from mlauto import context, train
 
     cfg, result = trained
     board = result.family_board
@@ -220,11 +220,11 @@ def test_pipeline_reports_family_leaderboard_and_curves(trained):
     frame = result.curves.frame
     top = top_trials(result.search, cfg.tune.sample_sizes.top_k)
     assert len(frame) == len(top) * len(cfg.tune.sample_sizes.fractions)
-    summary = pipeline._training_summary(result, cfg)
+    summary = train.training_summary(result, cfg)
     assert [r["family"] for r in summary["family_leaderboard"]] == board["family"].tolist()
     assert summary["fastest_within"]["config_id"] in {t.trial_id for t in top}
     assert summary["ensemble"]["kept"] is False
-    client = MlflowClient(pipeline.tracking_uri(cfg))
+    client = MlflowClient(context.tracking_uri(cfg))
     logged = {a.path for folder in ("selection", "curves", "pareto")
               for a in client.list_artifacts(result.tracked.run_id, folder)}
     assert logged == {"selection/family_leaderboard.csv", "curves/learning_curves.csv", "pareto/pareto.csv"}
@@ -233,7 +233,8 @@ def test_pipeline_reports_family_leaderboard_and_curves(trained):
 
 def test_kept_ensemble_is_registered_and_loads_like_any_family(trained, tmp_path):
     """A kept ensemble goes into the Pipeline as the "model" step, registers and loads back."""
-    from mlauto import pipeline
+    from mlauto import context, train
+    from mlauto.tune import warm_start_point
     from mlauto.track import BundleLoader, sqlite_uri, track_experiment
     from mlauto.tune.select import ensemble_final
 
@@ -261,4 +262,4 @@ def test_kept_ensemble_is_registered_and_loads_like_any_family(trained, tmp_path
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_allclose(proba, final.pipeline.predict_proba(splits.test[f]))
     assert bundle.meta["family"] == "ensemble"
-    assert pipeline.warm_start_point({"logreg": {"space": {}}}, bundle.meta["family"], bundle.meta["params"]) is None
+    assert warm_start_point({"logreg": {"space": {}}}, bundle.meta["family"], bundle.meta["params"]) is None

@@ -5,7 +5,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlauto import pipeline
+from mlauto import context
 from mlauto.errors import MlautoError, ModelNotFoundError
 from mlauto.track import CHAMPION, BundleLoader
 from mlauto.tune import ConditionalSpace, run_search, trial_params
@@ -65,7 +65,7 @@ def test_all_trials_failing_is_a_clear_error(ray_session, tmp_path):
 
 def test_mlflow_holds_every_trial_and_the_registered_champion(trained):
     cfg, result = trained
-    client = MlflowClient(pipeline.tracking_uri(cfg))
+    client = MlflowClient(context.tracking_uri(cfg))
     exp = client.get_experiment_by_name(cfg.name)
     children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{result.tracked.run_id}'")
     assert len(children) == len(result.search.trials) == cfg.tune.num_samples
@@ -78,7 +78,7 @@ def test_mlflow_holds_every_trial_and_the_registered_champion(trained):
     metric = result.search.metric  # tune.metric=auto, resolved for the binary target
     assert metric == "roc_auc" and parent.data.params["metric"] == metric and parent.data.params["task"] == "binary"
     assert parent.data.metrics[f"test_{metric}"] == pytest.approx(result.final.test_metrics[metric])
-    mv = client.get_model_version_by_alias(pipeline.model_name(cfg), CHAMPION)
+    mv = client.get_model_version_by_alias(context.model_name(cfg), CHAMPION)
     assert str(mv.version) == result.tracked.version and mv.run_id == result.tracked.run_id
 
 
@@ -89,7 +89,7 @@ def test_best_trial_score_matches_the_refit(trained):
 
 def test_bundle_round_trip_predicts_the_same(trained):
     cfg, result = trained
-    bundle = pipeline.loader_for(cfg)()
+    bundle = context.loader_for(cfg)()
     X = result.splits.test[result.splits.features]
     assert np.allclose(bundle.pipeline.predict_proba(X), result.final.pipeline.predict_proba(X))
     assert bundle.meta["fingerprint"] == result.snapshot.fingerprint
@@ -100,7 +100,7 @@ def test_bundle_round_trip_predicts_the_same(trained):
 def test_missing_model_says_what_to_run(trained):
     cfg, _ = trained
     with pytest.raises(ModelNotFoundError, match="run the tune stage first"):
-        BundleLoader(pipeline.tracking_uri(cfg), "no-such-model")()
+        BundleLoader(context.tracking_uri(cfg), "no-such-model")()
 
 
 def test_warm_start_evaluates_the_known_config(ray_session, tmp_path):

@@ -1,32 +1,27 @@
-"""``run(cfg)``: each stage's artifact handed to the next. The retrain task calls the same code."""
+"""Training: ingest -> prepare -> tune -> register, for the first run and for every retrain.
+
+A stage takes the artifact of the stage before and returns its own; :func:`train` returns them all
+as :class:`Trained`, and :func:`training_summary` is what ``summary.json`` says about them.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import logging
 import os
-import secrets
-import signal
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from mlauto.config import Config, metric_for_task, metric_mode
-from mlauto.data import CleanRules, Snapshot, Source, Splits, ingest, make_source, prepare_snapshot
+from mlauto.context import Paths, data_source, model_name, stage, tracking_uri
+from mlauto.data import CleanRules, Snapshot, Splits, ingest, prepare_snapshot
 from mlauto.features import Preprocessor, write_report
 from mlauto.models import plan_families
-from mlauto.track import (
-    BundleLoader,
-    TrackedModel,
-    promote,
-    sqlite_uri,
-    track_experiment,
-)
+from mlauto.track import TrackedModel, track_experiment
 from mlauto.tune import FinalModel, SearchResult, detect_task, fit_final, run_search, warm_start_point
 from mlauto.tune.search import search_run_name
 from mlauto.tune.curves import Curves, sample_size_runs
@@ -43,61 +38,8 @@ logger = logging.getLogger(__name__)
 
 REFERENCE_ROWS = 5000
 
-
-@dataclass
-class Paths:
-    root: str
-
-    def __post_init__(self) -> None:
-        self.root = os.path.abspath(self.root)
-
-    @property
-    def snapshots(self) -> str:
-        return os.path.join(self.root, "snapshots")
-
-    @property
-    def quarantine(self) -> str:
-        return os.path.join(self.root, "quarantine")
-
-    @property
-    def clean(self) -> str:
-        return os.path.join(self.root, "clean")
-
-    @property
-    def profiles(self) -> str:
-        return os.path.join(self.root, "profiles")
-
-    @property
-    def ray_results(self) -> str:
-        return os.path.join(self.root, "ray_results")
-
-    @property
-    def artifacts(self) -> str:
-        return os.path.join(self.root, "mlartifacts")
-
-    def schedule(self, actor_name: str) -> str:
-        return os.path.join(self.root, "schedule", actor_name)
-
-
-def tracking_uri(cfg: Config) -> str:
-    return cfg.tracking.uri or sqlite_uri(cfg.root)
-
-
-def model_name(cfg: Config) -> str:
-    return cfg.tracking.model_name or f"mlauto-{cfg.name}"
-
-
-def loader_for(cfg: Config) -> BundleLoader:
-    return BundleLoader(tracking_uri(cfg), model_name(cfg))
-
-
-@contextlib.contextmanager
-def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
-    logger.info("== stage %s", name)
-    start = time.perf_counter()
-    yield
-    timings[name] = round(time.perf_counter() - start, 3)
-    logger.info("== stage %s done in %.1fs", name, timings[name])
+# Extra training rows for a retrain: the snapshot -> (the file to clean and split, its fingerprint).
+AddRows = Callable[[Snapshot], "tuple[str, str]"]
 
 
 @dataclass
@@ -119,51 +61,23 @@ def resolve_task(task: str, y: Any) -> str:
     return task if task != "auto" else detect_task(y)
 
 
-def data_source(cfg: Config) -> Source:
-    """The configured source: its constructor takes the ``data.*`` keys it names."""
-    options = dataclasses.asdict(cfg.data)
-    return make_source(options.pop("source"), **options)
-
 
 def ingest_stage(cfg: Config, timings: dict[str, float]) -> Snapshot:
     with stage("ingest", timings):
         return ingest(data_source(cfg), Paths(cfg.root).snapshots, keep=cfg.ingest.keep_snapshots)
 
 
-def with_production_rows(snapshot: Snapshot, rows: pd.DataFrame, directory: str) -> tuple[str, str]:
-    """The snapshot plus labelled production rows, as one Parquet file for cleaning and splitting.
-
-    The rows come from JSON requests, so each column takes the snapshot's type where it fits; they go
-    through the same cleaning (and quarantine) as the source. Returns the file and its fingerprint.
-    """
-    import hashlib
-
-    base = pd.read_parquet(snapshot.path)
-    rows = rows[[c for c in base.columns if c in rows.columns]].copy()
-    for col in rows.columns:
-        try:
-            rows[col] = rows[col].astype(base[col].dtype)
-        except (TypeError, ValueError):
-            pass  # e.g. null in a numpy int column: pandas picks a wider type
-    digest = hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes()).hexdigest()
-    fingerprint = f"{snapshot.fingerprint[:8]}p{digest[:7]}"
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"{fingerprint}.parquet")
-    pd.concat([base, rows], ignore_index=True).to_parquet(path, index=False)
-    logger.info("retrain data: snapshot %s (%d rows) + %d labelled production rows -> %s", snapshot.fingerprint,
-                len(base), len(rows), path)
-    return path, fingerprint
-
 
 def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
-                  extra_rows: pd.DataFrame | None = None) -> tuple[Splits, Preprocessor, np.ndarray]:
-    """``extra_rows`` (labelled production rows, for a retrain) join the snapshot before the split."""
+                  add_rows: AddRows | None = None) -> tuple[Splits, Preprocessor, np.ndarray]:
+    """``add_rows`` (a retrain's labelled production rows, see :mod:`mlauto.retrain`) joins rows to the
+    snapshot before the split."""
     with stage("prepare", timings):
         p = cfg.prepare
         paths = Paths(cfg.root)
         path, fingerprint = snapshot.path, snapshot.fingerprint
-        if extra_rows is not None and len(extra_rows):
-            path, fingerprint = with_production_rows(snapshot, extra_rows, os.path.join(paths.root, "retrain"))
+        if add_rows is not None:
+            path, fingerprint = add_rows(snapshot)
         splits = prepare_snapshot(
             path, cfg.data.target, fingerprint=fingerprint,
             rules=CleanRules.from_dict(p.clean), quarantine_dir=paths.quarantine, clean_dir=paths.clean,
@@ -184,17 +98,18 @@ def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
 
 def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | None = None,
           search_seed: int | None = None, warm_start: tuple[str, dict[str, Any]] | None = None,
-          extra_rows: pd.DataFrame | None = None) -> Trained:
+          add_rows: AddRows | None = None) -> Trained:
     """ingest -> prepare -> tune -> track: a new registered version, without an alias yet.
 
     ``cfg.seed`` fixes the split; ``search_seed`` (default: the same) drives the search and the models,
     so a retrain can explore new configs while champion and challenger share one test split.
     ``warm_start`` (family, params) is evaluated first, so a challenger starts from the champion's config.
+    ``add_rows`` adds rows (a retrain's labelled production rows) to the snapshot before the split.
     """
     seed = cfg.seed if search_seed is None else search_seed
     paths = Paths(cfg.root)
     snapshot = ingest_stage(cfg, timings)
-    splits, prep, X_train = prepare_stage(cfg, snapshot, timings, extra_rows)
+    splits, prep, X_train = prepare_stage(cfg, snapshot, timings, add_rows)
     features, target = splits.features, splits.target
     data = (X_train, splits.train[target].to_numpy(), prep.transform(splits.val[features]),
             splits.val[target].to_numpy())
@@ -295,101 +210,13 @@ def _redacted(cfg: Config) -> dict[str, Any]:
     return config
 
 
-def run(cfg: Config, output_dir: str) -> dict[str, Any]:
-    """Run the configured stages and write ``summary.json`` to ``output_dir``."""
-    from mlauto import runtime
-    from mlauto.ops import retrain, serve_version, start_ingest_schedule
 
-    start = time.perf_counter()
-    timings: dict[str, float] = {}
-    summary: dict[str, Any] = {"experiment": cfg.name, "stages": list(cfg.stages), "output_dir": output_dir,
-                               "tracking_uri": tracking_uri(cfg), "model_name": model_name(cfg), "endpoint": None}
-    if "serve" in cfg.stages and not cfg.serve.admin_token:
-        # Generated once per run, so the swap after a retrain keeps it.
-        cfg = dataclasses.replace(cfg, serve=dataclasses.replace(cfg.serve, admin_token=secrets.token_urlsafe(24)))
-        logger.info("admin token for POST /admin/* (Authorization: Bearer ...): %s", cfg.serve.admin_token)
-    owns_ray = runtime.connect(cfg.cluster.address, cfg.cluster.namespace, cfg.cluster.num_cpus,
-                               env=runtime.serve_ingress_env(cfg.serve.ingress) if "serve" in cfg.stages else None)
-    served = monitored = scheduled = False
-    try:
-        version: str | None = None
-        trained = None
-        if "tune" in cfg.stages:
-            trained = train(cfg, timings)
-            version = trained.tracked.version
-            promote(tracking_uri(cfg), model_name(cfg), version)
-            summary.update(_training_summary(trained, cfg))
-        else:
-            if "ingest" in cfg.stages or "prepare" in cfg.stages:
-                snapshot = ingest_stage(cfg, timings)
-                summary.update(data_fingerprint=snapshot.fingerprint, snapshot=snapshot.path)
-                if "prepare" in cfg.stages:
-                    splits, _, _ = prepare_stage(cfg, snapshot, timings)
-                    summary["rows"] = splits.counts()
-                    summary["quarantine"] = _quarantine_summary(splits)
-                    summary["data_quality"] = splits.quality
-            if "serve" in cfg.stages or "monitor" in cfg.stages:
-                version = loader_for(cfg).resolve(None)
-                summary["model_version"] = version
-        if "monitor" in cfg.stages:
-            with stage("monitor", timings):
-                from functools import partial
-
-                from mlauto.monitor import start_monitor
-
-                m = cfg.monitor
-                start_monitor(m.actor_name, cfg.cluster.namespace, loader_for(cfg), detector=m.detector,
-                              p_val=m.p_val, window=m.window,
-                              retrain_fn=partial(retrain, cfg) if m.retrain else None, cooldown_s=m.cooldown_s,
-                              perf_window=m.perf_window, min_accuracy=m.min_accuracy, max_rmse=m.max_rmse,
-                              state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None,
-                              target=cfg.data.target, retrain_schedule=m.retrain_schedule,
-                              correction=m.correction, detector_options=dict(m.options), label_drift=m.label_drift,
-                              label_shift=m.label_shift, label_ert=m.label_ert)
-                monitored = True
-                summary["monitor"] = {"actor": m.actor_name, "namespace": cfg.cluster.namespace,
-                                      "detector": m.detector, "window": m.window}
-        if "serve" in cfg.stages:
-            with stage("serve", timings):
-                summary["endpoint"] = serve_version(cfg, None)  # follows the champion alias
-                served = True
-        if cfg.replay.enabled and served and "monitor" in cfg.stages and trained is not None:
-            with stage("replay", timings):
-                summary["replay"] = _replay(cfg, summary["endpoint"], trained)
-        if cfg.ingest.schedule:
-            summary["schedule"] = start_ingest_schedule(cfg)
-            scheduled = True
-        summary["status"] = "ok"
-        summary["stage_seconds"] = timings
-        summary["total_seconds"] = round(time.perf_counter() - start, 3)
-        _write_summary(summary, output_dir)
-        if (served or monitored) and owns_ray and cfg.serve.blocking:
-            block_until_stopped(summary["endpoint"] or f"monitor actor {cfg.monitor.actor_name}")
-        elif scheduled and owns_ray and cfg.serve.blocking:  # the scheduler lives in this Ray
-            block_until_stopped(repr(cfg.ingest.schedule), "ingesting on schedule %s")
-        return summary
-    except BaseException as exc:
-        summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", stage_seconds=timings,
-                       total_seconds=round(time.perf_counter() - start, 3))
-        _write_summary(summary, output_dir)
-        raise
-    finally:
-        if owns_ray:
-            if served:
-                from ray import serve
-
-                serve.shutdown()
-            import ray
-
-            ray.shutdown()
-
-
-def _training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
+def training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
     return {
         "data_fingerprint": trained.snapshot.fingerprint,
         "snapshot": trained.snapshot.path,
         "rows": trained.splits.counts(),
-        "quarantine": _quarantine_summary(trained.splits),
+        "quarantine": quarantine_summary(trained.splits),
         "data_quality": trained.splits.quality,
         "best_family": trained.final.family,
         "best_params": trained.final.params,
@@ -408,45 +235,12 @@ def _training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
     }
 
 
-def _quarantine_summary(splits: Splits) -> dict[str, Any]:
+def quarantine_summary(splits: Splits) -> dict[str, Any]:
     cleaning = splits.quality.get("cleaning", {})
     return {"rows": splits.quarantined, "reasons": splits.quarantine_reasons, "path": splits.quarantine_path,
             "rows_in": cleaning.get("rows_in"), "repaired": cleaning.get("repaired", {})}
 
 
-def _replay(cfg: Config, url: str, trained: Trained) -> dict[str, Any]:
-    from mlauto.monitor.replay import replay
 
-    splits = trained.splits
-    rows = splits.test.head(cfg.replay.rows)
-    std = splits.train[splits.features].select_dtypes("number").std()
-    return replay(url, rows[splits.features], rows[splits.target].to_numpy(), std, shift=cfg.replay.shift,
-                  batch=cfg.replay.batch, timeout_s=cfg.replay.timeout_s)
-
-
-def _write_summary(summary: dict[str, Any], output_dir: str) -> None:
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, "summary.json")
-    with open(path, "w") as fh:
-        json.dump(summary, fh, indent=2, default=str)
-    logger.info("summary written to %s", path)
-
-
-def _stop(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def block_until_stopped(what: str,
-                        message: str = "serving at %s (POST /predict, GET /model, GET /drift, GET /health)") -> None:
-    """Wait for Ctrl-C or SIGTERM (docker stop). Tune leaves its own SIGINT handler behind, so set ours."""
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    logger.info(message + ". Ctrl-C to stop.", what)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        logger.info("stopping")
-
-
-__all__ = ["Paths", "Trained", "block_until_stopped", "ingest_stage", "prepare_stage", "run", "train"]
+__all__ = ["Trained", "experiment_report", "ingest_stage", "prepare_stage", "quarantine_summary", "resolve_task",
+           "train", "training_summary"]
