@@ -104,6 +104,7 @@ def main() -> None:
     from mlauto import context, train
     from mlauto.cli import to_config
     from mlauto.config.store import CONF_DIR, register_configs
+    from mlauto.config.schema import MonitorConf, ServeConf
     from mlauto.monitor import start_monitor, stop_monitor
     from mlauto.serve import deploy
     from mlauto.track import CHAMPION, set_alias
@@ -141,13 +142,12 @@ def main() -> None:
                 os.environ.update(serve_ingress_env(ingress))
                 ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                          namespace="bench")
-            url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912, batch={"max_size": 1})
+            url = deploy(loader, ServeConf(app_name="bench", host="127.0.0.1", port=8912, batch_max_size=1), version)
             results[f"{label}, no batching, no monitor"] = measure(url, records, args.requests, args.batch)
-            url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912)
+            url = deploy(loader, ServeConf(app_name="bench", host="127.0.0.1", port=8912), version)
             results[f"{label}, @serve.batch 32, no monitor"] = measure(url, records, args.requests, args.batch)
-            start_monitor("bench-monitor", "bench", loader, window=50)
-            url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912,
-                         monitor={"name": "bench-monitor", "namespace": "bench"})
+            start_monitor(loader, MonitorConf(actor_name="bench-monitor", window=50), "bench", target=cfg.data.target)
+            url = deploy(loader, ServeConf(app_name="bench", host="127.0.0.1", port=8912), version, {"name": "bench-monitor", "namespace": "bench"})
             results[f"{label}, @serve.batch 32, + monitor"] = measure(url, records, args.requests, args.batch)
             stop_monitor("bench-monitor", "bench")
     finally:

@@ -68,14 +68,8 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
                 from mlauto.monitor import start_monitor
 
                 m = cfg.monitor
-                start_monitor(m.actor_name, cfg.cluster.namespace, loader_for(cfg), detector=m.detector,
-                              p_val=m.p_val, window=m.window,
-                              retrain_fn=partial(retrain, cfg) if m.retrain else None, cooldown_s=m.cooldown_s,
-                              perf_window=m.perf_window, min_accuracy=m.min_accuracy, max_rmse=m.max_rmse,
-                              state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None,
-                              target=cfg.data.target, retrain_schedule=m.retrain_schedule,
-                              correction=m.correction, detector_options=dict(m.options), label_drift=m.label_drift,
-                              label_shift=m.label_shift, label_ert=m.label_ert)
+                start_monitor(loader_for(cfg), m, cfg.cluster.namespace, partial(retrain, cfg), target=cfg.data.target,
+                              state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None)
                 monitored = True
                 summary["monitor"] = {"actor": m.actor_name, "namespace": cfg.cluster.namespace,
                                       "detector": m.detector, "window": m.window}
@@ -124,23 +118,15 @@ def _replay(cfg: Config, url: str, trained: Trained) -> dict[str, Any]:
                   batch=cfg.replay.batch, timeout_s=cfg.replay.timeout_s)
 
 
-def serve_options(cfg: Config) -> dict[str, Any]:
-    """The serving options of ``cfg``, as plain values (:func:`mlauto.serve.app.build_app`'s keywords)."""
-    s = cfg.serve
-    monitor = ({"name": cfg.monitor.actor_name, "namespace": cfg.cluster.namespace, "flush_s": s.monitor_flush_s,
-                "max_buffer": s.monitor_buffer} if "monitor" in cfg.stages else None)
-    return {"num_replicas": s.num_replicas, "replica_cpus": s.replica_cpus, "monitor": monitor,
-            "max_body_bytes": s.max_body_bytes, "admin_token": s.admin_token, "protect_predict": s.protect_predict,
-            "batch": {"max_size": s.batch_max_size, "wait_s": s.batch_wait_s}, "poll_s": s.poll_s,
-            "autoscaling": dict(s.autoscaling) if s.autoscaling else None}
+def monitor_link(cfg: Config) -> dict[str, str] | None:
+    """The monitor actor the endpoint sends its traffic to: ``{name, namespace}``, or None without the monitor stage."""
+    return {"name": cfg.monitor.actor_name, "namespace": cfg.cluster.namespace} if "monitor" in cfg.stages else None
 
 
 def serve_version(cfg: Config, version: str | None) -> str:
     from mlauto.serve import deploy
 
-    s = cfg.serve
-    return deploy(loader_for(cfg), version, app_name=s.app_name, host=s.host, port=s.port,
-                  route_prefix=s.route_prefix, **serve_options(cfg))
+    return deploy(loader_for(cfg), cfg.serve, version, monitor_link(cfg))
 
 
 def serve_config(cfg: Config, path: str) -> dict[str, Any]:
@@ -151,18 +137,22 @@ def serve_config(cfg: Config, path: str) -> dict[str, Any]:
     """
     import yaml
 
-    options = serve_options(cfg)
+    from mlauto.serve.app import APP_KEYS
+
+    s = cfg.serve
+    options = {key: getattr(s, key) for key in APP_KEYS}
+    if options["autoscaling"]:
+        options["autoscaling"] = dict(options["autoscaling"])
     if not options["admin_token"]:
         options["admin_token"] = secrets.token_urlsafe(24)
         logger.info("admin token for POST /admin/* (Authorization: Bearer ...): %s", options["admin_token"])
-    s = cfg.serve
     content = {
         "proxy_location": "EveryNode",
         "http_options": {"host": s.host, "port": s.port},
         "applications": [{
             "name": s.app_name, "route_prefix": s.route_prefix, "import_path": "mlauto.serve.entry:build",
             "args": {"tracking_uri": tracking_uri(cfg), "model_name": model_name(cfg),
-                     "version": cfg.version, **options},
+                     "version": cfg.version, "monitor": monitor_link(cfg), **options},
         }],
     }
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -382,4 +372,4 @@ def submit_job(address: str, argv: list[str]) -> int:
 
 
 __all__ = ["RetrainOnNewSnapshot", "manage", "monitor_events", "predict", "promote_version", "rollback", "run",
-           "serve_config", "serve_version", "snapshots", "start_ingest_schedule", "submit_job", "tracked_runs"]
+           "monitor_link", "serve_config", "serve_version", "snapshots", "start_ingest_schedule", "submit_job", "tracked_runs"]

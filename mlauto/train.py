@@ -22,7 +22,7 @@ from mlauto.data import CleanRules, Snapshot, Splits, ingest, prepare_snapshot
 from mlauto.features import Preprocessor, write_report
 from mlauto.models import plan_families
 from mlauto.track import TrackedModel, track_experiment
-from mlauto.tune import FinalModel, SearchResult, detect_task, fit_final, run_search, warm_start_point
+from mlauto.tune import FinalModel, SearchResult, SearchRun, detect_task, fit_final, run_search, warm_start_point
 from mlauto.tune.search import search_run_name
 from mlauto.tune.curves import Curves, sample_size_runs
 from mlauto.tune.select import (
@@ -122,19 +122,12 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             {name: {"space": dict(f.space), "fixed": dict(f.fixed)} for name, f in cfg.families.items()},
             task, n_rows=len(X_train), n_features=int(X_train.shape[1]))
         t = cfg.tune
-        search = run_search(
-            data, families, metric=metric, mode=metric_mode(metric), num_samples=t.num_samples,
-            algorithm=cfg.search.algorithm, seed=seed, storage_path=paths.ray_results,
+        run = SearchRun(
             name=search_run_name(cfg.name, resume=t.resume, run_name=t.run_name, fingerprint=snapshot.fingerprint,
                                  seed=seed),
-            cpus_per_trial=t.cpus_per_trial,
-            max_concurrent=t.max_concurrent, time_budget_s=t.time_budget_s, max_failures=t.max_failures,
-            points_to_evaluate=[p] if warm_start and (p := warm_start_point(families, *warm_start)) else None,
-            task=task, scheduler=cfg.scheduler.name,
-            scheduler_options={k: getattr(cfg.scheduler, k) for k in ("grace_period", "reduction_factor", "max_t")},
-            grid_points_per_param=cfg.search.grid_points_per_param, max_grid_size=cfg.search.max_grid_size,
-            gpus_per_trial=t.gpus_per_trial, resume=t.resume, progress_interval_s=t.progress_interval_s,
-        )
+            storage_path=paths.ray_results, metric=metric, mode=metric_mode(metric), seed=seed,
+            points_to_evaluate=[p] if warm_start and (p := warm_start_point(families, *warm_start)) else None)
+        search = run_search(data, task, t, cfg.search, cfg.scheduler, families, run)
         final = fit_final(prep, search.best.family, search.best.params, splits, seed, X_train=X_train, task=task)
         # Model selection: best per family, a top-k ensemble kept only if it wins on validation, sample-size runs.
         board = family_leaderboard(search)

@@ -93,14 +93,14 @@ def test_champion_is_registered_with_a_signature(trained):
 def test_mlp_trials_log_their_epoch_history_as_steps(ray_session, tmp_path):
     from mlauto.track import ensure_experiment
     from mlauto.track.store import log_trials
-    from mlauto.tune import run_search
+    from helpers import search
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))
     y = (X[:, 0] > 0).astype(int)
     families = {"mlp": {"space": {"hidden": {"type": "choice", "values": [8]}},
                         "fixed": {"max_epochs": 6, "patience": 100, "batch_size": 32}}}
-    search = run_search((X[:140], y[:140], X[140:], y[140:]), families, metric="accuracy", mode="max",
+    search = search((X[:140], y[:140], X[140:], y[140:]), families, metric="accuracy", mode="max",
                         num_samples=1, algorithm="random", seed=0, storage_path=str(tmp_path / "ray"), name="mlp")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     exp = ensure_experiment(uri, "mlp", str(tmp_path / "art"))

@@ -3,12 +3,13 @@ import math
 import numpy as np
 import optuna
 import pytest
+from helpers import search
 from mlflow.tracking import MlflowClient
 
 from mlauto import context
 from mlauto.errors import MlautoError, ModelNotFoundError
 from mlauto.track import CHAMPION, BundleLoader
-from mlauto.tune import ConditionalSpace, run_search, trial_params
+from mlauto.tune import ConditionalSpace, trial_params
 
 FAMILIES = {
     "logreg": {"space": {"C": {"type": "loguniform", "low": 0.01, "high": 10.0}}, "fixed": {"max_iter": 500}},
@@ -37,7 +38,7 @@ def test_conditional_space_samples_only_the_chosen_familys_params():
 
 
 def test_search_runs_every_trial_and_picks_the_best(ray_session, tmp_path):
-    result = run_search(_data(), FAMILIES, metric="accuracy", mode="max", num_samples=5, algorithm="optuna",
+    result = search(_data(), FAMILIES, metric="accuracy", mode="max", num_samples=5, algorithm="optuna",
                         seed=0, storage_path=str(tmp_path), name="t")
     assert len(result.trials) == 5 and all(t.status == "ok" for t in result.trials)
     assert result.best.score == max(t.score for t in result.trials)
@@ -48,7 +49,7 @@ def test_search_runs_every_trial_and_picks_the_best(ray_session, tmp_path):
 
 def test_failing_trials_are_marked_and_the_search_goes_on(ray_session, tmp_path):
     families = {**FAMILIES, "logreg": {"space": FAMILIES["logreg"]["space"], "fixed": {"no_such_arg": 1}}}
-    result = run_search(_data(), families, metric="accuracy", mode="max", num_samples=6, algorithm="random",
+    result = search(_data(), families, metric="accuracy", mode="max", num_samples=6, algorithm="random",
                         seed=3, storage_path=str(tmp_path), name="t", max_failures=0)
     failed = [t for t in result.trials if t.status == "failed"]
     assert len(result.trials) == 6 and failed and all(t.family == "logreg" for t in failed)
@@ -59,7 +60,7 @@ def test_failing_trials_are_marked_and_the_search_goes_on(ray_session, tmp_path)
 def test_all_trials_failing_is_a_clear_error(ray_session, tmp_path):
     broken = {"logreg": {"space": FAMILIES["logreg"]["space"], "fixed": {"no_such_arg": 1}}}
     with pytest.raises(MlautoError, match="all 2 trial"):
-        run_search(_data(), broken, metric="accuracy", mode="max", num_samples=2, algorithm="random", seed=0,
+        search(_data(), broken, metric="accuracy", mode="max", num_samples=2, algorithm="random", seed=0,
                    storage_path=str(tmp_path), name="t", max_failures=0)
 
 
@@ -109,6 +110,6 @@ def test_warm_start_evaluates_the_known_config(ray_session, tmp_path):
     point = warm_start_point(FAMILIES, "logreg", {"C": 0.123, "max_iter": 500})
     assert point == {"family": "logreg", "logreg.C": 0.123}
     assert warm_start_point(FAMILIES, "mlp", {"hidden": 8}) is None
-    result = run_search(_data(), FAMILIES, metric="accuracy", mode="max", num_samples=3, algorithm="optuna",
+    result = search(_data(), FAMILIES, metric="accuracy", mode="max", num_samples=3, algorithm="optuna",
                         seed=0, storage_path=str(tmp_path), name="t", points_to_evaluate=[point])
     assert any(t.family == "logreg" and t.params["C"] == 0.123 for t in result.trials)
