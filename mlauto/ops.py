@@ -336,9 +336,7 @@ def predict(conf: Config) -> dict[str, Any]:
     BundleLoader(tracking_uri(conf), model_name(conf)).resolve(conf.version)
     owns_ray = runtime.connect(c.address, c.namespace, c.num_cpus)
     try:
-        result = score_file(p.input, tracking_uri=tracking_uri(conf), model_name=model_name(conf),
-                            version=conf.version, output=p.output, fmt=p.format, batch_size=p.batch_size,
-                            workers=p.workers, worker_cpus=p.worker_cpus)
+        result = score_file(p, tracking_uri(conf), model_name(conf), conf.version)
     finally:
         if owns_ray:
             ray.shutdown()

@@ -21,7 +21,7 @@ from mlauto.context import Paths, data_source, model_name, stage, tracking_uri
 from mlauto.data import CleanRules, Snapshot, Splits, ingest, prepare_snapshot
 from mlauto.features import Preprocessor, write_report
 from mlauto.models import plan_families
-from mlauto.track import TrackedModel, track_experiment
+from mlauto.track import TrackedModel, TrackTarget, TrainingRecord, track_experiment
 from mlauto.tune import FinalModel, SearchResult, SearchRun, detect_task, fit_final, run_search, warm_start_point
 from mlauto.tune.search import search_run_name
 from mlauto.tune.curves import Curves, sample_size_runs
@@ -146,18 +146,17 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
     with stage("track", timings):
         rng = np.random.default_rng(cfg.seed)
         reference = X_train[rng.permutation(len(X_train))[:REFERENCE_ROWS]]
-        tracked = track_experiment(
-            uri=tracking_uri(cfg), experiment=cfg.tracking.experiment or cfg.name, artifact_root=paths.artifacts,
-            model_name=model_name(cfg), search=search, final=final, reference=reference,
-            sample_input=splits.train[features].head(20), fingerprint=snapshot.fingerprint,
-            config=_redacted(cfg), seed=seed, counts=splits.counts(), task=task,
+        where = TrackTarget(tracking_uri(cfg), cfg.tracking.experiment or cfg.name, paths.artifacts, model_name(cfg))
+        record = TrainingRecord(
+            snapshot.fingerprint, seed, splits.counts(), task, reference=reference,
+            sample_input=splits.train[features].head(20),
             extra_tags={"mlauto.train_fingerprint": str(splits.quality.get("data_fingerprint", snapshot.fingerprint)),
                         "mlauto.train_data": str(splits.quality.get("data_path", snapshot.path)),
-                        **(extra_tags or {})}, curves=curves,
-            artifacts={**write_report(prep, os.path.join(paths.root, "features")),
-                       **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {}),
-                       **selection_files, **({"report": report} if report else {})},
-        )
+                        **(extra_tags or {})})
+        artifacts = {**write_report(prep, os.path.join(paths.root, "features")),
+                     **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {}),
+                     **selection_files, **({"report": report} if report else {})}
+        tracked = track_experiment(where, search, final, record, _redacted(cfg), artifacts, curves)
     return Trained(snapshot, splits, search, final, tracked, board, ensemble, curves, report=report, task=task)
 
 

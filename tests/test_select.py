@@ -235,7 +235,7 @@ def test_kept_ensemble_is_registered_and_loads_like_any_family(trained, tmp_path
     """A kept ensemble goes into the Pipeline as the "model" step, registers and loads back."""
     from mlauto import context, train
     from mlauto.tune import warm_start_point
-    from mlauto.track import BundleLoader, sqlite_uri, track_experiment
+    from mlauto.track import BundleLoader, TrackTarget, TrainingRecord, sqlite_uri, track_experiment
     from mlauto.tune.select import ensemble_final
 
     cfg, result = trained
@@ -254,9 +254,9 @@ def test_kept_ensemble_is_registered_and_loads_like_any_family(trained, tmp_path
     assert final.val_metrics["roc_auc"] == pytest.approx(decision.ensemble_score)
     uri = sqlite_uri(str(tmp_path))
     tracked = track_experiment(
-        uri=uri, experiment="ens", artifact_root=str(tmp_path / "art"), model_name="ens", search=result.search,
-        final=final, reference=data[0][:20], sample_input=splits.train[f].head(5), fingerprint="f", config={},
-        seed=0, counts=splits.counts())
+        TrackTarget(uri, "ens", str(tmp_path / "art"), "ens"), result.search, final,
+        TrainingRecord("f", 0, splits.counts(), "binary", reference=data[0][:20], sample_input=splits.train[f].head(5)),
+        config={})
     bundle = BundleLoader(uri, "ens")(tracked.version)
     proba = bundle.pipeline.predict_proba(splits.test[f])
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)

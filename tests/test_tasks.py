@@ -12,7 +12,7 @@ import requests
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine, make_classification, make_regression
 
 from conftest import free_port, make_config
-from mlauto.config.schema import MonitorConf, ServeConf
+from mlauto.config.schema import MonitorConf, PredictConf, ServeConf
 from mlauto import context, train
 from mlauto.config import metric_for_task, metric_mode
 from mlauto.errors import ConfigError, MlautoError
@@ -287,8 +287,8 @@ def test_regression_batch_scoring_writes_values_and_quarantines_bad_rows(regress
     rows.loc[3, features[0]] = "not a number"
     src = tmp_path / "rows.csv"
     rows.to_csv(src, index=False)
-    out = score_file(str(src), tracking_uri=context.tracking_uri(cfg), model_name=context.model_name(cfg),
-                     version=trained.tracked.version, workers=1, batch_size=16)
+    out = score_file(PredictConf(input=str(src), workers=1, batch_size=16), context.tracking_uri(cfg),
+                     context.model_name(cfg), trained.tracked.version)
     assert (out.rows_in, out.rows_scored, out.rows_quarantined) == (30, 29, 1)
     got = pd.read_parquet(out.output)
     assert not [c for c in got.columns if c.startswith("proba_")]  # values, no class probabilities
