@@ -48,7 +48,7 @@ class Trained:
     splits: Splits
     search: SearchResult
     final: FinalModel
-    tracked: TrackedModel
+    tracked: TrackedModel | None  # None only while the report is written, before registering
     family_board: pd.DataFrame | None = None  # best trial per family
     ensemble: EnsembleDecision | None = None
     curves: Curves | None = None  # sample-size runs
@@ -135,14 +135,13 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
                                    metric=search.metric, mode=search.mode, task=task, seed=seed)
         if ensemble.kept:
             final = ensemble_final(prep, ensemble, splits, task)
-        curves = sample_size_runs(top_trials(search, t.sample_sizes.top_k), data, fractions=t.sample_sizes.fractions,
-                                  metric=search.metric, mode=search.mode, task=task, seed=seed,
-                                  tolerance=t.sample_sizes.tolerance) if t.sample_sizes.fractions else None
+        curves = sample_size_runs(top_trials(search, t.sample_sizes.top_k), data, t.sample_sizes, search.metric,
+                                  search.mode, task, seed) if t.sample_sizes.fractions else None
         selection_files = save_selection(os.path.join(paths.root, "selection"), board, curves)
         logger.info("best %s: val %s=%.4f, test %s=%.4f", final.family, metric, final.val_metrics[metric],
                     metric, final.test_metrics[metric])
-    report = experiment_report(cfg, splits, search, final, seed, timings, snapshot.fingerprint,
-                               family_board=board, curves=curves, task=task)
+    trained = Trained(snapshot, splits, search, final, None, board, ensemble, curves, task=task)
+    report = experiment_report(cfg, trained, seed, timings)
     with stage("track", timings):
         rng = np.random.default_rng(cfg.seed)
         reference = X_train[rng.permutation(len(X_train))[:REFERENCE_ROWS]]
@@ -157,20 +156,18 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
                      **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {}),
                      **selection_files, **({"report": report} if report else {})}
         tracked = track_experiment(where, search, final, record, _redacted(cfg), artifacts, curves)
-    return Trained(snapshot, splits, search, final, tracked, board, ensemble, curves, report=report, task=task)
+    return dataclasses.replace(trained, tracked=tracked, report=report)
 
 
-def experiment_report(cfg: Config, splits: Splits, search: SearchResult, final: FinalModel, seed: int,
-                      timings: dict[str, float], fingerprint: str, *, family_board: pd.DataFrame | None = None,
-                      curves: Any = None, task: str | None = None) -> str | None:
+def experiment_report(cfg: Config, trained: Trained, seed: int, timings: dict[str, float]) -> str | None:
     """``<root>/reports/<name>-<time>.html``: profile, leaderboard, fronts, test errors, importance.
 
     The report is a by-product: one that fails is logged and the training goes on without it.
     """
     from mlauto.report import feature_importance
     from mlauto.report import write_report as write_experiment_report
+    splits, search, final, task = trained.splits, trained.search, trained.final, trained.task
     features, target, pipe = splits.features, splits.target, final.pipeline
-    task = task or resolve_task(cfg.tune.task, splits.train[target])
     path = os.path.join(Paths(cfg.root).root, "reports", f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}.html")
     try:
         with stage("report", timings):
@@ -181,12 +178,12 @@ def experiment_report(cfg: Config, splits: Splits, search: SearchResult, final: 
             importance = (feature_importance(pipe, splits.val[features], splits.val[target].to_numpy(), task,
                                              search.metric, seed) if len(splits.val) else None)
             summary = {"best_family": final.family, "best_params": final.params, "val_metrics": final.val_metrics,
-                       "test_metrics": final.test_metrics, "data_fingerprint": fingerprint, "rows": splits.counts(),
+                       "test_metrics": final.test_metrics, "data_fingerprint": trained.snapshot.fingerprint, "rows": splits.counts(),
                        "search_seconds": round(search.wall_seconds, 3),
                        "final_fit_seconds": round(final.train_seconds, 3), "stage_seconds": dict(timings)}
             return write_experiment_report(
                 path, title=f"mlauto experiment {cfg.name}", task=task, metric=search.metric,
-                leaderboard=search.leaderboard(), family_board=family_board, curves=curves,
+                leaderboard=search.leaderboard(), family_board=trained.family_board, curves=trained.curves,
                 profile=splits.quality.get("profile_path"), y_true=y_test, y_pred=y_pred, proba=proba,
                 classes=classes, importance=importance, summary=summary)
     except Exception:  # noqa: BLE001 - see the docstring

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
+from mlauto.config.schema import SampleSizeConf
 from mlauto.errors import ConfigError
 from mlauto.models.ensemble import SoftVoteEnsemble, build_ensemble
 from mlauto.tune.curves import CURVE_COLUMNS, Curves, fastest_within, pareto_front, sample_size_runs, subsample
@@ -172,7 +173,7 @@ def test_soft_vote_regression_is_mean_of_predictions():
 def test_sample_size_runs_one_row_per_config_and_fraction(ray_session, blobs):
     trials = [_trial("lr", "logreg", 0.9, {"C": 1.0, "max_iter": 500}),
               _trial("hgb", "hist_gb", 0.8, {"max_iter": 20})]
-    curves = sample_size_runs(trials, blobs, fractions=[1.0, 0.2, 0.5], metric="roc_auc", mode="max", seed=1)
+    curves = sample_size_runs(trials, blobs, SampleSizeConf(fractions=[1.0, 0.2, 0.5]), "roc_auc", "max", "binary", 1)
     frame = curves.frame
     assert list(frame.columns)[:len(CURVE_COLUMNS)] == CURVE_COLUMNS
     assert len(frame) == 6
