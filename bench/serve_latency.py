@@ -147,7 +147,8 @@ def main() -> None:
             url = deploy(loader, ServeConf(app_name="bench", host="127.0.0.1", port=8912), version)
             results[f"{label}, @serve.batch 32, no monitor"] = measure(url, records, args.requests, args.batch)
             start_monitor(loader, MonitorConf(actor_name="bench-monitor", window=50), "bench", target=cfg.data.target)
-            url = deploy(loader, ServeConf(app_name="bench", host="127.0.0.1", port=8912), version, {"name": "bench-monitor", "namespace": "bench"})
+            url = deploy(loader, ServeConf(app_name="bench", host="127.0.0.1", port=8912), version,
+                         {"name": "bench-monitor", "namespace": "bench"})
             results[f"{label}, @serve.batch 32, + monitor"] = measure(url, records, args.requests, args.batch)
             stop_monitor("bench-monitor", "bench")
     finally:

@@ -370,4 +370,5 @@ def submit_job(address: str, argv: list[str]) -> int:
 
 
 __all__ = ["RetrainOnNewSnapshot", "manage", "monitor_events", "predict", "promote_version", "rollback", "run",
-           "monitor_link", "serve_config", "serve_version", "snapshots", "start_ingest_schedule", "submit_job", "tracked_runs"]
+           "monitor_link", "serve_config", "serve_version", "snapshots", "start_ingest_schedule", "submit_job",
+           "tracked_runs"]

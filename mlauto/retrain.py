@@ -141,7 +141,8 @@ def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> d
         trained.splits.features, trained.splits.target, trained.search.metric, trained.task)
     mode = metric_mode(metric)
     margin = cfg.monitor.promote_margin
-    better = challenger_score >= champion_score + margin if mode == "max" else challenger_score <= champion_score - margin
+    better = (challenger_score >= champion_score + margin if mode == "max"
+              else challenger_score <= champion_score - margin)
     version = trained.tracked.version
     evidence = {"mlauto.decision": "promoted" if better else "rejected", "mlauto.trigger": reason,
                 "mlauto.champion_version": champion.version, "mlauto.judged_on": judged_on,

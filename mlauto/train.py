@@ -178,7 +178,8 @@ def experiment_report(cfg: Config, trained: Trained, seed: int, timings: dict[st
             importance = (feature_importance(pipe, splits.val[features], splits.val[target].to_numpy(), task,
                                              search.metric, seed) if len(splits.val) else None)
             summary = {"best_family": final.family, "best_params": final.params, "val_metrics": final.val_metrics,
-                       "test_metrics": final.test_metrics, "data_fingerprint": trained.snapshot.fingerprint, "rows": splits.counts(),
+                       "test_metrics": final.test_metrics, "data_fingerprint": trained.snapshot.fingerprint,
+                       "rows": splits.counts(),
                        "search_seconds": round(search.wall_seconds, 3),
                        "final_fit_seconds": round(final.train_seconds, 3), "stage_seconds": dict(timings)}
             return write_experiment_report(

@@ -334,7 +334,9 @@ def test_new_snapshot_asks_the_real_monitor_to_retrain(trained, tmp_path):
     _frame().to_csv(csv, index=False)
     with pytest.raises(RuntimeError, match=f"no monitor actor '{monitor_name}'"):
         callback(ingest(FileSource(str(csv)), str(tmp_path / "s0")))
-    monitor = start_monitor(context.loader_for(cfg), MonitorConf(actor_name=monitor_name, window=50, cooldown_s=3600.0), NS, quick_retrain, target=cfg.data.target)
+    monitor = start_monitor(context.loader_for(cfg),
+                            MonitorConf(actor_name=monitor_name, window=50, cooldown_s=3600.0), NS, quick_retrain,
+                            target=cfg.data.target)
     handle = None
     try:
         handle = start_schedule(sched_name, NS, FileSource(str(csv)), str(tmp_path / "snaps"), "* * * * * *",

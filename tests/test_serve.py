@@ -16,7 +16,9 @@ from mlauto.serve import deploy
 @pytest.fixture(scope="module")
 def endpoint(trained):
     cfg, result = trained
-    url = deploy(context.loader_for(cfg), ServeConf(app_name="test-app", host="127.0.0.1", port=free_port(), route_prefix="/", poll_s=0.5), None)
+    url = deploy(context.loader_for(cfg),
+                 ServeConf(app_name="test-app", host="127.0.0.1", port=free_port(), route_prefix="/", poll_s=0.5),
+                 None)
     yield url, cfg, result
     serve.delete("test-app")  # Serve itself stays up for the next module (a shutdown costs ~30 s)
 
@@ -153,7 +155,10 @@ def test_a_killed_replica_is_replaced_and_requests_barely_fail(trained):
     import ray
 
     cfg, result = trained
-    url = deploy(context.loader_for(cfg), ServeConf(app_name="test-kill", host="127.0.0.1", port=free_port(), route_prefix="/kill", num_replicas=2), None)
+    url = deploy(context.loader_for(cfg),
+                 ServeConf(app_name="test-kill", host="127.0.0.1", port=free_port(), route_prefix="/kill",
+                           num_replicas=2),
+                 None)
     try:
         replicas = set()
         deadline = time.time() + 60
@@ -280,9 +285,13 @@ def monitored(endpoint, tmp_path_factory):
     from mlauto.monitor import start_monitor, stop_monitor
 
     url, cfg, result = endpoint
-    start_monitor(context.loader_for(cfg), MonitorConf(actor_name="serve-test-monitor", window=10), "mlauto-tests", target=cfg.data.target, state_dir=str(tmp_path_factory.mktemp("monitor")))
+    start_monitor(context.loader_for(cfg), MonitorConf(actor_name="serve-test-monitor", window=10), "mlauto-tests",
+                  target=cfg.data.target, state_dir=str(tmp_path_factory.mktemp("monitor")))
     port = int(url.rsplit(":", 1)[1])
-    mon_url = deploy(context.loader_for(cfg), ServeConf(app_name="test-app-mon", host="127.0.0.1", port=port, route_prefix="/mon", max_body_bytes=20_000, monitor_flush_s=0.2), result.tracked.version, {"name": "serve-test-monitor", "namespace": "mlauto-tests"})
+    mon_url = deploy(context.loader_for(cfg),
+                     ServeConf(app_name="test-app-mon", host="127.0.0.1", port=port, route_prefix="/mon",
+                               max_body_bytes=20_000, monitor_flush_s=0.2),
+                     result.tracked.version, {"name": "serve-test-monitor", "namespace": "mlauto-tests"})
     yield mon_url, result
     serve.delete("test-app-mon")
     stop_monitor("serve-test-monitor", "mlauto-tests")
@@ -330,7 +339,10 @@ def test_autoscaling_config_deploys(trained):
     cfg, result = trained
     conf = make_config(["serve=autoscale"])
     assert conf.serve.autoscaling["max_replicas"] == 2
-    url = deploy(context.loader_for(cfg), ServeConf(app_name="test-autoscale", host="127.0.0.1", port=free_port(), route_prefix="/auto", replica_cpus=conf.serve.replica_cpus, autoscaling=conf.serve.autoscaling), None)
+    url = deploy(context.loader_for(cfg),
+                 ServeConf(app_name="test-autoscale", host="127.0.0.1", port=free_port(), route_prefix="/auto",
+                           replica_cpus=conf.serve.replica_cpus, autoscaling=conf.serve.autoscaling),
+                 None)
     try:
         status = serve.status().applications["test-autoscale"].deployments["ModelServer"]
         assert status.status == "HEALTHY"

@@ -196,9 +196,13 @@ def test_regression_predict_feedback_and_monitor_over_http(regression, tmp_path)
 
     cfg, trained = regression
     s = trained.splits
-    start_monitor(context.loader_for(cfg), MonitorConf(actor_name="tasks-monitor", window=10), "mlauto-tests", target=cfg.data.target, version=trained.tracked.version, state_dir=str(tmp_path))
+    start_monitor(context.loader_for(cfg), MonitorConf(actor_name="tasks-monitor", window=10), "mlauto-tests",
+                  target=cfg.data.target, version=trained.tracked.version, state_dir=str(tmp_path))
     try:
-        url = deploy(context.loader_for(cfg), ServeConf(app_name="tasks-reg", host="127.0.0.1", port=free_port(), route_prefix="/reg", monitor_flush_s=0.2), trained.tracked.version, {"name": "tasks-monitor", "namespace": "mlauto-tests"})
+        url = deploy(context.loader_for(cfg),
+                     ServeConf(app_name="tasks-reg", host="127.0.0.1", port=free_port(), route_prefix="/reg",
+                               monitor_flush_s=0.2),
+                     trained.tracked.version, {"name": "tasks-monitor", "namespace": "mlauto-tests"})
         rows = s.test[s.features].head(12)
         resp = requests.post(f"{url}/predict", json=rows.to_dict(orient="records"), timeout=30)
         assert resp.status_code == 200, resp.text

@@ -364,7 +364,8 @@ def start_monitor(loader: Any, conf: MonitorConf, namespace: str, retrain_fn: Re
     except ValueError:
         pass
     actor_cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(Monitor)
-    handle = actor_cls.options(name=name, namespace=namespace, lifetime="detached").remote(loader, conf, retrain_fn, **kwargs)
+    handle = actor_cls.options(name=name, namespace=namespace, lifetime="detached").remote(
+        loader, conf, retrain_fn, **kwargs)
     ray.get(handle.status.remote())  # fail here, not on the first request, if the detector cannot be built
     return handle
 

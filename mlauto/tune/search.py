@@ -333,7 +333,8 @@ def run_search(
             ),
         )
     logger.info("tuning %d trial(s) over %s, %d at a time (%s, scheduler %s%s)", total, sorted(families),
-                concurrency, search_conf.algorithm, scheduler_conf.name, f", {gpus:g} GPU per MLP trial" if gpus else "")
+                concurrency, search_conf.algorithm, scheduler_conf.name,
+                f", {gpus:g} GPU per MLP trial" if gpus else "")
     start = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - start
