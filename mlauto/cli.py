@@ -16,8 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from mlauto.config import Config, validate
-from mlauto.config.store import CONF_DIR, register_configs
+from mlauto.config.store import CONF_PATH, register_configs
 from mlauto.errors import ConfigError, MlautoError
+from mlauto.registry import import_plugins
 
 logger = logging.getLogger("mlauto")
 
@@ -27,12 +28,13 @@ def to_config(cfg: DictConfig) -> Config:
 
     Trials and retrain tasks run in other working directories, so relative paths would break there.
     """
-    from mlauto.data import SOURCES
+    from mlauto.data import SOURCES, resolve_data
     from mlauto.features import selector_options, transform_options
     from mlauto.models import FAMILIES
     from mlauto.monitor import DETECTORS
 
     conf: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    import_plugins(conf.plugins)  # a user's families, sources, detectors: registered before validation
     validate(conf, families=FAMILIES.names(), sources=SOURCES.names(), detectors=DETECTORS.names(),
              transforms=transform_options(), selectors=selector_options())
     accepted = DETECTORS.get(conf.monitor.detector).OPTIONS
@@ -41,12 +43,7 @@ def to_config(cfg: DictConfig) -> Config:
         raise ConfigError("monitor.options", unknown, sorted(accepted) or "no options",
                           f"options of detector {conf.monitor.detector!r}")
     conf.root = os.path.abspath(conf.root)
-    if conf.data.path and "://" not in conf.data.path:
-        conf.data.path = os.path.abspath(conf.data.path)
-    if conf.data.url:
-        from mlauto.data import absolute_url
-
-        conf.data.url = absolute_url(conf.data.url)  # a relative SQLite file, as seen from here
+    conf.data = resolve_data(conf.data)  # the selected source's own path fixing (data.path, data.url)
     for key in ("input", "output"):
         value = getattr(conf.predict, key)
         if value and "://" not in value:
@@ -110,7 +107,7 @@ DISPATCH: dict[str, Callable[[Config, str], None]] = {
 }
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
         conf = to_config(cfg)
@@ -130,7 +127,10 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    register_configs()
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args()  # models=all takes in the model files of the user's folders
+    register_configs(args.overrides, args.config_dir)
     _hydra_main()
 
 

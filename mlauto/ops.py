@@ -347,14 +347,14 @@ def submit_job(address: str, argv: list[str]) -> int:
     """Send the same command to a cluster as a Ray job (``cluster.address=http://head:8265``)."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    from mlauto.config.store import REPO_ROOT
+    from mlauto.config.store import PACKAGE_DIR
 
     args = [a for a in argv if not a.startswith("cluster.address=")] + ["cluster.address=auto"]
     entrypoint = "python -m mlauto " + " ".join(shlex.quote(a) for a in args)
     client = JobSubmissionClient(address)
     job_id = client.submit_job(
         entrypoint=entrypoint,
-        runtime_env={"working_dir": str(REPO_ROOT), "excludes": [".venv", "runs", ".git", "outputs"]},
+        runtime_env={"working_dir": str(PACKAGE_DIR.parent), "excludes": [".venv", "runs", ".git", "outputs"]},
     )
     logger.info("submitted job %s to %s: %s", job_id, address, entrypoint)
 

@@ -20,7 +20,7 @@ import numpy as np
 import ray
 
 from mlauto.config.schema import MonitorConf
-from mlauto.monitor.detectors import make_detector, prediction_drift
+from mlauto.monitor.detectors import DETECTORS, make_detector, prediction_drift
 from mlauto.monitor.label_drift import ErrorRateDetector
 from mlauto.monitor.performance import PerformanceTracker
 from mlauto.monitor.state import StateStore
@@ -69,8 +69,9 @@ class Monitor:
         self.retrain_schedule = conf.retrain_schedule
         self.correction = conf.correction
         self.detector_options = dict(conf.options)
-        if state_dir and self.detector_name == "cvm_online":  # simulated thresholds: build once, keep
-            self.detector_options.setdefault("cache_dir", os.path.join(state_dir, "cache"))
+        cache_option = DETECTORS.get(conf.detector).CACHE_OPTION  # what the detector builds once and keeps
+        if state_dir and cache_option:
+            self.detector_options.setdefault(cache_option, os.path.join(state_dir, "cache"))
         self.label_drift, self.label_shift, self.label_ert = conf.label_drift, conf.label_shift, conf.label_ert
         self.label_detector: ErrorRateDetector | None = None
         self.concept_drift_count = 0
