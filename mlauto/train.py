@@ -21,6 +21,7 @@ from mlauto.context import Paths, data_source, model_name, stage, tracking_uri
 from mlauto.data import CleanRules, Snapshot, Splits, ingest, prepare_snapshot
 from mlauto.features import Preprocessor, write_report
 from mlauto.models import plan_families
+from mlauto.registry import import_plugins
 from mlauto.track import TrackedModel, TrackTarget, TrainingRecord, track_experiment
 from mlauto.tune import FinalModel, SearchResult, SearchRun, detect_task, fit_final, run_search, warm_start_point
 from mlauto.tune.search import search_run_name
@@ -106,6 +107,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
     ``warm_start`` (family, params) is evaluated first, so a challenger starts from the champion's config.
     ``add_rows`` adds rows (a retrain's labelled production rows) to the snapshot before the split.
     """
+    import_plugins(cfg.plugins)  # a retrain runs in a Ray task, where the launcher's imports are not
     seed = cfg.seed if search_seed is None else search_seed
     paths = Paths(cfg.root)
     snapshot = ingest_stage(cfg, timings)
