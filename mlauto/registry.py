@@ -42,6 +42,21 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
+def import_members(package: str, path: Iterable[str]) -> list[str]:
+    """Import every public module of an extension package (``mlauto.models.families`` and the like),
+    so a new member registers itself by being a file there: no import line to add anywhere.
+
+    ``base`` and modules whose name starts with ``_`` are the package's own machinery, not members."""
+    import importlib
+    import pkgutil
+
+    names = sorted(m.name for m in pkgutil.iter_modules(list(path))
+                   if not m.name.startswith("_") and m.name != "base")
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names
+
+
 def import_plugins(modules: Iterable[str]) -> list[ModuleType]:
     """Import a user's extension modules (``plugins`` config key) so their families, sources or
     detectors register themselves; each is pickled by value, so Ray workers that cannot import it

@@ -1,13 +1,13 @@
 """Drift detectors: Alibi Detect (and scipy-only) tests behind one small face, one module each,
 registered by name in ``DETECTORS`` when this package is imported.
 
-A new detector is one module here defining a registered :class:`Detector` subclass (imported below)
+A new detector is one module here defining a registered :class:`Detector` subclass (every module here is imported)
 plus one ``mlauto/conf/monitor/<name>.yaml``; a user's detector is a module listed in ``plugins``.
 """
 
 from typing import Any
 
-from mlauto.monitor.detectors import cvm, cvm_online, ks, mmd, scipy_ks, tabular  # noqa: F401
+from mlauto.registry import import_members
 from mlauto.monitor.detectors.base import DETECTORS, Detector, corrected_drift, make_detector
 from mlauto.monitor.detectors.cvm import CVMDetector
 from mlauto.monitor.detectors.cvm_online import CVMOnlineDetector, default_cache_dir
@@ -16,6 +16,8 @@ from mlauto.monitor.detectors.mmd import MMDDetector, Standardize, permutation_m
 from mlauto.monitor.detectors.prediction import prediction_drift
 from mlauto.monitor.detectors.scipy_ks import ScipyKSDetector
 from mlauto.monitor.detectors.tabular import TabularDetector
+
+import_members(__name__, __path__)  # every module here is a member: adding one is adding a file
 
 __all__ = ["DETECTORS", "CVMDetector", "CVMOnlineDetector", "Detector", "KSDetector", "MMDDetector",
            "ScipyKSDetector", "Standardize", "TabularDetector", "corrected_drift", "default_cache_dir",
