@@ -345,7 +345,8 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
                               state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None,
                               target=cfg.data.target, retrain_schedule=m.retrain_schedule,
                               correction=m.correction, detector_options=dict(m.options), label_drift=m.label_drift,
-                              label_shift=m.label_shift, label_ert=m.label_ert)
+                              label_shift=m.label_shift, label_ert=m.label_ert, label_warmup=m.label_warmup,
+                              label_reference_rows=m.label_reference_rows)
                 monitored = True
                 summary["monitor"] = {"actor": m.actor_name, "namespace": cfg.cluster.namespace,
                                       "detector": m.detector, "window": m.window}

@@ -358,6 +358,11 @@ def validate(
         raise ConfigError("monitor.label_shift", cfg.monitor.label_shift, "a rise in error rate in (0, 1)")
     if cfg.monitor.label_ert <= 1:
         raise ConfigError("monitor.label_ert", cfg.monitor.label_ert, "a number of labelled rows > 1")
+    if cfg.monitor.label_warmup < 0:
+        raise ConfigError("monitor.label_warmup", cfg.monitor.label_warmup, "a number of labelled rows >= 0")
+    if cfg.monitor.label_reference_rows is not None and cfg.monitor.label_reference_rows < 1:
+        raise ConfigError("monitor.label_reference_rows", cfg.monitor.label_reference_rows,
+                          "a number of labelled rows >= 1, or null (the bundle's validation rows)")
     if cfg.monitor.correction not in MONITOR_CORRECTIONS:
         raise ConfigError("monitor.correction", cfg.monitor.correction, MONITOR_CORRECTIONS)
     if not 0.0 < cfg.monitor.p_val < 1.0:
