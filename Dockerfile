@@ -11,8 +11,6 @@ COPY pyproject.toml README.md ./
 RUN mkdir -p mlauto && touch mlauto/__init__.py && pip install -e . && rm -rf mlauto
 
 COPY mlauto ./mlauto
-COPY conf ./conf
-COPY experiments ./experiments
 RUN pip install --no-deps -e .
 
 # Serve endpoint, Ray dashboard, MLflow UI (mlflow ui --host 0.0.0.0 --backend-store-uri sqlite:////app/runs/mlflow.db).

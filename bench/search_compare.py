@@ -6,8 +6,8 @@ binary, accuracy multiclass, rmse regression), picks its best config on the vali
 that config (trained on the training split only) is scored once on test:
 
 - ``mlauto <algorithm>``: :func:`mlauto.tune.run_search` (Ray Tune, 1 CPU per trial, as many trials
-  at a time as there are CPUs) over the families of ``conf/models/<--models>.yaml`` with their
-  spaces from ``conf/model/``;
+  at a time as there are CPUs) over the families of ``models=<--models>`` (``all``: every
+  ``mlauto/conf/model/`` file) with their spaces from there;
 - ``optuna (no Ray)``: a plain Optuna study (TPE, same seed) over the same conditional space and the
   same estimators (:func:`mlauto.models.build_estimator`: StandardScaler where the family needs it),
   ``n_jobs`` threads, no Ray;
@@ -84,14 +84,11 @@ def load_split(name: str, seed: int) -> tuple[tuple, str, str]:
 
 def families_for(models: str) -> dict[str, dict[str, Any]]:
     """The families and spaces of ``models=<models>`` as the pipeline hands them to run_search."""
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from mlauto.config.store import CONF_DIR, register_configs
+    from mlauto.config.store import compose
 
-    register_configs()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose("config", [f"models={models}"])
+    cfg = compose([f"models={models}"])
     fams = OmegaConf.to_container(cfg.families, resolve=True)
     return {name: {"space": dict(f.get("space") or {}), "fixed": dict(f.get("fixed") or {})}
             for name, f in fams.items()}
@@ -282,7 +279,8 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", type=float, default=[30.0])
     parser.add_argument("--algorithms", nargs="+", default=["random", "optuna", "bayesopt"],
                         help="mlauto search algorithms; ones run_search does not know are skipped with a note")
-    parser.add_argument("--models", default="all", help="conf/models/<name>.yaml: the families mlauto searches")
+    parser.add_argument("--models", default="all",
+                        help="models=<name>: the families mlauto searches (all: every mlauto/conf/model/ file)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-jobs", type=int, default=0, help="threads for plain Optuna and FLAML (0: all CPUs)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["optuna", "flaml"],

@@ -98,20 +98,17 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     import ray
     import uvicorn
-    from hydra import compose, initialize_config_dir
     from ray import serve
 
     from mlauto import pipeline
     from mlauto.cli import to_config
-    from mlauto.config.store import CONF_DIR, register_configs
+    from mlauto.config.store import compose
     from mlauto.monitor import start_monitor, stop_monitor
     from mlauto.serve import deploy
     from mlauto.track import CHAMPION, set_alias
 
-    register_configs()
     root = tempfile.mkdtemp(prefix="mlauto-bench-")
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = to_config(compose("config", [f"root={root}", "models=fast", "tune.num_samples=2", "name=bench"]))
+    cfg = to_config(compose([f"root={root}", "models=fast", "tune.num_samples=2", "name=bench"]))
     from mlauto.runtime import serve_ingress_env
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="bench")

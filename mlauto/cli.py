@@ -18,8 +18,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from mlauto.config import Config, validate
-from mlauto.config.store import CONF_DIR, register_configs
+from mlauto.config.store import CONF_PATH, register_configs
 from mlauto.errors import ConfigError, MlautoError
+from mlauto.registry import import_plugins
 
 logger = logging.getLogger("mlauto")
 
@@ -29,12 +30,13 @@ def to_config(cfg: DictConfig) -> Config:
 
     Trials and retrain tasks run in other working directories, so relative paths would break there.
     """
-    from mlauto.data import SOURCES
+    from mlauto.data import SOURCES, resolve_data
     from mlauto.features import selector_options, transform_options
     from mlauto.models import FAMILIES
     from mlauto.monitor import DETECTORS
 
     conf: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    import_plugins(conf.plugins)  # a user's families, sources, detectors: registered before validation
     validate(conf, families=FAMILIES.names(), sources=SOURCES.names(), detectors=DETECTORS.names(),
              transforms=transform_options(), selectors=selector_options())
     accepted = DETECTORS.get(conf.monitor.detector).OPTIONS
@@ -43,12 +45,7 @@ def to_config(cfg: DictConfig) -> Config:
         raise ConfigError("monitor.options", unknown, sorted(accepted) or "no options",
                           f"options of detector {conf.monitor.detector!r}")
     conf.root = os.path.abspath(conf.root)
-    if conf.data.path and "://" not in conf.data.path:
-        conf.data.path = os.path.abspath(conf.data.path)
-    if conf.data.url:
-        from mlauto.data import absolute_url
-
-        conf.data.url = absolute_url(conf.data.url)  # a relative SQLite file, as seen from here
+    conf.data = resolve_data(conf.data)  # the selected source's own path fixing (data.path, data.url)
     for key in ("input", "output"):
         value = getattr(conf.predict, key)
         if value and "://" not in value:
@@ -60,14 +57,14 @@ def submit_job(address: str, argv: list[str]) -> int:
     """Send the same command to a cluster as a Ray job (``cluster.address=http://head:8265``)."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    from mlauto.config.store import REPO_ROOT
+    from mlauto.config.store import PACKAGE_DIR
 
     args = [a for a in argv if not a.startswith("cluster.address=")] + ["cluster.address=auto"]
     entrypoint = "python -m mlauto " + " ".join(shlex.quote(a) for a in args)
     client = JobSubmissionClient(address)
     job_id = client.submit_job(
         entrypoint=entrypoint,
-        runtime_env={"working_dir": str(REPO_ROOT), "excludes": [".venv", "runs", ".git", "outputs"]},
+        runtime_env={"working_dir": str(PACKAGE_DIR.parent), "excludes": [".venv", "runs", ".git", "outputs"]},
     )
     logger.info("submitted job %s to %s: %s", job_id, address, entrypoint)
 
@@ -82,7 +79,7 @@ def submit_job(address: str, argv: list[str]) -> int:
     return 0 if status == JobStatus.SUCCEEDED else 1
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
         conf = to_config(cfg)
@@ -198,7 +195,10 @@ def predict(conf: Config) -> dict[str, Any]:
 
 
 def main() -> None:
-    register_configs()
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args()  # models=all takes in the model files of the user's folders
+    register_configs(args.overrides, args.config_dir)
     _hydra_main()
 
 

@@ -27,13 +27,6 @@ from mlauto.track.runs import PARENT_TAG, find_run
 
 logger = logging.getLogger(__name__)
 
-# Absolute tolerance on the validation metric. scikit-learn families with a fixed seed and the same
-# thread count are deterministic: only float rounding is allowed. The MLP is seeded too, and torch on
-# CPU with the same thread count usually repeats bit for bit, but its kernels may sum in another order
-# on another CPU or torch build, and early stopping can then pick another epoch: 1e-3 leaves room for that.
-EXACT_TOLERANCE = 1e-9
-TOLERANCES = {"mlp": 1e-3}
-
 
 @dataclass
 class RunRecord:
@@ -149,7 +142,7 @@ def reproduce(uri: str, run_id: str, root: str, experiment: str | None = None,
     from threadpoolctl import threadpool_limits
 
     from mlauto.data import Snapshot
-    from mlauto.models import build_estimator
+    from mlauto.models import FAMILIES, build_estimator
     from mlauto.pipeline import prepare_stage
     from mlauto.tune import detect_task, evaluate
 
@@ -179,7 +172,7 @@ def reproduce(uri: str, run_id: str, root: str, experiment: str | None = None,
     finally:
         torch.set_num_threads(torch_threads)
     new = float(scores[record.metric])
-    tolerance = TOLERANCES.get(record.family, EXACT_TOLERANCE)
+    tolerance = FAMILIES.get(record.family).reproduce_tolerance  # absolute, on the validation metric
     difference = abs(new - record.score) if not (math.isnan(new) and math.isnan(record.score)) else 0.0
     status = "exact" if new == record.score else "within tolerance" if difference <= tolerance else "differs"
     result = {

@@ -10,19 +10,15 @@ from typing import Iterator
 
 import pytest
 import ray
-from hydra import compose, initialize_config_dir
 
 from mlauto.cli import to_config
 from mlauto.config import Config
-from mlauto.config.store import CONF_DIR, register_configs
-
-register_configs()
+from mlauto.config.store import compose
 
 
 def make_config(overrides: list[str] | None = None) -> Config:
     """Compose and validate a config exactly as the launcher does."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return to_config(compose(config_name="config", overrides=overrides or []))
+    return to_config(compose(overrides or []))
 
 
 def free_port() -> int:

@@ -4,14 +4,16 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from conftest import make_config
-from mlauto.config.store import GLOBAL_HEADER, experiment_files
+from mlauto.config.store import CONF_DIR, GLOBAL_HEADER, experiment_files
 from mlauto.errors import ConfigError, DataError
+from mlauto.models import FAMILIES
 
 
 def test_default_config_composes_and_validates():
     cfg = make_config()
     assert cfg.stages == ["ingest", "prepare", "tune", "serve", "monitor"]
-    assert sorted(cfg.families) == ["extra_trees", "hist_gb", "knn", "logreg", "mlp", "random_forest", "svm"]
+    # models=all (the default): every model file, and each is a registered family
+    assert sorted(cfg.families) == sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")) == FAMILIES.names()
     assert cfg.root.startswith("/")
 
 

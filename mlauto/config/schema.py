@@ -232,6 +232,9 @@ class Config:
     run_id: Optional[str] = None  # action=reproduce: a trial's or a training run's MLflow run id
     runs: List[str] = field(default_factory=list)  # action=compare: two or more run ids
     name: str = "default"
+    # modules to import before validation: a user's own model families, sources or detectors
+    # (each registers itself; its YAML goes in a config folder on hydra.searchpath)
+    plugins: List[str] = field(default_factory=list)
     stages: List[str] = field(default_factory=lambda: list(STAGES))
     seed: int = 42
     root: str = "runs"

@@ -13,13 +13,22 @@ from mlauto.data.snapshot import (
     list_snapshots,
     prune_snapshots,
 )
-from mlauto.data.sources import SOURCES, FileSource, SampleSource, Source, SQLSource, absolute_url, make_source
+from mlauto.data.sources import (
+    SOURCES,
+    FileSource,
+    SampleSource,
+    Source,
+    SQLSource,
+    absolute_url,
+    make_source,
+    resolve_data,
+)
 from mlauto.data.split import Splits, make_splits, prepare_snapshot, split
 
 __all__ = [
     "SOURCES", "CleanResult", "CleanRules", "ColumnRule", "FileSource", "IngestScheduler", "ProfileAccumulator",
     "SQLSource", "SampleSource", "Snapshot", "Source", "Splits", "absolute_url", "check_schema", "clean_dataset",
     "clean_frame", "current_fingerprint", "fingerprint", "format_snapshots", "ingest", "list_snapshots",
-    "make_source", "make_splits", "prepare_snapshot", "prune_snapshots", "schedule_status", "schema_from_profile",
-    "split", "start_schedule", "stop_schedule",
+    "make_source", "make_splits", "prepare_snapshot", "prune_snapshots", "resolve_data", "schedule_status",
+    "schema_from_profile", "split", "start_schedule", "stop_schedule",
 ]

@@ -13,6 +13,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from torch import nn
 
+from mlauto.models.history import epoch_history  # noqa: F401  (its old home)
+
 logger = logging.getLogger(__name__)
 
 
@@ -157,11 +159,3 @@ class TorchMLPRegressor(RegressorMixin, _TorchMLP):
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self._forward(X)[:, 0].astype(np.float64) * self.y_scale_ + self.y_mean_
 
-
-def epoch_history(estimator: Any) -> list[dict[str, float]] | None:
-    """The per-epoch records (``history_``) of an estimator that keeps them, looking inside pipelines."""
-    est = estimator
-    while hasattr(est, "steps"):  # a Pipeline: the estimator is its last step
-        est = est.steps[-1][1]
-    history = getattr(est, "history_", None)
-    return [dict(h) for h in history] if history else None

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import ray
 
-from mlauto.monitor.detectors import make_detector, prediction_drift
+from mlauto.monitor.detectors import DETECTORS, make_detector, prediction_drift
 from mlauto.monitor.label_drift import ErrorRateDetector
 from mlauto.monitor.performance import PerformanceTracker
 from mlauto.monitor.state import StateStore
@@ -88,8 +88,9 @@ class Monitor:
         self.retrain_schedule = retrain_schedule
         self.correction = correction
         self.detector_options = dict(detector_options or {})
-        if state_dir and self.detector_name == "cvm_online":  # simulated thresholds: build once, keep
-            self.detector_options.setdefault("cache_dir", os.path.join(state_dir, "cache"))
+        cache_option = DETECTORS.get(detector).CACHE_OPTION  # what the detector builds once and keeps
+        if state_dir and cache_option:
+            self.detector_options.setdefault(cache_option, os.path.join(state_dir, "cache"))
         self.label_drift, self.label_shift, self.label_ert = label_drift, label_shift, label_ert
         self.label_warmup, self.label_reference_rows = label_warmup, label_reference_rows
         self.label_detector: ErrorRateDetector | None = None

@@ -20,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
 from mlauto.errors import MlautoError
+from mlauto.models import FAMILIES
 from mlauto.tune.search import TrialResult
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def subsample(y: np.ndarray, fraction: float, task: str, seed: int) -> np.ndarra
     return np.sort(picked)
 
 
-def _fit_on_fraction(data: tuple, rows: np.ndarray, family: str, params: dict[str, Any], seed: int,
+def _fit_on_fraction(data: tuple, rows: np.ndarray, family: Any, params: dict[str, Any], seed: int,
                      metric: str, task: str, threads: int) -> dict[str, Any]:
     import torch
 
@@ -159,7 +160,8 @@ def sample_size_runs(
             picked = subsample(data[1], fraction, task, seed)
             rows.append({"config_id": trial.trial_id, "family": trial.family, "params": dict(trial.params),
                          "fraction": fraction, "n_train": len(picked)})
-            jobs.append(fit.remote(data_ref, picked, trial.family, trial.params, seed, metric, task, threads))
+            jobs.append(fit.remote(data_ref, picked, FAMILIES.get(trial.family), trial.params, seed, metric, task,
+                                   threads))  # the class, so a plugin family registered only here travels by value
     logger.info("sample-size runs: %d config(s) x fractions %s = %d fits", len(trials), fractions, len(jobs))
     for row, job in tqdm(list(zip(rows, jobs)), desc="sample-size runs", disable=len(jobs) < 8):
         try:

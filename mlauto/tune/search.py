@@ -148,7 +148,7 @@ def _trainable(config: dict[str, Any], data: tuple, families: dict, seed: int, m
     torch.set_num_threads(threads)
     X_tr, y_tr, X_va, y_va = data
     family, params = trial_params(_flat(config), families)
-    est = build_estimator(family, params, seed, task)
+    est = build_estimator(families[family].get("family", family), params, seed, task)  # the class: see plan_families
     start = time.perf_counter()
     iterative = is_iterative(est)
     fit_kwargs = _epoch_reporter(est, X_va, y_va, task, metric, start, len(y_tr)) if report_epochs and iterative else {}

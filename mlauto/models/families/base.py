@@ -1,0 +1,153 @@
+"""The model family base class and its registry; one module per family sits beside this one.
+
+A family knows which estimator to build for each task (binary, multiclass, regression), may refuse
+data it is not suited to (``skip_reason``), and may narrow its search space to the data's size
+(``space_for``) before the search starts. What is specific to a family is declared on its class:
+``reproduce_tolerance``, ``accelerated``, ``max_rows``, ``needs_scaling``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any, Callable, Union
+
+from sklearn.base import BaseEstimator
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from mlauto.errors import ConfigError, MlautoError
+from mlauto.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+FAMILIES: Registry["Family"] = Registry("model family", "families")
+TASKS = ("binary", "multiclass", "regression")  # as mlauto.tune.metrics.TASKS
+
+# An estimator class or factory, or "module:attribute" naming one: imported only when a model is
+# built, so a family with a heavy dependency (torch) costs nothing until it is used.
+EstimatorRef = Union[type, Callable[..., BaseEstimator], str, None]
+
+
+def _resolve(ref: EstimatorRef) -> Callable[..., BaseEstimator]:
+    if isinstance(ref, str):
+        module, _, attr = ref.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    assert ref is not None
+    return ref
+
+
+class Family:
+    """Builds an estimator from sampled params; ``needs_scaling`` adds a StandardScaler in front.
+
+    ``classifier``/``regressor`` is None where the family cannot do that kind of task.
+    A new family is one module defining a registered subclass plus one ``conf/model/<name>.yaml``
+    (its search ``space`` and ``fixed`` arguments), in mlauto or in a user's own package and folder.
+    """
+
+    name: str = ""
+    needs_scaling: bool = False
+    accelerated: bool = False  # trains on a GPU when given one (tune.gpus_per_trial)
+    classifier: EstimatorRef = None
+    regressor: EstimatorRef = None
+    seed_param: str | None = "random_state"
+    max_rows: int | None = None  # above this many training rows the family is skipped (too slow)
+    # Absolute tolerance on the validation metric when a trial is reproduced (action=reproduce).
+    # A family with a fixed seed and the same thread count is deterministic: only float rounding.
+    reproduce_tolerance: float = 1e-9
+
+    @classmethod
+    def supports(cls, task: str) -> bool:
+        return (cls.regressor if task == "regression" else cls.classifier) is not None
+
+    @classmethod
+    def tasks(cls) -> list[str]:
+        return [t for t in TASKS if cls.supports(t)]
+
+    def estimator_for(self, task: str) -> Callable[..., BaseEstimator]:
+        est = self.regressor if task == "regression" else self.classifier
+        if est is None:
+            raise MlautoError(f"model family {self.name!r} cannot do {task}; it does {', '.join(self.tasks())}")
+        return _resolve(est)
+
+    def params_for(self, params: dict[str, Any], seed: int, task: str) -> dict[str, Any]:
+        """Constructor arguments for ``task``: the sampled/fixed params plus the seed."""
+        kwargs = dict(params)
+        if self.seed_param:
+            kwargs[self.seed_param] = seed
+        return kwargs
+
+    def build(self, params: dict[str, Any], seed: int, task: str = "binary") -> BaseEstimator:
+        est = self.estimator_for(task)(**self.params_for(params, seed, task))
+        if self.needs_scaling:
+            return Pipeline([("scale", StandardScaler()), ("est", est)])
+        return est
+
+    def skip_reason(self, n_rows: int) -> str | None:
+        """Why this family sits out a search on ``n_rows`` training rows, or None."""
+        if self.max_rows is not None and n_rows > self.max_rows:
+            return f"{n_rows} training rows > its limit of {self.max_rows}"
+        return None
+
+    def space_for(self, space: dict[str, Any], n_rows: int, n_features: int) -> dict[str, Any]:
+        """The search space narrowed to the data's size; by default the configured one."""
+        return space
+
+
+def cap_int(space: dict[str, Any], param: str, high: int) -> dict[str, Any]:
+    """An int range (or choice) of ``param`` capped at ``high``, keeping at least its lowest value."""
+    spec = space.get(param)
+    if not isinstance(spec, dict):
+        return space
+    spec = dict(spec)
+    if spec.get("type") == "choice":
+        values = [v for v in spec["values"] if v <= high] or [min(spec["values"])]
+        spec["values"] = values
+    elif spec.get("high") is not None:
+        spec["high"] = max(int(spec["low"]) + 1, min(int(spec["high"]), high))
+        if spec["high"] > high:  # too few rows even for the lowest value + 1: a fixed choice
+            spec = {"type": "choice", "values": [max(1, min(int(spec["low"]), high))]}
+    return {**space, param: spec}
+
+
+def build_estimator(family: str | type[Family], params: dict[str, Any], seed: int,
+                    task: str = "binary") -> BaseEstimator:
+    """An unfitted estimator of ``family`` (a registered name, or the class itself) for ``task``
+    (binary, multiclass or regression)."""
+    cls = FAMILIES.get(family) if isinstance(family, str) else family
+    return cls().build(params, seed, task)
+
+
+def families_for_task(task: str) -> list[str]:
+    """The registered families that can do ``task``."""
+    if task not in TASKS:
+        raise ConfigError("tune.task", task, TASKS)
+    return [name for name in FAMILIES.names() if FAMILIES.get(name).supports(task)]
+
+
+def plan_families(families: dict[str, dict[str, Any]], task: str, n_rows: int, n_features: int
+                  ) -> dict[str, dict[str, Any]]:
+    """The configured families that take part in a search on this data, each with its space fitted to it.
+
+    A family that cannot do ``task`` or refuses the data size is left out with a logged reason; none
+    left is an error naming why each went. Each planned entry carries its class as ``family``, so a
+    trial on a Ray worker builds it without looking the name up (a plugin family registered only in
+    the driver travels by value).
+    """
+    able = set(families_for_task(task))
+    planned, dropped = {}, {}
+    for name, conf in families.items():
+        cls = FAMILIES.get(name)
+        family = cls()
+        reason = None if name in able else f"it cannot do {task}"
+        reason = reason or family.skip_reason(n_rows)
+        if reason:
+            dropped[name] = reason
+            logger.info("model family %s left out: %s", name, reason)
+            continue
+        planned[name] = {**conf, "space": family.space_for(dict(conf.get("space", {})), n_rows, n_features),
+                         "family": cls}
+    if not planned:
+        raise MlautoError(f"no configured model family can be searched for {task} on {n_rows} rows: "
+                          + "; ".join(f"{k}: {v}" for k, v in dropped.items()))
+    return planned

@@ -1,0 +1,23 @@
+"""k nearest neighbours."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+
+from mlauto.models.families.base import FAMILIES, Family, cap_int
+
+
+@FAMILIES.register("knn")
+class KNeighborsFamily(Family):
+    """k nearest neighbours on standardized features; ``n_neighbors`` at most half the training rows."""
+
+    name = "knn"
+    needs_scaling = True
+    classifier = KNeighborsClassifier
+    regressor = KNeighborsRegressor
+    seed_param = None
+
+    def space_for(self, space: dict[str, Any], n_rows: int, n_features: int) -> dict[str, Any]:
+        return cap_int(space, "n_neighbors", max(1, n_rows // 2))

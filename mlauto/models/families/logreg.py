@@ -1,0 +1,28 @@
+"""Logistic regression, or ridge regression for a numeric target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from mlauto.models.families.base import FAMILIES, Family
+
+
+@FAMILIES.register("logreg")
+class LinearFamily(Family):
+    """Logistic regression, or ridge regression for a numeric target (``C`` becomes ``alpha = 1/C``)."""
+
+    name = "logreg"
+    needs_scaling = True
+    classifier = LogisticRegression
+    regressor = Ridge
+
+    def params_for(self, params: dict[str, Any], seed: int, task: str) -> dict[str, Any]:
+        kwargs = super().params_for(params, seed, task)
+        if task == "regression" and "C" in kwargs:
+            kwargs["alpha"] = 1.0 / kwargs.pop("C")
+        return kwargs
+
+
+LogisticRegressionFamily = LinearFamily  # the old name

@@ -1,0 +1,20 @@
+"""Random forests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+from mlauto.models.families.base import FAMILIES, Family
+
+
+@FAMILIES.register("random_forest")
+class RandomForestFamily(Family):
+    name = "random_forest"
+    classifier = RandomForestClassifier
+    regressor = RandomForestRegressor
+
+    def params_for(self, params: dict[str, Any], seed: int, task: str) -> dict[str, Any]:
+        # One core per trial: Tune runs trials side by side.
+        return super().params_for({"n_jobs": 1, **params}, seed, task)
