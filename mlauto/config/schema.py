@@ -163,8 +163,8 @@ class MonitorConf:
     detector: str = "ks"
     # Per-window level, corrected across features (Bonferroni: each feature at p_val / features). A
     # window of 50 rows is tested every 50 rows, so the nominal bound is p_val * 10,000 / window false
-    # alarms per 10k rows: 0.0025 -> 0.5 (realized 0.0-0.4 on held-out rows of 7 datasets with KS;
-    # the old 0.05 realized 2.3-8.5, i.e. up to 17x the 0.5 budget). bench/feature_false_alarms.py
+    # alarms per 10k rows: 0.0025 -> 0.5 (realized 0-1.0, at most 2 windows in ~200, on held-out rows of 7 datasets with KS;
+    # the old 0.05 realized 1-10, up to 20x the 0.5 budget). bench/feature_false_alarms.py
     p_val: float = 0.0025
     window: int = 50  # rows per test; keep p_val * 10,000 / window <= 0.5 when changing it
     retrain: bool = True
