@@ -143,7 +143,7 @@ def reproduce(uri: str, run_id: str, root: str, experiment: str | None = None,
 
     from mlauto.data import Snapshot
     from mlauto.models import FAMILIES, build_estimator
-    from mlauto.pipeline import prepare_stage
+    from mlauto.train import prepare_stage
     from mlauto.tune import detect_task, evaluate
 
     record = record or load_record(uri, run_id, experiment)

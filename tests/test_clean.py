@@ -116,7 +116,7 @@ def test_bad_prepare_config_names_key_and_allowed_values(override, key, allowed)
 @pytest.mark.slow
 def test_dirty_csv_trains_end_to_end_and_quarantine_accounts_for_every_row(ray_session, tmp_path):
     """Through the real pipeline with no manual step: summary and quarantine file add up to the input."""
-    from mlauto import pipeline
+    from mlauto import ops
 
     frame = dirty_frame(400, seed=7)
     frame["y"] = np.where(pd.to_numeric(frame["income"], errors="coerce").fillna(50) > 50, "yes", "no")
@@ -126,7 +126,7 @@ def test_dirty_csv_trains_end_to_end_and_quarantine_accounts_for_every_row(ray_s
     frame.to_csv(path, index=False)
     cfg = make_config([f"root={tmp_path / 'runs'}", f"data.path={path}", "data.target=y", "models=fast",
                        "tune.num_samples=2", "stages=[ingest,prepare,tune]", "name=dirty"])
-    summary = pipeline.run(cfg, str(tmp_path / "out"))
+    summary = ops.run(cfg, str(tmp_path / "out"))
     assert summary["status"] == "ok"
     rows, q = summary["rows"], summary["quarantine"]
     assert q["rows_in"] == len(frame) == rows["train"] + rows["val"] + rows["test"] + rows["quarantined"]

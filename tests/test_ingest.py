@@ -17,8 +17,9 @@ import pytest
 import ray
 
 from conftest import free_port, make_config, wait_for_actor
-from mlauto import ops, pipeline
-from mlauto.cli import manage
+from mlauto.config.schema import MonitorConf
+from mlauto import context, ops, train
+from mlauto.ops import manage
 from mlauto.data import (
     FileSource,
     SQLSource,
@@ -122,12 +123,12 @@ def test_sql_config_group_validates_and_builds_the_source(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     cfg = make_config(["data=sql", "data.url=sqlite:///shop.db", "data.table=rows", "data.target=y"])
     assert cfg.data.url == f"sqlite:///{tmp_path}/shop.db"  # relative file made absolute on the way in
-    source = pipeline.data_source(cfg)
+    source = context.data_source(cfg)
     assert isinstance(source, SQLSource) and source.table == "rows" and source.query is None
     pg = make_config(["data=sql", "data.url=postgresql://u:pw@db.example.com:5432/shop", "data.query=SELECT 1",
                       "data.target=y"])
     assert pg.data.url == "postgresql://u:pw@db.example.com:5432/shop"
-    assert isinstance(pipeline.data_source(pg), SQLSource)
+    assert isinstance(context.data_source(pg), SQLSource)
 
 
 @pytest.mark.parametrize(
@@ -203,7 +204,7 @@ def test_snapshot_listing_from_the_cli(ray_session, tmp_path, caplog):
     _frame().to_csv(csv, index=False)
     root = tmp_path / "runs"
     cfg = make_config([f"root={root}", f"data.path={csv}", "data.target=y", "ingest.keep_snapshots=3"])
-    snap = pipeline.ingest_stage(cfg, {})
+    snap = train.ingest_stage(cfg, {})
     with caplog.at_level(logging.INFO, logger="mlauto"):
         listing = manage(make_config([f"root={root}", "action=snapshots"]))
     assert listing["current"] == snap.fingerprint
@@ -308,7 +309,7 @@ def test_run_with_a_schedule_keeps_ingesting_after_the_stages(ray_session, tmp_p
     _frame().to_csv(csv, index=False)
     cfg = make_config([f"root={tmp_path / 'runs'}", f"data.path={csv}", "data.target=y", "stages=[ingest]",
                        "ingest.schedule='* * * * * */2'", "ingest.actor_name=test-run-ingest", f"cluster.namespace={NS}"])
-    summary = pipeline.run(cfg, str(tmp_path / "out"))
+    summary = ops.run(cfg, str(tmp_path / "out"))
     try:
         assert summary["status"] == "ok" and summary["schedule"]["actor"] == "test-run-ingest"
         status = wait_for_actor(ray.get_actor("test-run-ingest", namespace=NS), lambda s: s["ok"] >= 1)
@@ -333,8 +334,9 @@ def test_new_snapshot_asks_the_real_monitor_to_retrain(trained, tmp_path):
     _frame().to_csv(csv, index=False)
     with pytest.raises(RuntimeError, match=f"no monitor actor '{monitor_name}'"):
         callback(ingest(FileSource(str(csv)), str(tmp_path / "s0")))
-    monitor = start_monitor(monitor_name, NS, pipeline.loader_for(cfg), window=50, retrain_fn=quick_retrain,
-                            cooldown_s=3600.0)
+    monitor = start_monitor(context.loader_for(cfg),
+                            MonitorConf(actor_name=monitor_name, window=50, cooldown_s=3600.0), NS, quick_retrain,
+                            target=cfg.data.target)
     handle = None
     try:
         handle = start_schedule(sched_name, NS, FileSource(str(csv)), str(tmp_path / "snaps"), "* * * * * *",

@@ -9,7 +9,8 @@ import pytest
 import ray
 
 from conftest import wait_for_actor
-from mlauto import pipeline
+from mlauto.config.schema import MonitorConf
+from mlauto import context
 from mlauto.errors import ConfigError, DuplicateFeedback
 from mlauto.monitor import DETECTORS, make_detector, start_monitor, stop_monitor
 from mlauto.monitor.replay import shift_numeric
@@ -69,8 +70,8 @@ def test_monitor_actor_counts_tests_and_schedules_one_retrain(trained, retrain_f
     cfg, result = trained
     prep, rows, std = _held_out(result)
     name = f"test-monitor-{outcome}"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=retrain_fn,
-                           cooldown_s=0.0)
+    handle = start_monitor(context.loader_for(cfg), MonitorConf(actor_name=name, window=WINDOW, cooldown_s=0.0),
+                           "mlauto-tests", retrain_fn, target=cfg.data.target)
     try:
         clean = prep.transform(rows)
         ray.get(handle.ingest.remote(clean[:130], np.zeros(130), [str(i) for i in range(130)]))
@@ -129,7 +130,7 @@ def test_traffic_log_joins_labels_once_and_keeps_labelled_rows(tmp_path):
 
 
 def test_labelled_rows_split_into_training_rows_and_the_judging_window():
-    from mlauto.ops import split_labelled
+    from mlauto.retrain import split_labelled
 
     frame = pd.DataFrame({"x": range(120), "target": [0, 1] * 60})
     train, judge = split_labelled(frame, 50)
@@ -146,8 +147,10 @@ def test_concept_drift_with_unchanged_features_is_caught_by_accuracy(trained):
     X = prep.transform(rows)
     preds = result.final.pipeline.named_steps["model"].predict(X)
     name = "test-monitor-concept"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
-                           cooldown_s=0.0, perf_window=100, min_accuracy=0.8, label_drift=False)
+    handle = start_monitor(context.loader_for(cfg),
+                           MonitorConf(actor_name=name, window=WINDOW, cooldown_s=0.0, perf_window=100,
+                                       min_accuracy=0.8, label_drift=False),
+                           "mlauto-tests", slow_retrain, target=cfg.data.target)
     try:
         ids = [f"r:{i}" for i in range(len(X))]
         ray.get(handle.ingest.remote(X, preds, ids, np.full(len(X), 0.9)))
@@ -177,8 +180,8 @@ def test_concept_drift_is_caught_by_the_error_rate_cusum_within_a_few_labels(tra
     X = prep.transform(rows)
     preds = result.final.pipeline.named_steps["model"].predict(X)
     name = "test-monitor-cusum"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
-                           cooldown_s=0.0)
+    handle = start_monitor(context.loader_for(cfg), MonitorConf(actor_name=name, window=WINDOW, cooldown_s=0.0),
+                           "mlauto-tests", slow_retrain, target=cfg.data.target)
     try:
         ids = [f"r:{i}" for i in range(len(X))]
         ray.get(handle.ingest.remote(X, preds, ids, np.full(len(X), 0.9)))
@@ -205,8 +208,8 @@ def test_killed_monitor_resumes_its_state(trained, tmp_path):
     prep, rows, _ = _held_out(result)
     X = prep.transform(rows)
     name = "test-monitor-restart"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW,
-                           state_dir=str(tmp_path / "state"))
+    handle = start_monitor(context.loader_for(cfg), MonitorConf(actor_name=name, window=WINDOW), "mlauto-tests",
+                           target=cfg.data.target, state_dir=str(tmp_path / "state"))
     try:
         records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
         ray.get(handle.ingest.remote(X[:130], np.zeros(130), [f"r:{i}" for i in range(130)], None, records[:130]))
@@ -236,8 +239,10 @@ def test_retrain_runs_on_its_cron_schedule_with_the_labelled_rows(trained):
     X = prep.transform(rows[:20])
     records = rows[:20].astype(object).where(rows[:20].notna(), None).to_dict(orient="records")
     name = "test-monitor-schedule"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
-                           cooldown_s=0.0, retrain_schedule="* * * * * */2")  # every 2 seconds
+    handle = start_monitor(context.loader_for(cfg),
+                           MonitorConf(actor_name=name, window=WINDOW, cooldown_s=0.0,
+                                       retrain_schedule="* * * * * */2"),
+                           "mlauto-tests", slow_retrain, target=cfg.data.target)  # every 2 seconds
     try:
         ids = [f"r:{i}" for i in range(20)]
         ray.get(handle.ingest.remote(X, np.zeros(20), ids, None, records))

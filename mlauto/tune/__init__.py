@@ -5,6 +5,7 @@ from mlauto.tune.metrics import TASKS, classification_metrics, detect_task, eval
 from mlauto.tune.search import (
     ConditionalSpace,
     SearchResult,
+    SearchRun,
     TrialResult,
     run_search,
     trial_params,
@@ -12,6 +13,6 @@ from mlauto.tune.search import (
 )
 
 __all__ = [
-    "ConditionalSpace", "FinalModel", "SearchResult", "TrialResult", "classification_metrics", "fit_final",
+    "ConditionalSpace", "FinalModel", "SearchResult", "SearchRun", "TrialResult", "classification_metrics", "fit_final",
     "run_search", "trial_params", "warm_start_point", "TASKS", "detect_task", "evaluate", "regression_metrics",
 ]
