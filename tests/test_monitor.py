@@ -172,7 +172,9 @@ def test_concept_drift_with_unchanged_features_is_caught_by_accuracy(trained):
 
 def test_concept_drift_is_caught_by_the_error_rate_cusum_within_a_few_labels(trained):
     """No accuracy threshold set: the CUSUM on labelled errors (against the validation error rate)
-    stays quiet while labels agree, and alarms within 20 flipped labels."""
+    stays quiet while labels agree, and alarms within 60 flipped labels. (The validation split here
+    is ~110 rows with ~3 errors: the threshold allows for that uncertainty (issue 15), so it needs
+    ~40 straight errors; with the plug-in threshold it took under 20.)"""
     cfg, result = trained
     prep, rows, _ = _held_out(result)
     X = prep.transform(rows)
@@ -189,11 +191,11 @@ def test_concept_drift_is_caught_by_the_error_rate_cusum_within_a_few_labels(tra
         assert status["performance"]["concept_drift_count"] == 0 and not status["retrains"]
         cusum = status["performance"]["error_rate_cusum"]
         assert cusum["reference_error"] == pytest.approx(max(0.01, 1 - result.final.val_metrics["accuracy"]))
-        for start in range(150, 170):  # then the concept flips, one label at a time
+        for start in range(150, 210):  # then the concept flips, one label at a time
             ray.get(handle.feedback.remote([ids[start]], [1 - preds[start]]))
             if ray.get(handle.status.remote())["performance"]["concept_drift_count"]:
                 break
-        assert start - 150 < 20, "no concept drift alarm within 20 flipped labels"
+        assert start - 150 < 60, "no concept drift alarm within 60 flipped labels"
         status = wait_for_actor(handle, lambda s: s["retrains"] and not s["retrain_running"])
         assert status["drift_count"] == 0 and "CUSUM" in status["retrains"][0]["reason"]
         assert "concept_drift" in [e["event"] for e in status["events"]]

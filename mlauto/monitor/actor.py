@@ -73,6 +73,7 @@ class Monitor:
         if state_dir and cache_option:
             self.detector_options.setdefault(cache_option, os.path.join(state_dir, "cache"))
         self.label_drift, self.label_shift, self.label_ert = conf.label_drift, conf.label_shift, conf.label_ert
+        self.label_warmup, self.label_reference_rows = conf.label_warmup, conf.label_reference_rows
         self.label_detector: ErrorRateDetector | None = None
         self.concept_drift_count = 0
         self.rows_seen = 0
@@ -137,7 +138,8 @@ class Monitor:
                                       self.correction, **self.detector_options)
         self.task = bundle.task
         # Concept drift from labels is a CUSUM on the classification error rate: classifiers only.
-        self.label_detector = (self._label_detector(bundle.meta.get("val_metrics", {}).get("accuracy"))
+        self.label_detector = (self._label_detector(bundle.meta.get("val_metrics", {}).get("accuracy"),
+                                                    bundle.meta.get("val_rows"))
                                if self.task != "regression" else None)
         self.feature_names = bundle.meta.get("feature_names", [])
         model = bundle.pipeline.named_steps["model"]
@@ -149,14 +151,18 @@ class Monitor:
             proba = model.predict_proba(bundle.reference)
             self.reference_predictions = np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]
 
-    def _label_detector(self, val_accuracy: float | None) -> ErrorRateDetector | None:
+    def _label_detector(self, val_accuracy: float | None, val_rows: int | None = None) -> ErrorRateDetector | None:
         """A CUSUM on the errors of labelled rows against the validation error rate: concept drift
-        (labels change, features do not), which feature-drift tests cannot see."""
+        (labels change, features do not), which feature-drift tests cannot see. Its threshold allows
+        for the validation rate being an estimate from ``val_rows`` rows (the bundle's, else
+        ``label_reference_rows``, else 1,000), and the first ``label_warmup`` labels (ones that
+        joined served rows) are pooled into that estimate."""
         if not self.label_drift or val_accuracy is None:
             return None
         reference_error = min(max(1.0 - float(val_accuracy), 0.01), 0.5)  # a perfect validation still alarms
+        rows = int(self.label_reference_rows or val_rows or 1000)
         return ErrorRateDetector(reference_error, shift=min(self.label_shift, 0.99 - reference_error),
-                                 ert=self.label_ert)
+                                 ert=self.label_ert, reference_rows=rows, warmup=int(self.label_warmup))
 
     # -- traffic -----------------------------------------------------------------------------
     def ingest(self, features: np.ndarray, predictions: np.ndarray, row_ids: list[str],

@@ -195,6 +195,7 @@ def track_experiment(target: TrackTarget, search: SearchResult, final: FinalMode
             meta = {
                 "family": final.family, "params": final.params, "fingerprint": fingerprint,
                 "val_metrics": final.val_metrics, "test_metrics": final.test_metrics,
+                "val_rows": getattr(final, "val_rows", 0) or None,
                 "schema": prep.schema_, "feature_names": prep.feature_names_out_,
                 "categorical_features": prep.categorical_features_,
                 "feature_selection": prep.selection_,
