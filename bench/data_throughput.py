@@ -84,7 +84,7 @@ def run_ray(files: list[str]) -> dict:
     import ray
     import ray.data
 
-    from mlauto.data import CleanRules, ProfileAccumulator, clean_dataset
+    from mlauto.data import ProfileAccumulator, clean_dataset, clean_rules
 
     ray.init(num_cpus=2, object_store_memory=1 << 30, include_dashboard=False, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
@@ -96,7 +96,7 @@ def run_ray(files: list[str]) -> dict:
     start = time.perf_counter()
     ds = ray.data.read_csv(files, convert_options=pcsv.ConvertOptions(
         column_types={c.strip('"'): pa.string() for c in header}))
-    result = clean_dataset(ds, TARGET, CleanRules.from_dict(RULES), fingerprint="bench", quarantine_dir=out,
+    result = clean_dataset(ds, TARGET, clean_rules(RULES), fingerprint="bench", quarantine_dir=out,
                            kept_path=os.path.join(out, "kept-ray.parquet"), progress=False,
                            profiler=lambda plan: ProfileAccumulator(plan.kinds, TARGET))
     seconds = time.perf_counter() - start
@@ -108,12 +108,12 @@ def run_ray(files: list[str]) -> dict:
 def run_pandas(files: list[str]) -> dict:
     import pandas as pd
 
-    from mlauto.data import CleanRules, ProfileAccumulator, clean_frame
+    from mlauto.data import ProfileAccumulator, clean_frame, clean_rules
 
     out = os.path.dirname(files[0])
     start = time.perf_counter()
     frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    result = clean_frame(frame, TARGET, CleanRules.from_dict(RULES), fingerprint="bench-pandas",
+    result = clean_frame(frame, TARGET, clean_rules(RULES), fingerprint="bench-pandas",
                          quarantine_dir=out, profiler=lambda plan: ProfileAccumulator(plan.kinds, TARGET))
     result.frame.to_parquet(os.path.join(out, "kept-pandas.parquet"), index=False)
     seconds = time.perf_counter() - start

@@ -149,7 +149,8 @@ def report_times(storage: str, name: str, t0: float) -> dict[str, float]:
 
 def run_mlauto(algorithm: str, families: dict, split: tuple, task: str, metric: str, mode: str, budget: float,
                seed: int, storage: str, tag: str) -> Outcome:
-    from mlauto.tune import run_search
+    from mlauto.config.schema import SchedulerConf, SearchConf, TuneConf
+    from mlauto.tune import SearchRun, run_search
 
     from mlauto.errors import MlautoError
 
@@ -157,9 +158,9 @@ def run_mlauto(algorithm: str, families: dict, split: tuple, task: str, metric: 
     wait_for_free_cpus()
     t0 = time.time()
     try:
-        result = run_search((X_tr, y_tr, X_va, y_va), families, metric=metric, mode=mode, num_samples=100_000,
-                            algorithm=algorithm, seed=seed, storage_path=storage, name=tag, time_budget_s=budget,
-                            task=task)
+        result = run_search((X_tr, y_tr, X_va, y_va), task, TuneConf(num_samples=100_000, time_budget_s=budget),
+                            SearchConf(algorithm=algorithm), SchedulerConf(), families,
+                            SearchRun(tag, storage, metric, mode, seed))
     except MlautoError as exc:  # e.g. no trial finished within the budget
         logger.warning("%s: %s", tag, exc)
         return Outcome(f"mlauto {algorithm}", math.nan, math.nan, math.nan, time.time() - t0, 0, f"none ({exc})")
@@ -258,10 +259,10 @@ def time_to_reach(history: list[tuple[float, float]], target: float, mode: str) 
 
 def known_algorithms() -> tuple[str, ...]:
     try:
-        from mlauto.config.validate import SEARCH_ALGORITHMS
+        from mlauto.config.schema import SearchAlgorithm
     except ImportError:
         return ("optuna", "random")
-    return tuple(SEARCH_ALGORITHMS)
+    return SearchAlgorithm.values()
 
 
 def fmt(x: float, digits: int = 4) -> str:

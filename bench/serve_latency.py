@@ -100,8 +100,9 @@ def main() -> None:
     import uvicorn
     from ray import serve
 
-    from mlauto import pipeline
+    from mlauto import context, train
     from mlauto.cli import to_config
+    from mlauto.config.schema import MonitorConf, ServeConf
     from mlauto.config.store import compose
     from mlauto.monitor import start_monitor, stop_monitor
     from mlauto.serve import deploy
@@ -115,9 +116,9 @@ def main() -> None:
     server = None
     results: dict[str, dict[str, float]] = {}
     try:
-        trained = pipeline.train(cfg, {})
-        set_alias(pipeline.tracking_uri(cfg), pipeline.model_name(cfg), trained.tracked.version, CHAMPION)
-        loader = pipeline.loader_for(cfg)
+        trained = train.train(cfg, {})
+        set_alias(context.tracking_uri(cfg), context.model_name(cfg), trained.tracked.version, CHAMPION)
+        loader = context.loader_for(cfg)
         records = trained.splits.test[trained.splits.features].to_dict(orient="records")
 
         server = uvicorn.Server(uvicorn.Config(baseline_app(loader()), host="127.0.0.1", port=8911,
@@ -138,13 +139,13 @@ def main() -> None:
                 os.environ.update(serve_ingress_env(ingress))
                 ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                          namespace="bench")
-            url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912, batch={"max_size": 1})
+            url = deploy(loader, ServeConf(app_name="bench", host="127.0.0.1", port=8912, batch_max_size=1), version)
             results[f"{label}, no batching, no monitor"] = measure(url, records, args.requests, args.batch)
-            url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912)
+            url = deploy(loader, ServeConf(app_name="bench", host="127.0.0.1", port=8912), version)
             results[f"{label}, @serve.batch 32, no monitor"] = measure(url, records, args.requests, args.batch)
-            start_monitor("bench-monitor", "bench", loader, window=50)
-            url = deploy(loader, version, app_name="bench", host="127.0.0.1", port=8912,
-                         monitor={"name": "bench-monitor", "namespace": "bench"})
+            start_monitor(loader, MonitorConf(actor_name="bench-monitor", window=50), "bench", target=cfg.data.target)
+            url = deploy(loader, ServeConf(app_name="bench", host="127.0.0.1", port=8912), version,
+                         {"name": "bench-monitor", "namespace": "bench"})
             results[f"{label}, @serve.batch 32, + monitor"] = measure(url, records, args.requests, args.batch)
             stop_monitor("bench-monitor", "bench")
     finally:
@@ -154,7 +155,7 @@ def main() -> None:
         ray.shutdown()
     base = results["bare FastAPI + uvicorn (baseline)"]
     print(f"{args.requests} sequential single-record POSTs, then batches of {args.batch} rows; "
-          f"{pipeline.model_name(cfg)} ({trained.final.family})")
+          f"{context.model_name(cfg)} ({trained.final.family})")
     print(f"{'setup':36} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'req/s':>7} {'req/s c16':>10} "
           f"{'rows/s x100':>12} {'p50/base':>9} {'c16/base':>9}")
     for name, r in results.items():

@@ -74,11 +74,12 @@ def bare_tune(data: tuple, trials: int, seed: int, storage: str, name: str, reus
 
 
 def mlauto_search(data: tuple, trials: int, seed: int, storage: str, name: str, algorithm: str) -> float:
-    from mlauto.tune import run_search
+    from mlauto.config.schema import SchedulerConf, SearchConf, TuneConf
+    from mlauto.tune import SearchRun, run_search
 
     start = time.perf_counter()
-    result = run_search(data, FAMILIES, metric="roc_auc", mode="max", num_samples=trials, algorithm=algorithm,
-                        seed=seed, storage_path=storage, name=name)
+    result = run_search(data, "binary", TuneConf(num_samples=trials), SearchConf(algorithm=algorithm),
+                        SchedulerConf(), FAMILIES, SearchRun(name, storage, "roc_auc", "max", seed))
     wall = time.perf_counter() - start
     ok = sum(1 for t in result.trials if t.status == "ok")
     if ok != trials:

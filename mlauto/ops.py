@@ -1,46 +1,132 @@
-"""Operating what the pipeline trained: serving, promotion and rollback, the monitor's retrain
-task and events, scheduled ingestion. :mod:`mlauto.pipeline` runs the stages; this module acts on
-their results, and the launcher calls both.
+"""Operating what was trained: the full run (train, serve, monitor, replay), serving and its
+``serve deploy`` file, promotion and rollback, the monitor's events, scheduled ingestion, snapshots,
+tracked runs, batch scoring and job submission. The launcher dispatches each ``action`` here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
 import secrets
+import shlex
+import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from mlauto.config import Config, metric_mode
+from mlauto import runtime
+from mlauto.config import Config
+from mlauto.context import Paths, block_until_stopped, data_source, loader_for, model_name, stage, tracking_uri, \
+    write_summary
 from mlauto.data import Snapshot
-from mlauto.pipeline import Paths, block_until_stopped, data_source, loader_for, model_name, tracking_uri, train
-from mlauto.track import BundleLoader, previous_champion, promote
-from mlauto.tune import evaluate
+from mlauto.retrain import promote_version, retrain
+from mlauto.track import previous_champion, promote
+from mlauto.train import Trained, ingest_stage, prepare_stage, quarantine_summary, train, training_summary
 
 logger = logging.getLogger(__name__)
 
 
-def serve_options(cfg: Config) -> dict[str, Any]:
-    """The serving options of ``cfg``, as plain values (:func:`mlauto.serve.app.build_app`'s keywords)."""
-    s = cfg.serve
-    monitor = ({"name": cfg.monitor.actor_name, "namespace": cfg.cluster.namespace, "flush_s": s.monitor_flush_s,
-                "max_buffer": s.monitor_buffer} if "monitor" in cfg.stages else None)
-    return {"num_replicas": s.num_replicas, "replica_cpus": s.replica_cpus, "monitor": monitor,
-            "max_body_bytes": s.max_body_bytes, "admin_token": s.admin_token, "protect_predict": s.protect_predict,
-            "batch": {"max_size": s.batch_max_size, "wait_s": s.batch_wait_s}, "poll_s": s.poll_s,
-            "autoscaling": dict(s.autoscaling) if s.autoscaling else None}
+def run(cfg: Config, output_dir: str) -> dict[str, Any]:
+    """Run the configured stages and write ``summary.json`` to ``output_dir``."""
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    summary: dict[str, Any] = {"experiment": cfg.name, "stages": list(cfg.stages), "output_dir": output_dir,
+                               "tracking_uri": tracking_uri(cfg), "model_name": model_name(cfg), "endpoint": None}
+    if "serve" in cfg.stages and not cfg.serve.admin_token:
+        # Generated once per run, so the swap after a retrain keeps it.
+        cfg = dataclasses.replace(cfg, serve=dataclasses.replace(cfg.serve, admin_token=secrets.token_urlsafe(24)))
+        logger.info("admin token for POST /admin/* (Authorization: Bearer ...): %s", cfg.serve.admin_token)
+    owns_ray = runtime.connect(cfg.cluster.address, cfg.cluster.namespace, cfg.cluster.num_cpus,
+                               env=runtime.serve_ingress_env(cfg.serve.ingress) if "serve" in cfg.stages else None)
+    served = monitored = scheduled = False
+    try:
+        version: str | None = None
+        trained = None
+        if "tune" in cfg.stages:
+            trained = train(cfg, timings)
+            version = trained.tracked.version
+            promote(tracking_uri(cfg), model_name(cfg), version)
+            summary.update(training_summary(trained, cfg))
+        else:
+            if "ingest" in cfg.stages or "prepare" in cfg.stages:
+                snapshot = ingest_stage(cfg, timings)
+                summary.update(data_fingerprint=snapshot.fingerprint, snapshot=snapshot.path)
+                if "prepare" in cfg.stages:
+                    splits, _, _ = prepare_stage(cfg, snapshot, timings)
+                    summary["rows"] = splits.counts()
+                    summary["quarantine"] = quarantine_summary(splits)
+                    summary["data_quality"] = splits.quality
+            if "serve" in cfg.stages or "monitor" in cfg.stages:
+                version = loader_for(cfg).resolve(None)
+                summary["model_version"] = version
+        if "monitor" in cfg.stages:
+            with stage("monitor", timings):
+                from functools import partial
+
+                from mlauto.monitor import start_monitor
+
+                m = cfg.monitor
+                start_monitor(loader_for(cfg), m, cfg.cluster.namespace, partial(retrain, cfg), target=cfg.data.target,
+                              state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None)
+                monitored = True
+                summary["monitor"] = {"actor": m.actor_name, "namespace": cfg.cluster.namespace,
+                                      "detector": m.detector, "window": m.window}
+        if "serve" in cfg.stages:
+            with stage("serve", timings):
+                summary["endpoint"] = serve_version(cfg, None)  # follows the champion alias
+                served = True
+        if cfg.replay.enabled and served and "monitor" in cfg.stages and trained is not None:
+            with stage("replay", timings):
+                summary["replay"] = _replay(cfg, summary["endpoint"], trained)
+        if cfg.ingest.schedule:
+            summary["schedule"] = start_ingest_schedule(cfg)
+            scheduled = True
+        summary["status"] = "ok"
+        summary["stage_seconds"] = timings
+        summary["total_seconds"] = round(time.perf_counter() - start, 3)
+        write_summary(summary, output_dir)
+        if (served or monitored) and owns_ray and cfg.serve.blocking:
+            block_until_stopped(summary["endpoint"] or f"monitor actor {cfg.monitor.actor_name}")
+        elif scheduled and owns_ray and cfg.serve.blocking:  # the scheduler lives in this Ray
+            block_until_stopped(repr(cfg.ingest.schedule), "ingesting on schedule %s")
+        return summary
+    except BaseException as exc:
+        summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", stage_seconds=timings,
+                       total_seconds=round(time.perf_counter() - start, 3))
+        write_summary(summary, output_dir)
+        raise
+    finally:
+        if owns_ray:
+            if served:
+                from ray import serve
+
+                serve.shutdown()
+            import ray
+
+            ray.shutdown()
+
+
+def _replay(cfg: Config, url: str, trained: Trained) -> dict[str, Any]:
+    from mlauto.monitor.replay import replay
+
+    splits = trained.splits
+    rows = splits.test.head(cfg.replay.rows)
+    std = splits.train[splits.features].select_dtypes("number").std()
+    return replay(url, rows[splits.features], rows[splits.target].to_numpy(), std, shift=cfg.replay.shift,
+                  batch=cfg.replay.batch, timeout_s=cfg.replay.timeout_s)
+
+
+def monitor_link(cfg: Config) -> dict[str, str] | None:
+    """The monitor actor the endpoint sends its traffic to: ``{name, namespace}``, or None without the monitor stage."""
+    return {"name": cfg.monitor.actor_name, "namespace": cfg.cluster.namespace} if "monitor" in cfg.stages else None
 
 
 def serve_version(cfg: Config, version: str | None) -> str:
     from mlauto.serve import deploy
 
-    s = cfg.serve
-    return deploy(loader_for(cfg), version, app_name=s.app_name, host=s.host, port=s.port,
-                  route_prefix=s.route_prefix, **serve_options(cfg))
+    return deploy(loader_for(cfg), cfg.serve, version, monitor_link(cfg))
 
 
 def serve_config(cfg: Config, path: str) -> dict[str, Any]:
@@ -51,18 +137,22 @@ def serve_config(cfg: Config, path: str) -> dict[str, Any]:
     """
     import yaml
 
-    options = serve_options(cfg)
+    from mlauto.serve.app import APP_KEYS
+
+    s = cfg.serve
+    options = {key: getattr(s, key) for key in APP_KEYS}
+    if options["autoscaling"]:
+        options["autoscaling"] = dict(options["autoscaling"])
     if not options["admin_token"]:
         options["admin_token"] = secrets.token_urlsafe(24)
         logger.info("admin token for POST /admin/* (Authorization: Bearer ...): %s", options["admin_token"])
-    s = cfg.serve
     content = {
         "proxy_location": "EveryNode",
         "http_options": {"host": s.host, "port": s.port},
         "applications": [{
             "name": s.app_name, "route_prefix": s.route_prefix, "import_path": "mlauto.serve.entry:build",
             "args": {"tracking_uri": tracking_uri(cfg), "model_name": model_name(cfg),
-                     "version": cfg.version, **options},
+                     "version": cfg.version, "monitor": monitor_link(cfg), **options},
         }],
     }
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -72,30 +162,6 @@ def serve_config(cfg: Config, path: str) -> dict[str, Any]:
     logger.info("wrote %s; deploy it with: RAY_AUTH_MODE=token serve deploy %s (the cluster needs mlauto "
                 "installed and access to %s)", path, path, tracking_uri(cfg))
     return content
-
-
-def promote_version(cfg: Config, version: str, *, reload_monitor: bool = True) -> dict[str, Any]:
-    """Make ``version`` the champion; the endpoint's replicas follow the alias in place (within
-    ``serve.poll_s``), and the running monitor, if any, is reloaded now."""
-    import ray
-    from ray import serve
-
-    old = promote(tracking_uri(cfg), model_name(cfg), version)
-    swapped = watched = False
-    if ray.is_initialized():
-        swapped = cfg.serve.app_name in serve.status().applications
-        if reload_monitor:
-            try:
-                actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
-            except ValueError:
-                actor = None
-            if actor is not None:
-                ray.get(actor.reload.remote(version))
-                watched = True
-    logger.info("champion of %s: version %s -> %s (endpoint follows within %ss: %s, monitor reloaded: %s)",
-                model_name(cfg), old, version, cfg.serve.poll_s, swapped, watched)
-    return {"model_name": model_name(cfg), "previous": old, "champion": str(version), "endpoint_follows": swapped,
-            "monitor_reloaded": watched}
 
 
 def monitor_events(cfg: Config, limit: int = 100) -> list[dict[str, Any]]:
@@ -123,90 +189,6 @@ def monitor_events(cfg: Config, limit: int = 100) -> list[dict[str, Any]]:
 def rollback(cfg: Config) -> dict[str, Any]:
     """Restore the champion before the last promotion."""
     return promote_version(cfg, previous_champion(tracking_uri(cfg), model_name(cfg)))
-
-
-def champion_config(cfg: Config, run_id: str) -> Config:
-    """How the champion was trained (its logged config), with this run's storage, serving and monitoring."""
-    import mlflow
-
-    from mlauto.config import config_from_dict
-
-    mlflow.set_tracking_uri(tracking_uri(cfg))
-    logged = config_from_dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json"))
-    return dataclasses.replace(logged, root=cfg.root, stages=list(cfg.stages), tracking=cfg.tracking,
-                               serve=cfg.serve, monitor=cfg.monitor, replay=cfg.replay, cluster=cfg.cluster)
-
-
-def split_labelled(labelled: pd.DataFrame | None, holdout: int) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """Labelled production rows -> (rows to train on, the newest ``holdout`` rows to judge on).
-
-    With fewer than ``holdout`` labelled rows all of them train, and the test split judges.
-    """
-    if labelled is None or not len(labelled):
-        return None, None
-    if len(labelled) < holdout:
-        return labelled, None
-    return labelled.iloc[: len(labelled) - holdout], labelled.iloc[len(labelled) - holdout :]
-
-
-def _compare(champion: Any, challenger: Any, frame: pd.DataFrame, features: list[str], target: str,
-             metric: str, task: str = "binary") -> tuple[str, float, float]:
-    """Both models scored on the same rows with ``task``'s metrics; where ``metric`` is undefined there
-    (ROC AUC on a window holding one class, R² on one row) accuracy, or for regression RMSE, stands in."""
-    X, y = frame[features], frame[target].to_numpy()
-    a, b = evaluate(champion, X, y, task), evaluate(challenger, X, y, task)
-    if np.isnan(a[metric]) or np.isnan(b[metric]):
-        metric = "rmse" if task == "regression" else "accuracy"
-    return metric, a[metric], b[metric]
-
-
-def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> dict[str, Any]:
-    """Run by the monitor as a Ray task: train a challenger on a small budget; promote it if it is better.
-
-    The challenger is trained the way the champion was (its logged data, prepare, families and
-    search settings) with a new search seed, on a fresh ingest of the source plus the labelled
-    production rows (``labelled``, from the monitor), except the newest ``monitor.holdout_labels`` of
-    them: champion and challenger are judged on those, the most recent labelled traffic, which
-    neither trained on. With fewer labels, both are judged on the same held-out test split (same
-    split seed). A failure raises, and the live model keeps serving.
-    """
-    from mlflow.tracking import MlflowClient
-
-    champion = BundleLoader(tracking_uri(cfg), model_name(cfg), with_reference=False)()
-    base = champion_config(cfg, champion.run_id)
-    small = dataclasses.replace(base, tune=dataclasses.replace(base.tune, num_samples=cfg.monitor.retrain_num_samples))
-    # Sample-size runs inform people, not the promotion: a retrain skips them.
-    small.tune.sample_sizes = dataclasses.replace(small.tune.sample_sizes, fractions=[])
-    client = MlflowClient(tracking_uri(cfg))
-    n_versions = len(client.search_model_versions(f"name = '{model_name(cfg)}'"))
-    train_rows, judge_rows = split_labelled(labelled, cfg.monitor.holdout_labels)
-    trained = train(small, {}, extra_tags={"mlauto.trigger": reason, "mlauto.champion_version": champion.version,
-                                           "mlauto.production_rows": str(0 if train_rows is None else len(train_rows))},
-                    search_seed=base.seed + n_versions,
-                    warm_start=(champion.meta["family"], champion.meta["params"]), extra_rows=train_rows)
-    judged_on = "recent labelled traffic" if judge_rows is not None else "test split"
-    # The metric the challenger's search optimized: tune.metric with "auto" resolved for the task.
-    metric, champion_score, challenger_score = _compare(
-        champion.pipeline, trained.final.pipeline, judge_rows if judge_rows is not None else trained.splits.test,
-        trained.splits.features, trained.splits.target, trained.search.metric, trained.task)
-    mode = metric_mode(metric)
-    margin = cfg.monitor.promote_margin
-    better = challenger_score >= champion_score + margin if mode == "max" else challenger_score <= champion_score - margin
-    version = trained.tracked.version
-    evidence = {"mlauto.decision": "promoted" if better else "rejected", "mlauto.trigger": reason,
-                "mlauto.champion_version": champion.version, "mlauto.judged_on": judged_on,
-                "mlauto.judged_rows": len(judge_rows) if judge_rows is not None else len(trained.splits.test),
-                f"mlauto.challenger_{metric}": challenger_score, f"mlauto.champion_{metric}": champion_score,
-                "mlauto.promote_margin": margin}
-    for key, value in evidence.items():
-        client.set_model_version_tag(model_name(cfg), version, key, str(value))
-    if better:  # the monitor reloads itself when it reads this result
-        promote_version(cfg, version, reload_monitor=False)
-    return {"model_name": model_name(cfg), "version": version, "promoted": bool(better), "metric": metric,
-            "task": trained.task,
-            "challenger_score": challenger_score, "champion_score": champion_score, "judged_on": judged_on,
-            "production_rows": 0 if train_rows is None else len(train_rows),
-            "champion_version": champion.version, "reason": reason, "run_id": trained.tracked.run_id}
 
 
 @dataclass(frozen=True)
@@ -258,7 +240,6 @@ def manage_schedule(cfg: Config) -> dict[str, Any]:
     """
     import ray
 
-    from mlauto import runtime
     from mlauto.data import schedule_status, stop_schedule
 
     i, c = cfg.ingest, cfg.cluster
@@ -294,3 +275,100 @@ def snapshots(cfg: Config) -> dict[str, Any]:
     snaps, current = list_snapshots(directory), current_fingerprint(directory)
     logger.info("%d snapshot(s) in %s (* = current):\n%s", len(snaps), directory, format_snapshots(snaps, current))
     return {"snapshot_dir": directory, "current": current, "snapshots": [s.to_dict() for s in snaps]}
+
+
+def manage(conf: Config) -> Any:
+    """``action=promote version=N`` or ``action=rollback``: move the aliases; with ``cluster.address``,
+    also swap the running endpoint and monitor in that cluster. ``action=events``: the monitor's
+    events (from the running actor with ``cluster.address``, else from its log under ``root``).
+    ``action=snapshots`` lists the stored snapshots; ``action=schedule|schedule_status|schedule_stop``
+    manage scheduled ingestion. ``action=runs`` and ``action=compare runs=[A,B]`` return a table of the
+    tracked runs; ``action=reproduce run_id=ID`` re-runs a trial from its record (old vs new score)."""
+    if conf.action == "snapshots":
+        return snapshots(conf)
+    if conf.action in ("runs", "compare", "reproduce"):
+        return tracked_runs(conf)
+    if conf.action in ("schedule", "schedule_status", "schedule_stop"):
+        return manage_schedule(conf)
+    if conf.cluster.address:
+        runtime.connect(conf.cluster.address, conf.cluster.namespace)
+    if conf.action == "events":
+        return monitor_events(conf, limit=10000)
+    if conf.action == "promote":
+        return promote_version(conf, str(conf.version))
+    return rollback(conf)
+
+
+def tracked_runs(conf: Config) -> Any:
+    """``runs`` / ``compare``: a table (text); ``reproduce``: the comparison of old and new score (dict)."""
+    from mlauto.track.runs import compare_runs, format_compare, format_runs, list_runs
+
+    uri, experiment = tracking_uri(conf), conf.tracking.experiment or conf.name
+    if conf.action == "runs":
+        return format_runs(list_runs(uri, experiment))
+    if conf.action == "compare":
+        return format_compare(compare_runs(uri, list(conf.runs), experiment))
+    import ray
+
+    from mlauto.reproduce import load_record, reproduce, resolve_data
+
+    record = load_record(uri, str(conf.run_id), experiment)  # an unknown id or lost data fail before Ray starts
+    resolve_data(record, conf.root)
+    c = conf.cluster
+    owns_ray = runtime.connect(c.address, c.namespace, c.num_cpus)  # the data is read through Ray Data
+    try:
+        return reproduce(uri, record.run_id, conf.root, experiment, record=record)
+    finally:
+        if owns_ray:
+            ray.shutdown()
+
+
+def predict(conf: Config) -> dict[str, Any]:
+    """``action=predict predict.input=PATH [version=N]``: batch scoring through Ray Data, on the local Ray
+    this command starts (and stops) or on ``cluster.address``."""
+    import ray
+
+    from mlauto.serve.batch import input_files, score_file
+    from mlauto.track import BundleLoader
+
+    p, c = conf.predict, conf.cluster
+    input_files(p.input)  # a missing path or model fails before Ray starts
+    BundleLoader(tracking_uri(conf), model_name(conf)).resolve(conf.version)
+    owns_ray = runtime.connect(c.address, c.namespace, c.num_cpus)
+    try:
+        result = score_file(p, tracking_uri(conf), model_name(conf), conf.version)
+    finally:
+        if owns_ray:
+            ray.shutdown()
+    return result.to_dict()
+
+
+def submit_job(address: str, argv: list[str]) -> int:
+    """Send the same command to a cluster as a Ray job (``cluster.address=http://head:8265``)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from mlauto.config.store import PACKAGE_DIR
+
+    args = [a for a in argv if not a.startswith("cluster.address=")] + ["cluster.address=auto"]
+    entrypoint = "python -m mlauto " + " ".join(shlex.quote(a) for a in args)
+    client = JobSubmissionClient(address)
+    job_id = client.submit_job(
+        entrypoint=entrypoint,
+        runtime_env={"working_dir": str(PACKAGE_DIR.parent), "excludes": [".venv", "runs", ".git", "outputs"]},
+    )
+    logger.info("submitted job %s to %s: %s", job_id, address, entrypoint)
+
+    async def follow() -> None:
+        async for chunk in client.tail_job_logs(job_id):
+            sys.stdout.write(chunk)  # the job's own console output, as it comes
+            sys.stdout.flush()
+
+    asyncio.run(follow())
+    status = client.get_job_status(job_id)
+    logger.info("job %s ended: %s", job_id, status)
+    return 0 if status == JobStatus.SUCCEEDED else 1
+
+
+__all__ = ["RetrainOnNewSnapshot", "manage", "monitor_events", "predict", "promote_version", "rollback", "run",
+           "monitor_link", "serve_config", "serve_version", "snapshots", "start_ingest_schedule", "submit_job",
+           "tracked_runs"]

@@ -143,8 +143,9 @@ def reproduce(uri: str, run_id: str, root: str, experiment: str | None = None,
 
     from mlauto.data import Snapshot
     from mlauto.models import FAMILIES, build_estimator
-    from mlauto.pipeline import prepare_stage
-    from mlauto.tune import detect_task, evaluate
+    from mlauto.tasks import detect_task
+    from mlauto.train import prepare_stage
+    from mlauto.tune import evaluate
 
     record = record or load_record(uri, run_id, experiment)
     if record.family not in _families():

@@ -9,6 +9,10 @@ import socket
 
 import ray
 
+from mlauto.config.checks import check
+from mlauto.config.schema import Config
+from mlauto.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -74,3 +78,14 @@ def connect(address: str | None, namespace: str, num_cpus: int | None = None,
     ray.init(address=address, namespace=namespace)
     logger.info("connected to the Ray cluster at %s (%s CPUs)", address, ray.cluster_resources().get("CPU"))
     return False
+
+
+@check
+def check_cluster(cfg: Config) -> None:
+    """``cluster.address``: null (a local Ray), ``auto``, ``host:port``, ``ray://...`` or a job server URL."""
+    address = cfg.cluster.address
+    if address is not None and not (
+        address == "auto" or address.startswith(("ray://", "http://", "https://")) or ":" in address
+    ):
+        raise ConfigError("cluster.address", address,
+                          "null (local), auto, host:port, ray://host:port, http://host:8265")

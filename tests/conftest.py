@@ -62,13 +62,13 @@ def ray_session() -> Iterator[dict]:
 @pytest.fixture(scope="session")
 def trained(ray_session: dict, tmp_path_factory: pytest.TempPathFactory):
     """A model trained by the real pipeline on a tiny budget, registered as champion."""
-    from mlauto import pipeline
+    from mlauto import context, train
     from mlauto.track import CHAMPION, set_alias
 
     root = tmp_path_factory.mktemp("trained")
     cfg = make_config([f"root={root}", "models=fast", "tune.num_samples=4", "name=unit"])
-    result = pipeline.train(cfg, {})
-    set_alias(pipeline.tracking_uri(cfg), pipeline.model_name(cfg), result.tracked.version, CHAMPION)
+    result = train.train(cfg, {})
+    set_alias(context.tracking_uri(cfg), context.model_name(cfg), result.tracked.version, CHAMPION)
     return cfg, result
 
 

@@ -1,5 +1,5 @@
-"""Helpers the test tiers share: config composition, free ports, HTTP load, Serve and actor waits, and
-the small data sets and search spaces a topic's unit and integration tests both use.
+"""Helpers the test tiers share: config composition, searches built from keywords, free ports, HTTP load,
+Serve and actor waits, and the small data sets and search spaces both tiers of a topic use.
 
 Plain functions, classes and constants, no fixtures (those live in the conftest files): a test imports
 what it needs with ``from tests.helpers import make_config``. Ray is imported only inside the helpers
@@ -18,6 +18,7 @@ import threading
 import time
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,9 @@ import pytest
 
 from mlauto.cli import to_config
 from mlauto.config import Config
+from mlauto.config.schema import SchedulerConf, SearchConf, TuneConf
 from mlauto.config.store import compose
+from mlauto.tune import SearchRun, run_search
 from mlauto.tune.search import TrialResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +38,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def make_config(overrides: list[str] | None = None) -> Config:
     """Compose and validate a config exactly as the launcher does."""
     return to_config(compose(overrides or []))
+
+
+def search(data: tuple, families: dict[str, Any], *, task: str = "binary", scheduler: str = "fifo",
+           scheduler_options: dict[str, Any] | None = None, **kw: Any) -> Any:
+    """:func:`run_search` with its config sections built from keywords (``num_samples=4, algorithm="grid"``),
+    the schema's defaults for the rest; ``name``, ``storage_path``, ``metric``, ``mode``, ``seed`` and
+    ``points_to_evaluate`` make the :class:`SearchRun`."""
+    def take(cls: type) -> Any:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: kw.pop(k) for k in list(kw) if k in names})
+
+    run = take(SearchRun)
+    tune_conf, search_conf = take(TuneConf), take(SearchConf)
+    scheduler_conf = SchedulerConf(name=scheduler, **(scheduler_options or {}))
+    assert not kw, f"not a run_search setting: {sorted(kw)}"
+    return run_search(data, task, tune_conf, search_conf, scheduler_conf, families, run)
 
 
 def free_port() -> int:

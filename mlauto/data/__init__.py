@@ -1,7 +1,7 @@
 """Ingestion (Ray Data sources, fingerprinted snapshots, schedules), cleaning with quarantine,
 profiles and schema checks, and splits."""
 
-from mlauto.data.clean import CleanResult, CleanRules, ColumnRule, clean_dataset, clean_frame
+from mlauto.data.clean import CleanResult, clean_dataset, clean_frame, clean_rules
 from mlauto.data.profile import ProfileAccumulator, check_schema, schema_from_profile
 from mlauto.data.schedule import IngestScheduler, schedule_status, start_schedule, stop_schedule
 from mlauto.data.snapshot import (
@@ -26,9 +26,9 @@ from mlauto.data.sources import (
 from mlauto.data.split import Splits, make_splits, prepare_snapshot, split
 
 __all__ = [
-    "SOURCES", "CleanResult", "CleanRules", "ColumnRule", "FileSource", "IngestScheduler", "ProfileAccumulator",
+    "SOURCES", "CleanResult", "FileSource", "IngestScheduler", "ProfileAccumulator",
     "SQLSource", "SampleSource", "Snapshot", "Source", "Splits", "absolute_url", "check_schema", "clean_dataset",
-    "clean_frame", "current_fingerprint", "fingerprint", "format_snapshots", "ingest", "list_snapshots",
-    "make_source", "make_splits", "prepare_snapshot", "prune_snapshots", "resolve_data", "schedule_status",
-    "schema_from_profile", "split", "start_schedule", "stop_schedule",
+    "clean_frame", "clean_rules", "current_fingerprint", "fingerprint", "format_snapshots", "ingest",
+    "list_snapshots", "make_source", "make_splits", "prepare_snapshot", "prune_snapshots", "resolve_data",
+    "schedule_status", "schema_from_profile", "split", "start_schedule", "stop_schedule",
 ]

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -28,11 +28,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_integer_dtype, is_numeric_dtype
 
+from mlauto.config.schema import CleanConf, ColumnRule, section_from_dict
 from mlauto.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-ON_INVALID = ("quarantine", "impute")
 KINDS = ("numeric", "categorical", "datetime", "boolean")
 REASON, RAW, HASH, REPAIRED = "__reason", "__raw", "__hash", "__repaired"
 MISSING_TARGET = "missing target"
@@ -44,37 +44,17 @@ NA_TOKENS = pa.array(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-Na
                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"], type=pa.string())
 
 
-@dataclass
-class ColumnRule:
-    """What is valid in one column and what to do with an invalid value."""
-
-    type: str | None = None  # numeric | categorical | datetime; None: inferred
-    range: tuple[float, float] | None = None  # inclusive; null ends are open
-    categories: list[Any] | None = None  # the allowed values; None: any
-    on_invalid: str | None = None  # quarantine | impute; None: the global default
-    fill: Any = None  # with impute: the value put in place of an invalid one (None: missing, imputed later)
+def column_rules(rules: CleanConf) -> dict[str, ColumnRule]:
+    """``prepare.clean.columns`` as :class:`ColumnRule` objects. The schema keeps the mapping free so that
+    ``+prepare.clean.columns.age.range=[0,120]`` works on the command line; ``mlauto.data.checks`` checks
+    each rule's keys against :class:`ColumnRule` before any work starts."""
+    return {str(name): rule if isinstance(rule, ColumnRule) else section_from_dict(ColumnRule, dict(rule or {}))
+            for name, rule in rules.columns.items()}
 
 
-@dataclass
-class CleanRules:
-    dedupe: bool = True
-    numeric_threshold: float = 0.95
-    on_invalid: str = "quarantine"
-    columns: dict[str, ColumnRule] = field(default_factory=dict)
-    required: list[str] = field(default_factory=list)  # rows missing one of these are quarantined
-
-    @classmethod
-    def from_dict(cls, conf: dict[str, Any] | None, required: Iterable[str] = ()) -> "CleanRules":
-        conf = dict(conf or {})
-        columns = {}
-        for name, rule in (conf.pop("columns", None) or {}).items():
-            rule = dict(rule or {})
-            if rule.get("range") is not None:
-                low, high = rule["range"]
-                rule["range"] = (None if low is None else float(low), None if high is None else float(high))
-            columns[str(name)] = ColumnRule(**rule)
-        required = [*(conf.pop("required", None) or []), *(r for r in required if r)]
-        return cls(columns=columns, required=list(dict.fromkeys(map(str, required))), **conf)
+def clean_rules(rules: dict[str, Any] | None = None) -> CleanConf:
+    """The rules of ``prepare.clean`` from a plain dict (a test's or a benchmark's), typed by the schema."""
+    return section_from_dict(CleanConf, rules)
 
 
 @dataclass
@@ -83,11 +63,12 @@ class CleanPlan:
 
     target: str
     kinds: dict[str, str]
-    rules: CleanRules
+    rules: CleanConf
     fingerprint: str = ""
+    columns: dict[str, ColumnRule] = field(default_factory=dict)  # rules.columns, typed
 
     def rule(self, column: str) -> ColumnRule:
-        return self.rules.columns.get(column, ColumnRule())
+        return self.columns.get(column, ColumnRule())
 
     def on_invalid(self, column: str) -> str:
         return self.rule(column).on_invalid or self.rules.on_invalid
@@ -171,7 +152,7 @@ def _missing(series: pd.Series) -> np.ndarray:
     return series.isna().to_numpy()
 
 
-def make_plan(sample: pd.DataFrame, target: str, rules: CleanRules, fingerprint: str = "") -> CleanPlan:
+def make_plan(sample: pd.DataFrame, target: str, rules: CleanConf, fingerprint: str = "") -> CleanPlan:
     """Resolve column kinds on a sample (the first rows of a streamed dataset); configured types win."""
     if target not in sample.columns:
         raise DataError(
@@ -181,11 +162,12 @@ def make_plan(sample: pd.DataFrame, target: str, rules: CleanRules, fingerprint:
         if name not in sample.columns:
             raise DataError(f"prepare.clean names column {name!r}, which is not in the data "
                             f"(columns: {', '.join(map(str, sample.columns))}); fix the name or remove the rule")
+    columns = column_rules(rules)
     kinds = {}
     for col in sample.columns:
         if col == target:
             continue
-        rule = rules.columns.get(str(col))
+        rule = columns.get(str(col))
         if rule and rule.type:
             kinds[str(col)] = rule.type
         elif rule and rule.range is not None:
@@ -194,7 +176,7 @@ def make_plan(sample: pd.DataFrame, target: str, rules: CleanRules, fingerprint:
             kinds[str(col)] = "categorical"
         else:
             kinds[str(col)] = infer_kind(sample[col], rules.numeric_threshold)
-    return CleanPlan(target, kinds, rules, fingerprint)
+    return CleanPlan(target, kinds, rules, fingerprint, columns)
 
 
 def _first_reason(reason: np.ndarray, bad: np.ndarray, label: str) -> None:
@@ -438,7 +420,7 @@ def quarantine_file(quarantine_dir: str, fingerprint: str) -> str:
     return os.path.join(os.path.abspath(quarantine_dir), f"{fingerprint}.parquet")
 
 
-def clean_frame(frame: pd.DataFrame, target: str, rules: CleanRules, *, fingerprint: str, quarantine_dir: str,
+def clean_frame(frame: pd.DataFrame, target: str, rules: CleanConf, *, fingerprint: str, quarantine_dir: str,
                 profiler: Callable[[CleanPlan], Any] | None = None) -> CleanResult:
     """Clean an in-memory frame (small data, tests); same rules and code as the streamed path."""
     plan = make_plan(frame, target, rules, fingerprint)
@@ -448,7 +430,7 @@ def clean_frame(frame: pd.DataFrame, target: str, rules: CleanRules, *, fingerpr
     return collector.finish()
 
 
-def clean_dataset(dataset: Any, target: str, rules: CleanRules, *, fingerprint: str, quarantine_dir: str,
+def clean_dataset(dataset: Any, target: str, rules: CleanConf, *, fingerprint: str, quarantine_dir: str,
                   kept_path: str, profiler: Callable[[CleanPlan], Any] | None = None, batch_size: int = 65536,
                   sample_rows: int = 20000, progress: bool = True) -> CleanResult:
     """Stream a Ray Dataset through :func:`clean_batch` (on the workers) and the :class:`Collector`.
@@ -479,5 +461,5 @@ def clean_dataset(dataset: Any, target: str, rules: CleanRules, *, fingerprint: 
     return result
 
 
-__all__ = ["CleanPlan", "CleanResult", "CleanRules", "Collector", "ColumnRule", "clean_batch", "clean_dataset",
+__all__ = ["CleanConf", "CleanPlan", "CleanResult", "Collector", "ColumnRule", "clean_batch", "clean_dataset",
            "clean_frame", "infer_kind", "make_plan", "quarantine_file"]

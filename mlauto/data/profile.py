@@ -23,7 +23,6 @@ from mlauto.errors import DataError
 logger = logging.getLogger(__name__)
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-SCHEMA_CHECK = ("warn", "fail", "off")
 _MAX64 = float(2**64)
 
 
@@ -329,5 +328,5 @@ def load_json(path: str) -> dict[str, Any] | None:
         return json.load(fh)
 
 
-__all__ = ["ProfileAccumulator", "SCHEMA_CHECK", "check_schema", "correlation_ratio", "cramers_v",
+__all__ = ["ProfileAccumulator", "check_schema", "correlation_ratio", "cramers_v",
            "describe_report", "enforce_schema", "load_json", "profile_table", "save_json", "schema_from_profile"]

@@ -6,6 +6,7 @@ dropped silently, so rows in = train + val + test + quarantined.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -15,13 +16,13 @@ import pandas as pd
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
-from mlauto.data.clean import CleanResult, CleanRules, clean_frame
+from mlauto.config.schema import CleanConf, SplitMethod
+from mlauto.data.clean import CleanResult, clean_frame
 from mlauto.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 MIN_ROWS_PER_CLASS = 3
-SPLIT_METHODS = ("auto", "random", "stratified", "group", "time")
 
 
 @dataclass
@@ -108,12 +109,12 @@ def split(
     """Seeded train/validation/test split. ``auto``: stratified on the target unless ``stratify`` is false
     or the target is a regression target (numbers with many distinct values: no classes to stratify on)."""
     if method == "auto":
-        from mlauto.tune.metrics import detect_task  # here: mlauto.tune imports this package
+        from mlauto.tasks import detect_task
 
         regression = target in frame.columns and detect_task(frame[target]) == "regression"
         method = "stratified" if stratify and not regression else "random"
-    if method not in SPLIT_METHODS:
-        raise DataError(f"unknown split method {method!r}; use one of {', '.join(SPLIT_METHODS)}")
+    if method not in SplitMethod.values():
+        raise DataError(f"unknown split method {method!r}; use one of {', '.join(SplitMethod.values())}")
     for key, col in (("group_column", group_column), ("time_column", time_column)):
         if method == key.split("_")[0] and (not col or col not in frame.columns):
             raise DataError(f"prepare.split={method} needs prepare.{key} set to a column of the data; "
@@ -126,6 +127,11 @@ def split(
         parts = _stratified(frame, target, test_size, val_size, seed, method == "stratified")
     train, val, test = (p.reset_index(drop=True) for p in parts)
     return train, val, test
+
+
+def with_required(rules: CleanConf, columns: list[str | None]) -> CleanConf:
+    """``rules`` (not changed) with ``columns`` (the split's group or time column) also required."""
+    return dataclasses.replace(rules, required=list(dict.fromkeys([*rules.required, *(c for c in columns if c)])))
 
 
 def splits_from_clean(cleaned: CleanResult, frame: pd.DataFrame, target: str, **split_args) -> Splits:
@@ -147,13 +153,12 @@ def make_splits(
     method: str = "auto",
     group_column: str | None = None,
     time_column: str | None = None,
-    rules: CleanRules | None = None,
+    rules: CleanConf | None = None,
 ) -> Splits:
     """Clean an in-memory frame (quarantining bad rows) and split what is kept."""
     required = [c for c in (group_column if method == "group" else None,
                             time_column if method == "time" else None) if c]
-    rules = rules or CleanRules()
-    rules.required = list(dict.fromkeys([*rules.required, *required]))
+    rules = with_required(rules or CleanConf(), required)
     cleaned = clean_frame(frame, target, rules, fingerprint=fingerprint, quarantine_dir=quarantine_dir)
     return splits_from_clean(cleaned, cleaned.frame, target, test_size=test_size, val_size=val_size,
                              stratify=stratify, seed=seed, method=method, group_column=group_column,
@@ -165,7 +170,7 @@ def prepare_snapshot(
     target: str,
     *,
     fingerprint: str,
-    rules: CleanRules,
+    rules: CleanConf,
     quarantine_dir: str,
     clean_dir: str,
     profile_dir: str,
@@ -192,7 +197,7 @@ def prepare_snapshot(
     method = split_args.get("method", "auto")
     required = [split_args.get("group_column") if method == "group" else None,
                 split_args.get("time_column") if method == "time" else None]
-    rules.required = list(dict.fromkeys([*rules.required, *(c for c in required if c)]))
+    rules = with_required(rules, required)
     reference = load_json(schema_path)
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # reproducible splits
     cleaned = clean_dataset(

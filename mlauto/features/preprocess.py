@@ -23,7 +23,6 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_integer_dtype, is_numeric_dtype
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from mlauto.config.validate import COLUMN_SELECTORS
 from mlauto.errors import ConfigError, DataError
 from mlauto.features.selection import SELECTORS, Selector
 from mlauto.features.transforms import (
@@ -75,6 +74,10 @@ def default_steps(numeric_impute: str = "median", max_categories: int = 50) -> l
     """Today's preprocessing as steps (``conf/features/default.yaml`` spells out the same)."""
     return [{"name": "impute", "columns": "numeric", "strategy": numeric_impute},
             {"name": "onehot", "columns": "categorical", "max_categories": max_categories}]
+
+
+# A step's ``columns`` as a word (or a list of column names).
+COLUMN_SELECTORS = ("numeric", "categorical", "datetime", "all")
 
 
 def select_columns(frame: pd.DataFrame, spec: dict[str, Any], default: str, key: str) -> list[str]:

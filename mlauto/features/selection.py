@@ -79,7 +79,7 @@ def _codes(y: np.ndarray) -> np.ndarray:
 
 def _is_regression(y: np.ndarray) -> bool:
     """A numeric target with many distinct values: score features against it as a number, not classes."""
-    from mlauto.tune.metrics import detect_task  # here: mlauto.tune imports the features package
+    from mlauto.tasks import detect_task
 
     return detect_task(y) == "regression"
 

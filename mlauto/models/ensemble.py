@@ -15,9 +15,8 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
+from mlauto.config.schema import EnsembleMethod
 from mlauto.errors import MlautoError
-
-ENSEMBLE_METHODS = ("none", "soft_vote", "stacking")
 
 
 class SoftVoteEnsemble(BaseEstimator):
@@ -82,7 +81,7 @@ def build_ensemble(method: str, members: Sequence[BaseEstimator], *, task: str =
             return StackingRegressor(named, final_estimator=RidgeCV(), cv=KFold(cv, shuffle=True, random_state=seed))
         return StackingClassifier(named, final_estimator=LogisticRegression(max_iter=1000),
                                   cv=StratifiedKFold(cv, shuffle=True, random_state=seed), stack_method="predict_proba")
-    raise MlautoError(f"unknown ensemble method {method!r}; valid: {', '.join(ENSEMBLE_METHODS[1:])}")
+    raise MlautoError(f"unknown ensemble method {method!r}; valid: {', '.join(EnsembleMethod.values()[1:])}")
 
 
-__all__ = ["ENSEMBLE_METHODS", "SoftVoteEnsemble", "build_ensemble"]
+__all__ = ["SoftVoteEnsemble", "build_ensemble"]

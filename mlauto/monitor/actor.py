@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import ray
 
+from mlauto.config.schema import MonitorConf
 from mlauto.monitor.detectors import DETECTORS, make_detector, prediction_drift
 from mlauto.monitor.label_drift import ErrorRateDetector
 from mlauto.monitor.performance import PerformanceTracker
@@ -53,43 +54,26 @@ class Monitor:
     new champion.
     """
 
-    def __init__(
-        self,
-        loader: Callable[[str | None], Any],
-        *,
-        detector: str = "ks",
-        p_val: float = 0.05,
-        window: int = 50,
-        version: str | None = None,
-        retrain_fn: RetrainFn | None = None,
-        cooldown_s: float = 60.0,
-        perf_window: int = 200,
-        min_accuracy: float | None = None,
-        max_rmse: float | None = None,
-        state_dir: str | None = None,
-        target: str = "target",
-        retrain_schedule: str | None = None,
-        max_served: int = 100_000,
-        correction: str | None = None,
-        detector_options: dict[str, Any] | None = None,
-        label_drift: bool = True,
-        label_shift: float = 0.05,
-        label_ert: float = 20_000.0,
-    ) -> None:
+    def __init__(self, loader: Callable[[str | None], Any], conf: MonitorConf, retrain_fn: RetrainFn | None = None,
+                 *, target: str, version: str | None = None, state_dir: str | None = None,
+                 max_served: int = 100_000) -> None:
+        """``conf``: the ``monitor`` section (``conf.retrain`` false ignores ``retrain_fn``); ``target``: the
+        label column; ``version`` pins a model (default: the champion); ``state_dir`` persists state."""
         self.loader = loader
-        self.detector_name = detector
-        self.p_val = p_val
-        self.window = window
-        self.retrain_fn = retrain_fn
-        self.cooldown_s = cooldown_s
+        self.detector_name = conf.detector
+        self.p_val = conf.p_val
+        self.window = conf.window
+        self.retrain_fn = retrain_fn if conf.retrain else None
+        self.cooldown_s = conf.cooldown_s
         self.target = target
-        self.retrain_schedule = retrain_schedule
-        self.correction = correction
-        self.detector_options = dict(detector_options or {})
-        cache_option = DETECTORS.get(detector).CACHE_OPTION  # what the detector builds once and keeps
+        self.retrain_schedule = conf.retrain_schedule
+        self.correction = conf.correction
+        self.detector_options = dict(conf.options)
+        cache_option = DETECTORS.get(conf.detector).CACHE_OPTION  # what the detector builds once and keeps
         if state_dir and cache_option:
             self.detector_options.setdefault(cache_option, os.path.join(state_dir, "cache"))
-        self.label_drift, self.label_shift, self.label_ert = label_drift, label_shift, label_ert
+        self.label_drift, self.label_shift, self.label_ert = conf.label_drift, conf.label_shift, conf.label_ert
+        self.label_warmup, self.label_reference_rows = conf.label_warmup, conf.label_reference_rows
         self.label_detector: ErrorRateDetector | None = None
         self.concept_drift_count = 0
         self.rows_seen = 0
@@ -98,7 +82,7 @@ class Monitor:
         self.last_test: dict[str, Any] | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self.retrains: list[dict[str, Any]] = []
-        self.performance = PerformanceTracker(perf_window, min_accuracy, max_rmse)
+        self.performance = PerformanceTracker(conf.perf_window, conf.min_accuracy, conf.max_rmse)
         self._buffer: list[tuple[np.ndarray, np.ndarray]] = []
         self._buffered = 0
         self._retrain_ref: Any = None
@@ -111,7 +95,7 @@ class Monitor:
         self._load(version)
         self._restore()
         self._stop = threading.Event()
-        if retrain_schedule:
+        if self.retrain_schedule:
             threading.Thread(target=self._schedule_loop, name="retrain-schedule", daemon=True).start()
 
     # -- state -------------------------------------------------------------------------------
@@ -154,7 +138,8 @@ class Monitor:
                                       self.correction, **self.detector_options)
         self.task = bundle.task
         # Concept drift from labels is a CUSUM on the classification error rate: classifiers only.
-        self.label_detector = (self._label_detector(bundle.meta.get("val_metrics", {}).get("accuracy"))
+        self.label_detector = (self._label_detector(bundle.meta.get("val_metrics", {}).get("accuracy"),
+                                                    bundle.meta.get("val_rows"))
                                if self.task != "regression" else None)
         self.feature_names = bundle.meta.get("feature_names", [])
         model = bundle.pipeline.named_steps["model"]
@@ -166,14 +151,18 @@ class Monitor:
             proba = model.predict_proba(bundle.reference)
             self.reference_predictions = np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]
 
-    def _label_detector(self, val_accuracy: float | None) -> ErrorRateDetector | None:
+    def _label_detector(self, val_accuracy: float | None, val_rows: int | None = None) -> ErrorRateDetector | None:
         """A CUSUM on the errors of labelled rows against the validation error rate: concept drift
-        (labels change, features do not), which feature-drift tests cannot see."""
+        (labels change, features do not), which feature-drift tests cannot see. Its threshold allows
+        for the validation rate being an estimate from ``val_rows`` rows (the bundle's, else
+        ``label_reference_rows``, else 1,000), and the first ``label_warmup`` labels (ones that
+        joined served rows) are pooled into that estimate."""
         if not self.label_drift or val_accuracy is None:
             return None
         reference_error = min(max(1.0 - float(val_accuracy), 0.01), 0.5)  # a perfect validation still alarms
+        rows = int(self.label_reference_rows or val_rows or 1000)
         return ErrorRateDetector(reference_error, shift=min(self.label_shift, 0.99 - reference_error),
-                                 ert=self.label_ert)
+                                 ert=self.label_ert, reference_rows=rows, warmup=int(self.label_warmup))
 
     # -- traffic -----------------------------------------------------------------------------
     def ingest(self, features: np.ndarray, predictions: np.ndarray, row_ids: list[str],
@@ -360,12 +349,15 @@ class Monitor:
         return self.store.events(limit) if self.store is not None else list(self.events)[-limit:]
 
 
-def start_monitor(name: str, namespace: str, loader: Any, **kwargs: Any) -> Any:
-    """Replace any monitor of that name with a new detached one; returns its handle.
+def start_monitor(loader: Any, conf: MonitorConf, namespace: str, retrain_fn: RetrainFn | None = None,
+                  **kwargs: Any) -> Any:
+    """Replace any monitor named ``conf.actor_name`` with a new detached one; returns its handle.
 
-    Restarts (``max_restarts=-1``) rerun ``__init__`` with the same arguments, which restores the
-    persisted state when ``state_dir`` is given.
+    ``kwargs`` are :class:`Monitor`'s keywords (``target``, ``version``, ``state_dir``). Restarts
+    (``max_restarts=-1``) rerun ``__init__`` with the same arguments, which restores the persisted state
+    when ``state_dir`` is given.
     """
+    name = conf.actor_name
     try:
         old = ray.get_actor(name, namespace=namespace)
         ray.kill(old, no_restart=True)
@@ -379,7 +371,8 @@ def start_monitor(name: str, namespace: str, loader: Any, **kwargs: Any) -> Any:
     except ValueError:
         pass
     actor_cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(Monitor)
-    handle = actor_cls.options(name=name, namespace=namespace, lifetime="detached").remote(loader, **kwargs)
+    handle = actor_cls.options(name=name, namespace=namespace, lifetime="detached").remote(
+        loader, conf, retrain_fn, **kwargs)
     ray.get(handle.status.remote())  # fail here, not on the first request, if the detector cannot be built
     return handle
 

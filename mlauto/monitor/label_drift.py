@@ -10,6 +10,7 @@ changed (about 20,000 rows meets a budget of 0.5 false alarms per 10k rows).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -17,30 +18,40 @@ import numpy as np
 
 from mlauto.errors import ConfigError
 
+QUADRATURE_NODES = 12
 
-def cusum_arl(p: float, up: float, down: float, h: float) -> float:
+
+def cusum_arl(p: float, up: float, down: float, h: float, resolution: int = 10) -> float:
     """Average run length of the CUSUM ``S = max(0, S + (up if error else down))`` until ``S > h``
-    when errors arrive at rate ``p``: a Markov chain on a grid over [0, h] (Brook & Evans, 1972),
-    fine enough (1/40 of the smaller increment) that rounding does not bias the drift."""
+    when errors arrive at rate ``p``: a Markov chain on a grid over [0, h] (Brook & Evans, 1972).
+    A step that lands between grid points is split between its two neighbours in proportion, so
+    the chain keeps the exact drift ``p * up + (1 - p) * down`` (rounding to the nearest point
+    biases it, and the run length is exponential in the drift); ``resolution`` grid points per
+    the smaller increment are then enough (within ~1% of a grid 4x finer)."""
     from scipy.sparse import csr_matrix, identity
     from scipy.sparse.linalg import spsolve
 
-    step = min(h / 200, abs(down) / 40, up / 40)
+    step = min(h / (5 * resolution), abs(down) / resolution, up / resolution)
     n = int(math.ceil(h / step)) + 1
     states = np.arange(n) * step
     rows, cols, vals = [], [], []
     for nxt, prob in ((states + up, p), (np.maximum(0.0, states + down), 1.0 - p)):
         inside = nxt <= h
-        rows.append(np.arange(n)[inside])
-        cols.append(np.minimum(n - 1, np.rint(nxt[inside] / step).astype(int)))
-        vals.append(np.full(inside.sum(), prob))
+        pos = nxt[inside] / step
+        low = np.floor(pos).astype(int)
+        frac = pos - low
+        for col, weight in ((np.minimum(low, n - 1), 1.0 - frac), (np.minimum(low + 1, n - 1), frac)):
+            rows.append(np.arange(n)[inside])
+            cols.append(col)
+            vals.append(prob * weight)
     q = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     arl = spsolve((identity(n, format="csr") - q).tocsc(), np.ones(n))
     return float(arl[0])
 
 
 def cusum_threshold(p0: float, p1: float, ert: float) -> float:
-    """Threshold ``h`` whose in-control average run length (rows to a false alarm) is ``ert``."""
+    """Threshold ``h`` whose in-control average run length (rows to a false alarm) is ``ert``,
+    when the error rate is known to be ``p0``."""
     up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
     lo, hi = 0.0, 1.0
     while cusum_arl(p0, up, down, hi) < ert:
@@ -51,19 +62,102 @@ def cusum_threshold(p0: float, p1: float, ert: float) -> float:
     return hi
 
 
+def _rate_nodes(p0: float, rows: int, nodes: int = QUADRATURE_NODES) -> tuple[np.ndarray, np.ndarray]:
+    """Where the true error rate may be, given ``p0`` measured on ``rows`` rows: Gauss-Hermite nodes
+    of a standard normal mapped through the Jeffreys posterior Beta(k + 1/2, n - k + 1/2), and their
+    weights (sum 1). The false-alarm rate is a steep, convex function of the true rate, so the tail
+    nodes matter: Gauss-Hermite reaches ~4 standard errors out with 12 nodes."""
+    from scipy.stats import beta, norm
+
+    z, w = np.polynomial.hermite_e.hermegauss(nodes)
+    k = p0 * rows
+    p = beta.ppf(norm.cdf(z), k + 0.5, rows - k + 0.5)
+    return np.clip(p, 1e-6, 1 - 1e-6), w / w.sum()
+
+
+GRID = 0.01  # predictive thresholds are solved on this grid of p0 and interpolated between
+
+
+def predictive_threshold(p0: float, shift: float, ert: float, rows: int) -> float:
+    """``predictive_threshold_at`` interpolated linearly between the two nearest grid values of
+    ``p0`` (``h`` moves by ~0.01 per 0.01 of ``p0``, ~1% of the false-alarm rate), so the few
+    solves are cached and reused by every detector and replicate with a nearby ``p0``."""
+    lo = math.floor(p0 / GRID) * GRID
+    hi = lo + GRID
+    if lo <= 0.0 or hi + shift >= 1.0:
+        return predictive_threshold_at(p0, shift, ert, rows)
+    t = (p0 - lo) / GRID
+    return ((1 - t) * predictive_threshold_at(round(lo, 6), shift, ert, rows)
+            + t * predictive_threshold_at(round(hi, 6), shift, ert, rows))
+
+
+@functools.lru_cache(maxsize=1024)
+def predictive_threshold_at(p0: float, shift: float, ert: float, rows: int) -> float:
+    """Threshold ``h`` of the CUSUM designed for ``p0 -> p0 + shift`` whose false-alarm rate,
+    averaged over where the true error rate may be (``p0`` was measured on ``rows`` rows), is
+    ``1 / ert``.
+
+    A plug-in threshold (``cusum_threshold``) treats ``p0`` as exact; when the estimate comes out
+    low (half the time), every later row looks like drift and false alarms run 3-4x the nominal
+    rate (issue 15). Averaging the alarm rate ``1 / ARL(p)`` over the posterior of the true rate
+    and solving for ``h`` makes ``ert`` hold on average over reference samples; as ``rows`` grows,
+    ``h`` falls back to the plug-in threshold. Cached: the same (p0, rows) comes back after a
+    restart.
+    """
+    p1 = p0 + shift
+    up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
+    ps, ws = _rate_nodes(p0, rows)
+    target = -math.log(ert)
+
+    def log_rate(h: float) -> float:
+        return math.log(sum(w / cusum_arl(float(p), up, down, h) for p, w in zip(ps, ws)))
+
+    lo, hi = 0.5 * math.log(ert), math.log(ert)  # h is near ln(ert) for the shifts worth catching
+    f_lo, f_hi = log_rate(lo), log_rate(hi)
+    while f_lo < target:
+        hi, f_hi, lo = lo, f_lo, lo / 2
+        f_lo = log_rate(lo)
+    while f_hi > target:
+        lo, f_lo, hi = hi, f_hi, hi * 1.5
+        f_hi = log_rate(hi)
+    side = 0
+    for _ in range(40):  # Illinois regula falsi on the (nearly linear) log rate
+        h = hi - (f_hi - target) * (hi - lo) / (f_hi - f_lo)
+        f = log_rate(h)
+        if abs(f - target) < 0.01:  # 1% of the rate
+            return h
+        if f > target:
+            lo, f_lo = h, f
+            if side == -1:
+                f_hi = target + (f_hi - target) / 2
+            side = -1
+        else:
+            hi, f_hi = h, f
+            if side == 1:
+                f_lo = target + (f_lo - target) / 2
+            side = 1
+    return hi
+
+
 class ErrorRateDetector:
     """One-sided Bernoulli CUSUM on 0/1 errors against the reference error rate.
 
     ``reference_error``: the model's error rate on held-out labelled rows (validation). ``shift``:
     the smallest rise in error rate worth catching fast (``p1 = p0 + shift``; larger rises are caught
     faster still). ``ert``: expected rows between false alarms with no drift, or give ``h``
-    directly. ``reference_rows`` (how many labelled rows gave ``reference_error``) and ``warmup``:
-    after the first ``warmup`` live errors, the reference rate is re-estimated from both (a
-    1,000-row reference rate has a standard error of ~0.01, comparable to the shifts worth
-    catching); it assumes the model is sound for those first rows. ``update(errors)`` takes a batch of 0/1 errors in arrival order and returns whether and
-    at which row of the batch an alarm fired; after an alarm the sum restarts from 0. Picklable:
-    its state is a few numbers.
+    directly. ``reference_rows``: how many labelled rows gave ``reference_error``; with it the
+    threshold accounts for the estimate's uncertainty (``predictive_threshold``: ``ert`` holds on
+    average over reference samples), without it ``reference_error`` is taken as exact (the plug-in
+    threshold, whose realized false alarms run 3-4x nominal when ``p0`` comes from ~1,000 rows).
+    ``warmup``: after the first ``warmup`` live errors, the reference rate is re-estimated from
+    both, and the threshold recomputed for ``reference_rows + warmup`` rows (a tighter threshold,
+    so later drifts are caught sooner); it assumes the model is sound for those first rows (the
+    CUSUM watches them against the reference meanwhile). ``update(errors)`` takes a batch of 0/1
+    errors in arrival order and returns whether and at which row of the batch an alarm fired;
+    after an alarm the sum restarts from 0. Picklable: its state is a few numbers.
     """
+
+    rows_behind: int | None = None  # detectors pickled before issue 15 took p0 as exact
 
     def __init__(self, reference_error: float, shift: float = 0.05, ert: float = 20_000.0,
                  h: float | None = None, reference_rows: int | None = None, warmup: int = 0) -> None:
@@ -83,6 +177,7 @@ class ErrorRateDetector:
         self.h_given = h
         self.reference_rows = reference_rows
         self.warmup = warmup
+        self.rows_behind = reference_rows  # labelled rows behind the current p0
         self._set_rate(reference_error)
         self.rows_total = 0
         self.errors_total = 0.0
@@ -93,7 +188,12 @@ class ErrorRateDetector:
         p0 = min(max(p0, 1e-4), 1.0 - self.shift - 1e-4)
         self.p0 = p0
         self.p1 = p0 + self.shift
-        self.h = self.h_given if self.h_given is not None else cusum_threshold(p0, self.p1, self.ert)
+        if self.h_given is not None:
+            self.h = self.h_given
+        elif self.rows_behind:
+            self.h = predictive_threshold(p0, self.shift, float(self.ert), int(self.rows_behind))
+        else:
+            self.h = cusum_threshold(p0, self.p1, self.ert)
         self.up = math.log(self.p1 / p0)
         self.down = math.log((1 - self.p1) / (1 - p0))
 
@@ -119,6 +219,7 @@ class ErrorRateDetector:
                 stat, self.rows = 0.0, 0
             if self.warmup and self.rows_total + i + 1 == self.warmup:  # pool the warm-up errors into p0
                 n_ref = float(self.reference_rows or 0)
+                self.rows_behind = int(n_ref) + self.warmup
                 self._set_rate((self.reference_error * n_ref + self.errors_total + errors[: i + 1].sum())
                                / (n_ref + self.warmup))
         self.statistic = stat
@@ -138,4 +239,4 @@ class ErrorRateDetector:
     def status(self) -> dict[str, Any]:
         return {"statistic": self.statistic, "threshold": self.h, "rows_total": self.rows_total,
                 "alarms": self.alarms, "reference_error": self.p0, "p1": self.p1, "ert": self.ert,
-                "warmup_done": self.rows_total >= self.warmup}
+                "warmup_done": self.rows_total >= self.warmup, "reference_rows": self.rows_behind}

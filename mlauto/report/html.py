@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from mlauto.config.validate import metric_mode
+from mlauto.tasks import metric_mode
 from mlauto.report import plots
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlauto.config.validate import metric_mode
+from mlauto.tasks import metric_mode
 from mlauto.tune.metrics import evaluate
 
 logger = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
+from mlauto.config.schema import ServeConf
 from mlauto.errors import DuplicateFeedback, UnknownRows
 from mlauto.serve.metrics import CONTENT_TYPE, replica_metrics
 from mlauto.serve.predict import Scored, score_many
@@ -30,7 +31,9 @@ api = FastAPI(
     description="POST /predict with one record or a list of records keyed by feature name; "
     "POST /feedback with a request id and its true label(s); GET /model for the feature schema.",
 )
-MAX_BODY_BYTES = 8 * 1024 * 1024
+# The ``serve`` keys the app itself reads (the rest say where it listens: :func:`deploy`'s business).
+APP_KEYS = ("num_replicas", "replica_cpus", "max_body_bytes", "admin_token", "protect_predict", "batch_max_size",
+            "batch_wait_s", "poll_s", "autoscaling", "monitor_flush_s", "monitor_buffer")
 
 
 @api.middleware("http")
@@ -50,28 +53,26 @@ async def measure(request: Request, call_next: Any) -> Response:
 class ModelServer:
     """Serves the champion (following its alias in place) or a pinned version (``user_config``)."""
 
-    def __init__(self, loader: Any, monitor: dict[str, Any] | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-                 admin_token: str | None = None, protect_predict: bool = False,
-                 batch: dict[str, Any] | None = None, poll_s: float = 2.0) -> None:
-        batch = batch or {}
-        self._score_batch.set_max_batch_size(int(batch.get("max_size", 32)))
-        self._score_batch.set_batch_wait_timeout_s(float(batch.get("wait_s", 0.002)))
-        self.max_body_bytes = max_body_bytes
-        self.admin_token = admin_token
-        self.protect_predict = protect_predict
+    def __init__(self, loader: Any, conf: ServeConf, monitor: dict[str, str] | None = None) -> None:
+        """``conf``: the ``serve`` section; ``monitor``: ``{"name", "namespace"}`` of the monitor actor
+        that gets the traffic, or None."""
+        self._score_batch.set_max_batch_size(int(conf.batch_max_size))
+        self._score_batch.set_batch_wait_timeout_s(float(conf.batch_wait_s))
+        self.max_body_bytes = conf.max_body_bytes
+        self.admin_token = conf.admin_token
+        self.protect_predict = conf.protect_predict
         self._loader = loader
         # (bundle, validator), replaced in one assignment so a request never mixes two models.
         self._current: tuple[Any, RequestValidator] | None = None
         self._pinned: str | None = None
         self._swap_lock = threading.Lock()
-        self.poll_s = poll_s
+        self.poll_s = conf.poll_s
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="champion-watcher", daemon=True)
         self.served = 0
         self.errors = 0
         self.sender = (
-            MonitorSender(monitor["name"], monitor["namespace"], monitor.get("flush_s", 0.5),
-                          monitor.get("max_buffer", 10000))
+            MonitorSender(monitor["name"], monitor["namespace"], conf.monitor_flush_s, conf.monitor_buffer)
             if monitor else None
         )
 
@@ -184,7 +185,8 @@ class ModelServer:
                 counter.labels(label).inc(int(count))
         return JSONResponse(scored.body(request_id, bundle.model_name, bundle.version))
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    # The schema's defaults; __init__ sets the configured ones.
+    @serve.batch(max_batch_size=ServeConf.batch_max_size, batch_wait_timeout_s=ServeConf.batch_wait_s)
     async def _score_batch(self, items: list[tuple[Any, list[str], list[dict[str, Any]]]]) -> list[Scored]:
         """Concurrent requests scored together (``serve.batch_max_size``, ``serve.batch_wait_s``).
 
@@ -330,46 +332,33 @@ def _http_address(host: str, port: int) -> tuple[str, int]:
     return config.host, config.port
 
 
-def build_app(
-    loader: Any,
-    version: str | None = None,
-    *,
-    num_replicas: int = 1,
-    replica_cpus: float = 0.0,
-    monitor: dict[str, Any] | None = None,
-    max_body_bytes: int = MAX_BODY_BYTES,
-    admin_token: str | None = None,
-    protect_predict: bool = False,
-    batch: dict[str, Any] | None = None,
-    poll_s: float = 2.0,
-    autoscaling: dict[str, Any] | None = None,
-) -> serve.Application:
+def build_app(loader: Any, conf: ServeConf, version: str | None = None,
+              monitor: dict[str, str] | None = None) -> serve.Application:
     """The bound Serve application, for ``serve.run`` here or a ``serve deploy`` config file
     (:mod:`mlauto.serve.entry`).
 
-    ``version=None`` follows the ``champion`` alias: replicas check it every ``poll_s`` and swap the
+    ``version=None`` follows the ``champion`` alias: replicas check it every ``conf.poll_s`` and swap the
     model in place, so a promotion needs no redeploy and drops no request. A version pins it.
+    ``monitor``: ``{"name", "namespace"}`` of the monitor actor that gets the traffic, or None.
     """
     scaling: dict[str, Any] = (
-        {"autoscaling_config": dict(autoscaling)} if autoscaling else {"num_replicas": num_replicas}
+        {"autoscaling_config": dict(conf.autoscaling)} if conf.autoscaling else {"num_replicas": conf.num_replicas}
     )
     return ModelServer.options(
         **scaling,
-        ray_actor_options={"num_cpus": replica_cpus},
+        ray_actor_options={"num_cpus": conf.replica_cpus},
         user_config={"version": version},
-    ).bind(loader, monitor, max_body_bytes, admin_token, protect_predict, batch, poll_s)
+    ).bind(loader, conf, monitor)
 
 
-def deploy(loader: Any, version: str | None, *, app_name: str, host: str, port: int, route_prefix: str = "/",
-           **options: Any) -> str:
-    """Start Serve if needed and (re)deploy the app serving ``version``; returns the base URL.
-
-    ``options`` are :func:`build_app`'s.
-    """
+def deploy(loader: Any, conf: ServeConf, version: str | None = None, monitor: dict[str, str] | None = None) -> str:
+    """Start Serve if needed and (re)deploy the app serving ``version`` at ``conf.host``, ``conf.port``,
+    ``conf.route_prefix`` as ``conf.app_name``; returns the base URL. The rest is :func:`build_app`'s."""
+    host, port, route_prefix, app_name = conf.host, conf.port, conf.route_prefix, conf.app_name
     serve.start(http_options={"host": host, "port": port})
     host, port = _http_address(host, port)
     start = time.perf_counter()
-    serve.run(build_app(loader, version, **options), name=app_name, route_prefix=route_prefix)
+    serve.run(build_app(loader, conf, version, monitor), name=app_name, route_prefix=route_prefix)
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
     logger.info("serving %s (%s) at %s (%.1fs)", app_name, f"version {version}" if version else "the champion", url,
                 time.perf_counter() - start)

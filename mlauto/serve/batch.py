@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+from mlauto.config.schema import PredictConf, PredictFormat
 from mlauto.data.sources import matching_files
 from mlauto.errors import DataError
 from mlauto.serve.predict import score_many
@@ -27,7 +28,6 @@ from mlauto.serve.validation import InvalidRequest, RequestValidator
 logger = logging.getLogger(__name__)
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-FORMATS = ("parquet", "csv")
 PREDICTION, MODEL_NAME, MODEL_VERSION, PROBA = "prediction", "model_name", "model_version", "proba_"
 REASON, RAW = "__reason", "__raw"  # internal columns between the workers and the writer
 NON_FINITE = "the model cannot score this record (non-finite output); check it for extreme values"
@@ -89,8 +89,8 @@ def output_paths(input_path: str, output: str | None, fmt: str | None) -> tuple[
         elif suffix is not None and suffix != fmt:
             raise DataError(f"predict.output {output!r} ends in a {suffix} suffix but predict.format is {fmt}; "
                             "make them agree")
-    if fmt not in FORMATS:
-        raise DataError(f"predict.format {fmt!r} is not one of {FORMATS}")
+    if fmt not in PredictFormat.values():
+        raise DataError(f"predict.format {fmt!r} is not one of {PredictFormat.values()}")
     output = os.path.abspath(os.path.expanduser(output))
     return output, fmt, f"{os.path.splitext(output)[0]}.quarantine.parquet"
 
@@ -317,10 +317,9 @@ def _read(files: list[str], fmt: str, schema: list[dict[str, Any]]) -> Any:
                                                                         strings_can_be_null=True))
 
 
-def score_file(input_path: str, *, tracking_uri: str, model_name: str, version: str | int | None = None,
-               output: str | None = None, fmt: str | None = None, batch_size: int = 1024, workers: int = 2,
-               worker_cpus: float = 0.5) -> BatchResult:
-    """Score every row of ``input_path`` with the champion (or ``version``) and write the predictions.
+def score_file(conf: PredictConf, tracking_uri: str, model_name: str, version: str | int | None = None
+               ) -> BatchResult:
+    """Score every row of ``conf.input`` with the champion (or ``version``) and write the predictions.
 
     Ray must be initialised (or is started by Ray Data). The output holds every input column of the
     scored rows, then ``prediction``, ``proba_<class>`` (classifiers), ``model_name`` and
@@ -331,6 +330,7 @@ def score_file(input_path: str, *, tracking_uri: str, model_name: str, version: 
 
     from mlauto.track import BundleLoader
 
+    input_path, output, fmt, workers = conf.input, conf.output, conf.format, conf.workers
     start = time.perf_counter()
     files, in_fmt = input_files(input_path)
     out_path, out_fmt, q_path = output_paths(input_path, output, fmt)
@@ -354,10 +354,10 @@ def score_file(input_path: str, *, tracking_uri: str, model_name: str, version: 
                 bundle.model_name, bundle.version, workers)
     if not ray.is_initialized():
         ray.init()
-    worker_cpus = worker_cpus_that_fit(workers, worker_cpus, ray.cluster_resources().get("CPU", 1.0))
+    worker_cpus = worker_cpus_that_fit(workers, conf.worker_cpus, ray.cluster_resources().get("CPU", 1.0))
     ds = _read(files, in_fmt, bundle.schema).map_batches(
         BatchScorer, fn_constructor_kwargs={"bundle": bundle}, batch_format="pandas",
-        batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=worker_cpus)
+        batch_size=conf.batch_size, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=worker_cpus)
     ds.context.execution_options.preserve_order = True  # output rows in input order
     writer, qwriter = _Writer(out_path, out_fmt), _Writer(q_path, "parquet")
     rows_in, reasons = 0, {}

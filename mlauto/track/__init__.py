@@ -5,6 +5,8 @@ from mlauto.track.store import (
     CHAMPION,
     PREVIOUS,
     TrackedModel,
+    TrackTarget,
+    TrainingRecord,
     ensure_experiment,
     previous_champion,
     promote,
@@ -14,6 +16,7 @@ from mlauto.track.store import (
 )
 
 __all__ = [
-    "CHAMPION", "PREVIOUS", "BundleLoader", "ModelBundle", "TrackedModel", "ensure_experiment", "previous_champion",
+    "CHAMPION", "PREVIOUS", "BundleLoader", "ModelBundle", "TrackTarget", "TrackedModel", "TrainingRecord",
+    "ensure_experiment", "previous_champion",
     "promote", "set_alias", "sqlite_uri", "track_experiment",
 ]

@@ -87,7 +87,7 @@ def _row(run: Run, metric: str | None) -> dict[str, Any]:
 def list_runs(uri: str, experiment: str) -> list[dict[str, Any]]:
     """The experiment's runs: each training run (parent, newest first) followed by its trials (children,
     best first). A row: run_id, kind, parent_id, start, status, family, metric, value, seconds, name."""
-    from mlauto.config import metric_mode
+    from mlauto.tasks import metric_mode
 
     client = MlflowClient(uri)
     runs = _search(client, [_experiment_id(client, uri, experiment)])

@@ -115,25 +115,32 @@ class TrackedModel:
     trial_run_ids: list[str] = field(default_factory=list)
 
 
-def track_experiment(
-    *,
-    uri: str,
-    experiment: str,
-    artifact_root: str,
-    model_name: str,
-    search: SearchResult,
-    final: FinalModel,
-    reference: np.ndarray,
-    sample_input: pd.DataFrame,
-    fingerprint: str,
-    config: dict[str, Any],
-    seed: int,
-    counts: dict[str, int],
-    extra_tags: dict[str, str] | None = None,
-    artifacts: dict[str, str] | None = None,
-    task: str = "binary",
-    curves: Any = None,
-) -> TrackedModel:
+@dataclass(frozen=True)
+class TrackTarget:
+    """Where a training run is logged and registered."""
+
+    uri: str
+    experiment: str
+    artifact_root: str
+    model_name: str
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """What the model was trained on and how, for lineage and the serving bundle."""
+
+    fingerprint: str
+    seed: int
+    counts: dict[str, int]
+    task: str
+    reference: np.ndarray  # training rows (transformed) the monitor tests drift against
+    sample_input: pd.DataFrame  # raw rows for the model signature
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+def track_experiment(target: TrackTarget, search: SearchResult, final: FinalModel, record: TrainingRecord,
+                     config: dict[str, Any], artifacts: dict[str, str] | None = None, curves: Any = None
+                     ) -> TrackedModel:
     """Log the parent run, every trial, the best model with its preprocessing; register it.
 
     The parent holds the lineage a reproduction needs: data fingerprint, git commit, seed, package
@@ -142,13 +149,15 @@ def track_experiment(
 
     The new version gets no alias here: promotion is the caller's decision.
     """
-    exp_id = ensure_experiment(uri, experiment, artifact_root)
+    uri, experiment, model_name = target.uri, target.experiment, target.model_name
+    fingerprint, seed, counts, task = record.fingerprint, record.seed, record.counts, record.task
+    exp_id = ensure_experiment(uri, experiment, target.artifact_root)
     client = MlflowClient(uri)
     packages = package_versions()
     lineage = {"mlauto.data_fingerprint": fingerprint, "mlauto.seed": str(seed),
                "mlauto.version": mlauto.__version__, "mlauto.python": platform.python_version(),
                "mlauto.git_commit": git_commit(),
-               "mlauto.packages": ", ".join(f"{k}=={v}" for k, v in packages.items()), **(extra_tags or {})}
+               "mlauto.packages": ", ".join(f"{k}=={v}" for k, v in packages.items()), **record.extra_tags}
     history = epoch_history(final.pipeline)
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{experiment}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -186,6 +195,7 @@ def track_experiment(
             meta = {
                 "family": final.family, "params": final.params, "fingerprint": fingerprint,
                 "val_metrics": final.val_metrics, "test_metrics": final.test_metrics,
+                "val_rows": getattr(final, "val_rows", 0) or None,
                 "schema": prep.schema_, "feature_names": prep.feature_names_out_,
                 "categorical_features": prep.categorical_features_,
                 "feature_selection": prep.selection_,
@@ -196,10 +206,10 @@ def track_experiment(
             }
             with open(os.path.join(tmp, "meta.json"), "w") as fh:
                 json.dump(meta, fh, indent=2, default=str)
-            np.save(os.path.join(tmp, "reference.npy"), reference)
+            np.save(os.path.join(tmp, "reference.npy"), record.reference)
             mlflow.log_artifact(os.path.join(tmp, "meta.json"), BUNDLE_DIR)
             mlflow.log_artifact(os.path.join(tmp, "reference.npy"), BUNDLE_DIR)
-        signature = infer_signature(sample_input, final.pipeline.predict(sample_input))
+        signature = infer_signature(record.sample_input, final.pipeline.predict(record.sample_input))
         info = mlflow.sklearn.log_model(
             final.pipeline, name="model", signature=signature, registered_model_name=model_name,
             serialization_format="cloudpickle", pip_requirements=_requirements(),

@@ -19,6 +19,7 @@ import ray
 from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
+from mlauto.config.schema import SampleSizeConf
 from mlauto.errors import MlautoError
 from mlauto.models import FAMILIES
 from mlauto.tune.search import TrialResult
@@ -136,21 +137,20 @@ def _fit_on_fraction(data: tuple, rows: np.ndarray, family: Any, params: dict[st
 def sample_size_runs(
     trials: Sequence[TrialResult],
     data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    *,
-    fractions: Sequence[float],
+    conf: SampleSizeConf,
     metric: str,
     mode: str,
-    task: str = "binary",
-    seed: int = 0,
-    tolerance: float = 0.01,
+    task: str,
+    seed: int,
     cpus_per_task: float = 1.0,
 ) -> Curves:
-    """Retrain each of ``trials``' configs on each fraction of the training rows, in parallel Ray tasks.
+    """Retrain each of ``trials``' configs on each of ``conf.fractions`` of the training rows, in parallel
+    Ray tasks.
 
     Every row records the validation ``metric`` and the training seconds; a fit that fails keeps its
     row with a NaN score and the error. Needs a running Ray (the pipeline's).
     """
-    fractions = sorted(set(float(f) for f in fractions))
+    fractions = sorted(set(float(f) for f in conf.fractions))
     data_ref = ray.put(data)
     fit = ray.remote(_fit_on_fraction).options(num_cpus=cpus_per_task)
     threads = max(1, int(cpus_per_task))
@@ -171,7 +171,7 @@ def sample_size_runs(
             row.update(train_seconds=math.nan, score=math.nan, error=repr(exc))
     frame = pd.DataFrame(rows)
     frame = frame.reindex(columns=[*CURVE_COLUMNS, *[c for c in frame.columns if c not in CURVE_COLUMNS]])
-    return Curves(frame, metric, mode, tolerance)
+    return Curves(frame, metric, mode, conf.tolerance)
 
 
 __all__ = ["CURVE_COLUMNS", "Curves", "fastest_within", "pareto_front", "sample_size_runs", "subsample"]

@@ -23,6 +23,7 @@ class FinalModel:
     val_metrics: dict[str, float]
     test_metrics: dict[str, float]
     train_seconds: float
+    val_rows: int = 0  # rows behind val_metrics: the monitor's error-rate CUSUM sizes its threshold by it
 
 
 def fit_final(prep: Preprocessor, family: str, params: dict[str, Any], splits: Splits, seed: int,
@@ -42,4 +43,4 @@ def fit_final(prep: Preprocessor, family: str, params: dict[str, Any], splits: S
     pipeline = Pipeline([("prep", prep), ("model", estimator)])
     val = evaluate(pipeline, splits.val[features], splits.val[target].to_numpy(), task)
     test = evaluate(pipeline, splits.test[features], splits.test[target].to_numpy(), task)
-    return FinalModel(pipeline, family, params, val, test, seconds)
+    return FinalModel(pipeline, family, params, val, test, seconds, val_rows=len(splits.val))

@@ -1,4 +1,7 @@
-"""Metrics computed the same way for trials, the final model and the monitor, for every task."""
+"""Metrics computed the same way for trials, the final model and the monitor, for every task.
+
+Which metrics a task has, and their direction, is :mod:`mlauto.tasks`.
+"""
 
 from __future__ import annotations
 
@@ -16,41 +19,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-TASKS = ("binary", "multiclass", "regression")
-CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
-REGRESSION_METRICS = ("rmse", "mae", "r2")
-# Most distinct values a numeric target may have and still be read as classes.
-MAX_CLASSES = 20
-
-
-def detect_task(y: Any) -> str:
-    """binary, multiclass or regression, from the target's values.
-
-    Text, booleans and categories are classes; integers with few distinct values are classes; other
-    numbers are a regression target. ``tune.task`` overrides this.
-    """
-    values = np.asarray(y)
-    distinct = np.unique(values[~_missing(values)])
-    if values.dtype.kind in "OUSb" or str(getattr(y, "dtype", "")) == "category":
-        return "binary" if len(distinct) <= 2 else "multiclass"
-    if len(distinct) <= 2:
-        return "binary"
-    integral = values.dtype.kind in "iu" or bool(np.all(np.mod(distinct.astype(float), 1) == 0))
-    if integral and len(distinct) <= MAX_CLASSES:
-        return "multiclass"
-    return "regression"
-
-
-def _missing(values: np.ndarray) -> np.ndarray:
-    if values.dtype.kind == "f":
-        return np.isnan(values)
-    if values.dtype.kind == "O":
-        return np.array([v is None or (isinstance(v, float) and math.isnan(v)) for v in values], dtype=bool)
-    return np.zeros(len(values), dtype=bool)
-
 
 def evaluate(model: Any, X: Any, y: Any, task: str) -> dict[str, float]:
-    """Every metric of ``task`` (see :data:`TASKS`) for a fitted model."""
+    """Every metric of ``task`` (see :data:`mlauto.tasks.TASKS`) for a fitted model."""
     if task == "regression":
         return regression_metrics(model, X, y)
     return classification_metrics(model, X, y)

@@ -19,6 +19,7 @@ from ray.tune.execution.placement_groups import PlacementGroupFactory
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from sklearn.pipeline import Pipeline
 
+from mlauto.config.schema import SchedulerConf, SchedulerName, SearchAlgorithm, SearchConf, TuneConf
 from mlauto.errors import MlautoError
 from mlauto.models import build_estimator, epoch_history
 from mlauto.models.families import FAMILIES
@@ -26,11 +27,8 @@ from mlauto.tune.metrics import evaluate
 from mlauto.tune.progress import SearchProgress
 from mlauto.tune.space import ConditionalSpace, PerFamilyBayesOpt, grid_configs
 
-__all__ = ["ALGORITHMS", "SCHEDULERS", "ConditionalSpace", "SearchResult", "TrialResult", "run_search",
+__all__ = ["ConditionalSpace", "SearchResult", "SearchRun", "TrialResult", "run_search",
            "search_run_name", "trial_params", "warm_start_point"]
-
-ALGORITHMS = ("optuna", "random", "grid", "bayesopt")  # as mlauto.config.validate.SEARCH_ALGORITHMS
-SCHEDULERS = ("fifo", "asha")
 
 logger = logging.getLogger(__name__)
 
@@ -207,29 +205,41 @@ def search_run_name(name: str, *, resume: bool, run_name: str | None = None, fin
     return "-".join(p for p in parts if p)
 
 
-def make_scheduler(name: str, mode: str, options: dict[str, Any] | None = None) -> Any:
+def make_scheduler(conf: SchedulerConf, mode: str) -> Any:
     """fifo: run every trial to the end; asha: stop trials whose reported score trails at a rung.
 
     ASHA's rungs are in ``training_iteration`` units: epochs for the MLP, 1 for families that report
     once. ``grace_period`` >= 2 keeps one-shot families out of the rungs, so an MLP's early epochs are
     compared with other MLPs' early epochs, not with finished models.
     """
-    if name == "fifo":
+    if conf.name == "fifo":
         return None
-    if name == "asha":
+    if conf.name == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        opts = {"grace_period": 5, "reduction_factor": 3, "max_t": 100, **(options or {})}
         return ASHAScheduler(time_attr="training_iteration", metric="score", mode=mode,
-                             max_t=int(opts["max_t"]), grace_period=int(opts["grace_period"]),
-                             reduction_factor=float(opts["reduction_factor"]))
-    raise MlautoError(f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
+                             max_t=int(conf.max_t), grace_period=int(conf.grace_period),
+                             reduction_factor=float(conf.reduction_factor))
+    raise MlautoError(f"unknown scheduler {conf.name!r}; valid: {', '.join(SchedulerName.values())}")
 
 
-def _searcher(algorithm: str, families: dict, *, mode: str, seed: int, num_samples: int, concurrency: int,
-              points: list[dict[str, Any]] | None, grid_points_per_param: int, max_grid_size: int
+@dataclass(frozen=True)
+class SearchRun:
+    """What one search needs beyond its config sections: where it is stored, what it optimizes, its seed,
+    and configs to evaluate first (e.g. the champion's, see :func:`warm_start_point`)."""
+
+    name: str
+    storage_path: str
+    metric: str
+    mode: str  # max or min: the metric's direction
+    seed: int
+    points_to_evaluate: list[dict[str, Any]] | None = None
+
+
+def _searcher(conf: SearchConf, families: dict, run: SearchRun, num_samples: int, concurrency: int
               ) -> tuple[Any, int, dict[str, Any] | None]:
     """The search algorithm, the number of trials it runs, and Tune's param_space (grid only)."""
+    algorithm, mode, seed, points = conf.algorithm, run.mode, run.seed, run.points_to_evaluate
     if algorithm in ("optuna", "random"):
         from ray.tune.search.optuna import OptunaSearch
 
@@ -242,7 +252,7 @@ def _searcher(algorithm: str, families: dict, *, mode: str, seed: int, num_sampl
         # One tune.grid_search over the flat configs of every family (a conditional space is not a product).
         # Tune's num_samples repeats a grid; it is 1: the grid, not tune.num_samples, sets the trial count
         # (repeating a seeded point would only re-measure the same number).
-        configs = (points or []) + grid_configs(families, grid_points_per_param, max_grid_size)
+        configs = (points or []) + grid_configs(families, conf.grid_points_per_param, conf.max_grid_size)
         if num_samples != len(configs):
             logger.info("search=grid runs each of its %d point(s) once; tune.num_samples=%d is not used",
                         len(configs), num_samples)
@@ -253,66 +263,49 @@ def _searcher(algorithm: str, families: dict, *, mode: str, seed: int, num_sampl
             logger.info("search=bayesopt does not take warm-start points; starting from its own random steps")
         searcher = PerFamilyBayesOpt(families, num_samples, metric="score", mode=mode, seed=seed)
         return ConcurrencyLimiter(searcher, max_concurrent=concurrency), num_samples, None
-    raise MlautoError(f"unknown search algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+    raise MlautoError(f"unknown search algorithm {algorithm!r}; valid: {', '.join(SearchAlgorithm.values())}")
 
 
 def run_search(
     data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    task: str,
+    tune_conf: TuneConf,
+    search_conf: SearchConf,
+    scheduler_conf: SchedulerConf,
     families: dict[str, dict[str, Any]],
-    *,
-    metric: str,
-    mode: str,
-    num_samples: int,
-    algorithm: str,
-    seed: int,
-    storage_path: str,
-    name: str,
-    cpus_per_trial: float = 1.0,
-    max_concurrent: int = 0,
-    time_budget_s: float | None = None,
-    max_failures: int = 1,
-    points_to_evaluate: list[dict[str, Any]] | None = None,
-    task: str = "binary",
-    scheduler: str = "fifo",
-    scheduler_options: dict[str, Any] | None = None,
-    grid_points_per_param: int = 3,
-    max_grid_size: int = 1000,
-    gpus_per_trial: float = 0.0,
-    resume: bool = False,
-    progress_interval_s: float = 10.0,
+    run: SearchRun,
 ) -> SearchResult:
     """Run the search; trials get the data from the object store, placed there once.
 
-    ``points_to_evaluate`` (e.g. the champion's config, see :func:`warm_start_point`) run first.
-    ``resume``: when ``storage_path/name`` holds an experiment, continue it (finished trials are kept,
-    unfinished and errored ones rerun) instead of starting over; see :func:`search_run_name`.
+    ``run.points_to_evaluate`` (e.g. the champion's config, see :func:`warm_start_point`) run first.
+    ``tune_conf.resume``: when ``storage_path/name`` holds an experiment, continue it (finished trials are
+    kept, unfinished and errored ones rerun) instead of starting over; see :func:`search_run_name`.
     """
+    t, metric, mode, seed, name = tune_conf, run.metric, run.mode, run.seed, run.name
     if not families:
         raise MlautoError("no model families to search; select some, e.g. models=all")
     cpus = ray.available_resources().get("CPU", 1.0) or 1.0
-    concurrency = max_concurrent or max(1, int(cpus // cpus_per_trial))
-    searcher, samples, param_space = _searcher(algorithm, families, mode=mode, seed=seed, num_samples=num_samples,
-                                concurrency=concurrency, points=points_to_evaluate,
-                                grid_points_per_param=grid_points_per_param, max_grid_size=max_grid_size)
+    concurrency = t.max_concurrent or max(1, int(cpus // t.cpus_per_trial))
+    searcher, samples, param_space = _searcher(search_conf, families, run, t.num_samples, concurrency)
     total = len(param_space[GRID_KEY]["grid_search"]) if param_space else samples
-    sched = make_scheduler(scheduler, mode, scheduler_options)
-    gpus = effective_gpus(gpus_per_trial)
+    sched = make_scheduler(scheduler_conf, mode)
+    gpus = effective_gpus(t.gpus_per_trial)
     trainable = tune.with_resources(
         tune.with_parameters(
-            _trainable, data=data, families=families, seed=seed, metric=metric, threads=max(1, int(cpus_per_trial)),
+            _trainable, data=data, families=families, seed=seed, metric=metric, threads=max(1, int(t.cpus_per_trial)),
             task=task, report_epochs=sched is not None,
         ),
-        TrialResources(cpus_per_trial, gpus, gpu_families(families)),
+        TrialResources(t.cpus_per_trial, gpus, gpu_families(families)),
     )
-    storage_path = os.path.abspath(storage_path)
+    storage_path = os.path.abspath(run.storage_path)
     os.makedirs(storage_path, exist_ok=True)
     path = os.path.join(storage_path, name)
-    progress = SearchProgress(total, mode=mode, interval_s=progress_interval_s, label=metric)
-    if resume:
+    progress = SearchProgress(total, mode=mode, interval_s=t.progress_interval_s, label=metric)
+    if t.resume:
         # Tune saves its experiment state every ~10 s or more ("auto"); what finished since is rerun after
         # a crash. Save at most every 2 s unless the user set the period.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-    resumed = resume and tune.Tuner.can_restore(path)
+    resumed = t.resume and tune.Tuner.can_restore(path)
     if resumed:
         logger.info("resuming search %s: finished trials are kept", path)
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
@@ -326,18 +319,19 @@ def run_search(
                 scheduler=sched,
                 num_samples=samples,
                 reuse_actors=True,
-                time_budget_s=time_budget_s,
+                time_budget_s=t.time_budget_s,
             ),
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=storage_path,
-                failure_config=tune.FailureConfig(max_failures=max_failures),
+                failure_config=tune.FailureConfig(max_failures=t.max_failures),
                 callbacks=[progress],
                 verbose=0,  # SearchProgress logs plain lines; Tune's table redraws and floods CI logs
             ),
         )
     logger.info("tuning %d trial(s) over %s, %d at a time (%s, scheduler %s%s)", total, sorted(families),
-                concurrency, algorithm, scheduler, f", {gpus:g} GPU per MLP trial" if gpus else "")
+                concurrency, search_conf.algorithm, scheduler_conf.name,
+                f", {gpus:g} GPU per MLP trial" if gpus else "")
     start = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - start

@@ -63,6 +63,18 @@ def test_summary_is_complete(quickstart):
     assert summary["endpoint"] == f"http://127.0.0.1:{port}"
     assert set(summary["stage_seconds"]) >= {"ingest", "prepare", "tune", "track", "serve", "monitor", "replay"}
     assert summary["replay"]["retrain"]["status"] == "finished"
+    assert set(summary) == QUICKSTART_SUMMARY_KEYS, "summary.json's keys changed: update the docs, or restore them"
+
+
+# summary.json of the quickstart (every stage, replay on, no ingest schedule), as written before the
+# redesign split mlauto/pipeline.py: ops.run's own keys, then train.training_summary's.
+QUICKSTART_SUMMARY_KEYS = {
+    "experiment", "stages", "output_dir", "tracking_uri", "model_name", "endpoint",
+    "data_fingerprint", "snapshot", "rows", "quarantine", "data_quality", "best_family", "best_params", "task",
+    "metric", "val_metrics", "test_metrics", "trials", "mlflow_run_id", "model_version", "family_leaderboard",
+    "ensemble", "fastest_within", "report",
+    "monitor", "replay", "status", "stage_seconds", "total_seconds",
+}
 
 
 def test_champion_answers_over_http(quickstart):

@@ -7,7 +7,7 @@ import pytest
 from ray import serve
 
 from tests.helpers import clear_serve, free_port, make_config
-from mlauto import ops, pipeline
+from mlauto import context, ops
 from mlauto.config.store import experiment_files
 from mlauto.monitor import stop_monitor
 
@@ -29,7 +29,7 @@ def test_experiment_runs(ray_session, tmp_path, experiment):
     if "monitor" in cfg.stages:
         cfg = make_config([*overrides, f"stages=[{','.join(s for s in cfg.stages if s != 'monitor')}]"])
     try:
-        summary = pipeline.run(cfg, str(tmp_path / "out"))
+        summary = ops.run(cfg, str(tmp_path / "out"))
     finally:
         stop_monitor(cfg.monitor.actor_name, "smoke")
         clear_serve()
@@ -49,7 +49,7 @@ def test_stage_subset_serves_the_registered_champion(trained, tmp_path):
         f"serve.port={free_port()}", "cluster.namespace=subset", "serve.app_name=subset",
     ])
     try:
-        summary = pipeline.run(run_cfg, str(tmp_path))
+        summary = ops.run(run_cfg, str(tmp_path))
         health = requests.get(f"{summary['endpoint']}/health", timeout=30).json()
         drift = requests.get(f"{summary['endpoint']}/drift", timeout=30).json()
     finally:
@@ -66,7 +66,7 @@ def test_a_failed_run_still_writes_its_summary(ray_session, tmp_path):
     cfg = make_config([f"root={tmp_path}", f"data.path={tmp_path}/missing.csv", "data.target=y",
                        "stages=[ingest,prepare,tune]"])
     with pytest.raises(DataError, match="does not exist"):
-        pipeline.run(cfg, str(tmp_path / "out"))
+        ops.run(cfg, str(tmp_path / "out"))
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert written["status"] == "failed" and "missing.csv" in written["error"]
 
@@ -92,16 +92,16 @@ def test_promote_and_rollback_swap_the_live_endpoint(trained, tmp_path):
         f"serve.port={free_port()}", "cluster.namespace=promote", "serve.app_name=promote",
         "serve.admin_token=s3cret", "monitor.persist=false", "monitor.retrain_num_samples=1", "serve.poll_s=0.5",
     ])
-    uri = pipeline.tracking_uri(cfg)
+    uri = context.tracking_uri(cfg)
     mlflow.set_tracking_uri(uri)
-    source = MlflowClient(uri).get_model_version(pipeline.model_name(cfg), result.tracked.version).source
-    new = str(mlflow.register_model(source, pipeline.model_name(cfg)).version)
+    source = MlflowClient(uri).get_model_version(context.model_name(cfg), result.tracked.version).source
+    new = str(mlflow.register_model(source, context.model_name(cfg)).version)
     original = result.tracked.version
     try:
-        url = pipeline.run(run_cfg, str(tmp_path))["endpoint"]
+        url = ops.run(run_cfg, str(tmp_path))["endpoint"]
         live = requests.get(f"{url}/health", timeout=30).json()["model_version"]
         out = ops.promote_version(run_cfg, new)
-        assert out == {"model_name": pipeline.model_name(cfg), "previous": live, "champion": new,
+        assert out == {"model_name": context.model_name(cfg), "previous": live, "champion": new,
                        "endpoint_follows": True, "monitor_reloaded": True}
         _wait_version(url, new)  # replicas follow the alias within serve.poll_s
         assert requests.get(f"{url}/drift", timeout=30).json()["model_version"] == new
@@ -128,9 +128,9 @@ def test_promote_and_rollback_swap_the_live_endpoint(trained, tmp_path):
         clear_serve()
         from mlauto.track import promote
 
-        promote(uri, pipeline.model_name(cfg), original)  # other tests share this model: leave it as found
+        promote(uri, context.model_name(cfg), original)  # other tests share this model: leave it as found
     client = MlflowClient(uri)
-    assert str(client.get_model_version_by_alias(pipeline.model_name(cfg), "champion").version) == original
+    assert str(client.get_model_version_by_alias(context.model_name(cfg), "champion").version) == original
 
 
 def test_a_failed_retrain_leaves_the_champion_serving(ray_session, tmp_path):
@@ -149,7 +149,7 @@ def test_a_failed_retrain_leaves_the_champion_serving(ray_session, tmp_path):
         "monitor.retrain_num_samples=1",
     ])
     try:
-        summary = pipeline.run(cfg, str(tmp_path / "out"))
+        summary = ops.run(cfg, str(tmp_path / "out"))
         url, live = summary["endpoint"], summary["model_version"]
         csv.unlink()  # the source is gone
         started = requests.post(f"{url}/admin/retrain", headers={"Authorization": "Bearer t0ken"}, timeout=30)

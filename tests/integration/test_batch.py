@@ -12,17 +12,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlauto import pipeline
+from mlauto import context
 from mlauto.errors import DataError, ModelNotFoundError
 from mlauto.serve.batch import score_file
+from mlauto.config.schema import PredictConf
 from mlauto.serve.predict import score
 from mlauto.serve.validation import RequestValidator
 from mlauto.track import BundleLoader
 
 
-def _args(cfg, **kw):
-    return {"tracking_uri": pipeline.tracking_uri(cfg), "model_name": pipeline.model_name(cfg), "workers": 1,
-            "batch_size": 40, **kw}
+def _score(path, cfg, *, version=None, model_name=None, **predict):
+    """score_file on ``path`` with one worker, batches of 40 and ``predict``'s other keys (PredictConf's)."""
+    conf = PredictConf(input=path, **{"workers": 1, "batch_size": 40, **predict})
+    return score_file(conf, context.tracking_uri(cfg), model_name or context.model_name(cfg), version)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,7 @@ def test_parquet_predictions_match_the_pipeline_and_serving(trained, rows, tmp_p
     cfg, result = trained
     src = tmp_path / "rows.parquet"
     rows.to_parquet(src, index=False)
-    out = score_file(str(src), **_args(cfg))
+    out = _score(str(src), cfg)
     assert out.output == str(tmp_path / "rows.predictions.parquet") and out.format == "parquet"
     assert (out.rows_in, out.rows_scored, out.rows_quarantined, out.quarantine) == (len(rows), len(rows), 0, None)
     got = pd.read_parquet(out.output)
@@ -53,11 +55,11 @@ def test_parquet_predictions_match_the_pipeline_and_serving(trained, rows, tmp_p
     proba = got[[f"proba_{c}" for c in labels]].to_numpy()
     assert np.allclose(proba, model.predict_proba(rows[features]))
     assert np.allclose(proba.sum(axis=1), 1.0)
-    bundle = BundleLoader(pipeline.tracking_uri(cfg), pipeline.model_name(cfg), with_reference=False)()
+    bundle = BundleLoader(context.tracking_uri(cfg), context.model_name(cfg), with_reference=False)()
     served = score(bundle.pipeline, RequestValidator(bundle.schema), rows[features].to_dict(orient="records"))
     assert got["prediction"].tolist() == served.predictions.tolist()  # what POST /predict answers
     assert np.allclose(proba, served.proba)
-    assert set(got["model_name"]) == {pipeline.model_name(cfg)}
+    assert set(got["model_name"]) == {context.model_name(cfg)}
     assert set(got["model_version"]) == {result.tracked.version}
     assert out.model_version == result.tracked.version
 
@@ -79,7 +81,7 @@ def test_dirty_csv_folder_quarantines_rows_with_reasons(trained, rows, tmp_path)
     dirty.loc[dirty.index[4], num_a] = " 12.5 "  # padded number: parsed
     dirty.to_csv(folder / "b.csv", index=False)
     out_path = tmp_path / "out" / "scored.csv"
-    out = score_file(str(folder), output=str(out_path), **_args(cfg, batch_size=16))
+    out = _score(str(folder), cfg, output=str(out_path), batch_size=16)
     assert out.format == "csv" and out.output == str(out_path)
     assert (out.rows_in, out.rows_scored, out.rows_quarantined) == (60, 57, 3)
     assert out.rows_in == out.rows_scored + out.rows_quarantined
@@ -110,7 +112,7 @@ def test_missing_feature_quarantines_every_row_and_named_version(trained, rows, 
     missing = result.splits.features[2]
     src = tmp_path / "partial.parquet"
     rows.drop(columns=[missing]).head(10).to_parquet(src, index=False)
-    out = score_file(str(src), version=result.tracked.version, fmt="csv", **_args(cfg))
+    out = _score(str(src), cfg, version=result.tracked.version, format="csv")
     assert out.output == str(tmp_path / "partial.predictions.csv")
     assert (out.rows_in, out.rows_scored, out.rows_quarantined) == (10, 0, 10)
     assert out.reasons == {f"{missing}: Field required": 10}
@@ -122,29 +124,29 @@ def test_missing_feature_quarantines_every_row_and_named_version(trained, rows, 
 def test_errors_say_what_to_fix(trained, rows, tmp_path):
     cfg, _ = trained
     with pytest.raises(DataError, match="does not exist"):
-        score_file(str(tmp_path / "nope.csv"), **_args(cfg))
+        _score(str(tmp_path / "nope.csv"), cfg)
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataError, match="empty"):
-        score_file(str(tmp_path / "empty.csv"), **_args(cfg))
+        _score(str(tmp_path / "empty.csv"), cfg)
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="no .csv or .parquet"):
-        score_file(str(tmp_path / "dir"), **_args(cfg))
+        _score(str(tmp_path / "dir"), cfg)
     rows.head(3).to_csv(tmp_path / "ok.csv", index=False)
     with pytest.raises(ModelNotFoundError, match="run the tune stage first"):
-        score_file(str(tmp_path / "ok.csv"), **_args(cfg, model_name="mlauto-never-trained"))
+        _score(str(tmp_path / "ok.csv"), cfg, model_name="mlauto-never-trained")
     with pytest.raises(ModelNotFoundError, match="version 999"):
-        score_file(str(tmp_path / "ok.csv"), **_args(cfg, version=999))
+        _score(str(tmp_path / "ok.csv"), cfg, version=999)
     with pytest.raises(DataError, match="predict.format is parquet"):
-        score_file(str(tmp_path / "ok.csv"), output=str(tmp_path / "x.csv"), fmt="parquet", **_args(cfg))
+        _score(str(tmp_path / "ok.csv"), cfg, output=str(tmp_path / "x.csv"), format="parquet")
     rows.head(0).to_csv(tmp_path / "header_only.csv", index=False)
     with pytest.raises(DataError, match="holds no rows"):
-        score_file(str(tmp_path / "header_only.csv"), **_args(cfg))
+        _score(str(tmp_path / "header_only.csv"), cfg)
     assert not os.path.exists(tmp_path / "header_only.predictions.parquet")
     clash = rows.head(3).assign(prediction=1)
     clash.to_parquet(tmp_path / "clash.parquet", index=False)
     with pytest.raises(DataError, match="clash"):
-        score_file(str(tmp_path / "clash.parquet"), **_args(cfg))
+        _score(str(tmp_path / "clash.parquet"), cfg)
     assert not os.path.exists(tmp_path / "clash.predictions.parquet")
 
 
@@ -169,5 +171,3 @@ def test_cli_predict(trained, rows, tmp_path, ray_session):
     bad = subprocess.run([sys.executable, "-m", "mlauto", "action=predict", f"root={cfg.root}"],
                          capture_output=True, text=True, timeout=120, env=env, cwd=os.getcwd())
     assert bad.returncode == 2 and "predict.input" in bad.stderr + bad.stdout
-
-

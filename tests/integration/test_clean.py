@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 import ray.data
 
-from mlauto.data import CleanRules, clean_dataset, clean_frame
+from mlauto.data import clean_dataset, clean_frame, clean_rules
 from tests.helpers import CLEAN_RULES, dirty_frame, make_config
 
 
 def test_streamed_cleaning_matches_in_memory_and_dedupes_across_batches(ray_session, tmp_path):
     frame = dirty_frame(600, seed=3)
     frame = pd.concat([frame, frame.iloc[:40]], ignore_index=True)  # duplicates land in a later batch
-    rules = CleanRules.from_dict(CLEAN_RULES)
+    rules = clean_rules(CLEAN_RULES)
     memory = clean_frame(frame, "y", rules, fingerprint="m", quarantine_dir=str(tmp_path / "qm"))
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     ds = ray.data.from_pandas(frame).repartition(5)
@@ -32,7 +32,7 @@ def test_streamed_cleaning_matches_in_memory_and_dedupes_across_batches(ray_sess
 @pytest.mark.slow
 def test_dirty_csv_trains_end_to_end_and_quarantine_accounts_for_every_row(ray_session, tmp_path):
     """Through the real pipeline with no manual step: summary and quarantine file add up to the input."""
-    from mlauto import pipeline
+    from mlauto import ops
 
     frame = dirty_frame(400, seed=7)
     frame["y"] = np.where(pd.to_numeric(frame["income"], errors="coerce").fillna(50) > 50, "yes", "no")
@@ -42,7 +42,7 @@ def test_dirty_csv_trains_end_to_end_and_quarantine_accounts_for_every_row(ray_s
     frame.to_csv(path, index=False)
     cfg = make_config([f"root={tmp_path / 'runs'}", f"data.path={path}", "data.target=y", "models=fast",
                        "tune.num_samples=2", "stages=[ingest,prepare,tune]", "name=dirty"])
-    summary = pipeline.run(cfg, str(tmp_path / "out"))
+    summary = ops.run(cfg, str(tmp_path / "out"))
     assert summary["status"] == "ok"
     rows, q = summary["rows"], summary["quarantine"]
     assert q["rows_in"] == len(frame) == rows["train"] + rows["val"] + rows["test"] + rows["quarantined"]

@@ -107,7 +107,8 @@ def test_a_family_without_its_plugin_fails_naming_the_valid_ones(user_folder, tm
 def test_a_plugin_family_runs_in_ray_trials_that_cannot_import_it(user_folder, tmp_path, ray_session):
     """The session's Ray workers started before the module's folder joined sys.path: the family class
     reaches them by value."""
-    from mlauto.tune.search import run_search
+    from mlauto.config.schema import SchedulerConf, SearchConf, TuneConf
+    from mlauto.tune.search import SearchRun, run_search
 
     conf, _ = user_folder
     cfg = to_config(compose(_overrides(conf, tmp_path / "runs")))
@@ -116,9 +117,9 @@ def test_a_plugin_family_runs_in_ray_trials_that_cannot_import_it(user_folder, t
     y = (X[:, 0] + 0.2 * rng.normal(size=160) > 0).astype(int)
     toy = cfg.families["toy"]
     families = plan_families({"toy": {"space": dict(toy.space), "fixed": dict(toy.fixed)}}, "binary", 120, 3)
-    result = run_search((X[:120], y[:120], X[120:], y[120:]), families, metric="accuracy", mode="max",
-                        num_samples=2, algorithm="random", seed=0, storage_path=str(tmp_path / "tune"), name="toy",
-                        progress_interval_s=0.5)
+    result = run_search((X[:120], y[:120], X[120:], y[120:]), "binary",
+                        TuneConf(num_samples=2, progress_interval_s=0.5), SearchConf(algorithm="random"),
+                        SchedulerConf(), families, SearchRun("toy", str(tmp_path / "tune"), "accuracy", "max", 0))
     assert [t.family for t in result.trials] == ["toy", "toy"]
     assert all(t.status == "ok" for t in result.trials), [t.error for t in result.trials]
     assert result.best.score > 0.7

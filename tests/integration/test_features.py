@@ -15,7 +15,7 @@ from tests.helpers import make_config, mixed_frame
 @pytest.fixture(scope="module")
 def rich_trained(ray_session, tmp_path_factory):
     """The real pipeline on a CSV with a datetime, a high-cardinality column and noise, features=rich."""
-    from mlauto import pipeline
+    from mlauto import context, train
 
     root = tmp_path_factory.mktemp("rich")
     frame, y = mixed_frame(400, seed=3)
@@ -29,12 +29,12 @@ def rich_trained(ray_session, tmp_path_factory):
     cfg = make_config([f"root={root}", "data=file", f"data.path={path}", "data.target=label", "models=fast",
                        "tune.num_samples=2", "name=rich", "features=rich",
                        "features.selection=[{method: variance}, {method: mutual_info, k: 2}]"])
-    return cfg, pipeline.train(cfg, {})
+    return cfg, train.train(cfg, {})
 
 
 @pytest.mark.slow
 def test_training_and_serving_give_identical_features(rich_trained):
-    from mlauto import pipeline
+    from mlauto import context, train
     from mlauto.serve.predict import score_many
     from mlauto.serve.validation import RequestValidator
 
@@ -44,7 +44,7 @@ def test_training_and_serving_give_identical_features(rich_trained):
     prep = result.final.pipeline.named_steps["prep"]
     assert {"ts_year", "ts_hour", "city"} <= set(prep.transformed_names_)
     in_process = prep.transform(rows)
-    bundle = pipeline.loader_for(cfg)(result.tracked.version)
+    bundle = context.loader_for(cfg)(result.tracked.version)
     loaded = bundle.pipeline.named_steps["prep"].transform(rows)
     assert np.array_equal(in_process, loaded, equal_nan=True)
     # a request as JSON (full float precision): datetimes as strings, missing as null
@@ -64,15 +64,15 @@ def test_selection_scores_are_tracked_in_mlflow(rich_trained):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from mlauto import pipeline
+    from mlauto import context, train
 
     cfg, result = rich_trained
     prep = result.final.pipeline.named_steps["prep"]
     assert sorted(prep.feature_names_out_) == ["city", "x"]  # the informative ones
-    run = MlflowClient(pipeline.tracking_uri(cfg)).get_run(result.tracked.run_id)
+    run = MlflowClient(context.tracking_uri(cfg)).get_run(result.tracked.run_id)
     assert run.data.metrics["features_out"] == 2
     assert run.data.metrics["features_before_selection"] == len(prep.transformed_names_)
-    mlflow.set_tracking_uri(pipeline.tracking_uri(cfg))
+    mlflow.set_tracking_uri(context.tracking_uri(cfg))
     report = mlflow.artifacts.load_dict(f"runs:/{result.tracked.run_id}/features/features.json")
     assert report["kept"] == prep.feature_names_out_
     scores = report["selection"][1]["scores"]
@@ -81,5 +81,5 @@ def test_selection_scores_are_tracked_in_mlflow(rich_trained):
     table = pd.read_csv(mlflow.artifacts.download_artifacts(
         f"runs:/{result.tracked.run_id}/feature_selection/feature_scores.csv"))
     assert set(table.loc[table["kept"] & (table["selector"] == 1), "feature"]) == set(prep.feature_names_out_)
-    bundle = pipeline.loader_for(cfg)(result.tracked.version)
+    bundle = context.loader_for(cfg)(result.tracked.version)
     assert bundle.meta["feature_selection"] == report["selection"]

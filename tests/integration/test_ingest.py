@@ -15,8 +15,9 @@ import pytest
 import ray
 
 from tests.helpers import free_port, ingest_frame, make_config, wait_for_actor, write_sqlite
-from mlauto import ops, pipeline
-from mlauto.cli import manage
+from mlauto.config.schema import MonitorConf
+from mlauto import context, ops, train
+from mlauto.ops import manage
 from mlauto.data import (
     FileSource,
     SQLSource,
@@ -142,7 +143,7 @@ def test_snapshot_listing_from_the_cli(ray_session, tmp_path, caplog):
     ingest_frame().to_csv(csv, index=False)
     root = tmp_path / "runs"
     cfg = make_config([f"root={root}", f"data.path={csv}", "data.target=y", "ingest.keep_snapshots=3"])
-    snap = pipeline.ingest_stage(cfg, {})
+    snap = train.ingest_stage(cfg, {})
     with caplog.at_level(logging.INFO, logger="mlauto"):
         listing = manage(make_config([f"root={root}", "action=snapshots"]))
     assert listing["current"] == snap.fingerprint
@@ -240,7 +241,7 @@ def test_run_with_a_schedule_keeps_ingesting_after_the_stages(ray_session, tmp_p
     ingest_frame().to_csv(csv, index=False)
     cfg = make_config([f"root={tmp_path / 'runs'}", f"data.path={csv}", "data.target=y", "stages=[ingest]",
                        "ingest.schedule='* * * * * */2'", "ingest.actor_name=test-run-ingest", f"cluster.namespace={NS}"])
-    summary = pipeline.run(cfg, str(tmp_path / "out"))
+    summary = ops.run(cfg, str(tmp_path / "out"))
     try:
         assert summary["status"] == "ok" and summary["schedule"]["actor"] == "test-run-ingest"
         status = wait_for_actor(ray.get_actor("test-run-ingest", namespace=NS), lambda s: s["ok"] >= 1)
@@ -265,8 +266,9 @@ def test_new_snapshot_asks_the_real_monitor_to_retrain(trained, tmp_path):
     ingest_frame().to_csv(csv, index=False)
     with pytest.raises(RuntimeError, match=f"no monitor actor '{monitor_name}'"):
         callback(ingest(FileSource(str(csv)), str(tmp_path / "s0")))
-    monitor = start_monitor(monitor_name, NS, pipeline.loader_for(cfg), window=50, retrain_fn=quick_retrain,
-                            cooldown_s=3600.0)
+    monitor = start_monitor(context.loader_for(cfg),
+                            MonitorConf(actor_name=monitor_name, window=50, cooldown_s=3600.0), NS, quick_retrain,
+                            target=cfg.data.target)
     handle = None
     try:
         handle = start_schedule(sched_name, NS, FileSource(str(csv)), str(tmp_path / "snaps"), "* * * * * *",

@@ -8,7 +8,8 @@ import pytest
 import ray
 
 from tests.helpers import wait_for_actor
-from mlauto import pipeline
+from mlauto.config.schema import MonitorConf
+from mlauto import context
 from mlauto.errors import DuplicateFeedback
 from mlauto.monitor import DETECTORS, make_detector, start_monitor, stop_monitor
 from mlauto.monitor.replay import shift_numeric
@@ -62,8 +63,8 @@ def test_monitor_actor_counts_tests_and_schedules_one_retrain(trained, retrain_f
     cfg, result = trained
     prep, rows, std = _held_out(result)
     name = f"test-monitor-{outcome}"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=retrain_fn,
-                           cooldown_s=0.0)
+    handle = start_monitor(context.loader_for(cfg), MonitorConf(actor_name=name, window=WINDOW, cooldown_s=0.0),
+                           "mlauto-tests", retrain_fn, target=cfg.data.target)
     try:
         clean = prep.transform(rows)
         ray.get(handle.ingest.remote(clean[:130], np.zeros(130), [str(i) for i in range(130)]))
@@ -91,8 +92,10 @@ def test_concept_drift_with_unchanged_features_is_caught_by_accuracy(trained):
     X = prep.transform(rows)
     preds = result.final.pipeline.named_steps["model"].predict(X)
     name = "test-monitor-concept"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
-                           cooldown_s=0.0, perf_window=100, min_accuracy=0.8, label_drift=False)
+    handle = start_monitor(context.loader_for(cfg),
+                           MonitorConf(actor_name=name, window=WINDOW, cooldown_s=0.0, perf_window=100,
+                                       min_accuracy=0.8, label_drift=False),
+                           "mlauto-tests", slow_retrain, target=cfg.data.target)
     try:
         ids = [f"r:{i}" for i in range(len(X))]
         ray.get(handle.ingest.remote(X, preds, ids, np.full(len(X), 0.9)))
@@ -114,14 +117,16 @@ def test_concept_drift_with_unchanged_features_is_caught_by_accuracy(trained):
 
 def test_concept_drift_is_caught_by_the_error_rate_cusum_within_a_few_labels(trained):
     """No accuracy threshold set: the CUSUM on labelled errors (against the validation error rate)
-    stays quiet while labels agree, and alarms within 20 flipped labels."""
+    stays quiet while labels agree, and alarms within 60 flipped labels. (The validation split here
+    is ~110 rows with ~3 errors: the threshold allows for that uncertainty (issue 15), so it needs
+    ~40 straight errors; with the plug-in threshold it took under 20.)"""
     cfg, result = trained
     prep, rows, _ = _held_out(result)
     X = prep.transform(rows)
     preds = result.final.pipeline.named_steps["model"].predict(X)
     name = "test-monitor-cusum"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
-                           cooldown_s=0.0)
+    handle = start_monitor(context.loader_for(cfg), MonitorConf(actor_name=name, window=WINDOW, cooldown_s=0.0),
+                           "mlauto-tests", slow_retrain, target=cfg.data.target)
     try:
         ids = [f"r:{i}" for i in range(len(X))]
         ray.get(handle.ingest.remote(X, preds, ids, np.full(len(X), 0.9)))
@@ -131,11 +136,11 @@ def test_concept_drift_is_caught_by_the_error_rate_cusum_within_a_few_labels(tra
         assert status["performance"]["concept_drift_count"] == 0 and not status["retrains"]
         cusum = status["performance"]["error_rate_cusum"]
         assert cusum["reference_error"] == pytest.approx(max(0.01, 1 - result.final.val_metrics["accuracy"]))
-        for start in range(150, 170):  # then the concept flips, one label at a time
+        for start in range(150, 210):  # then the concept flips, one label at a time
             ray.get(handle.feedback.remote([ids[start]], [1 - preds[start]]))
             if ray.get(handle.status.remote())["performance"]["concept_drift_count"]:
                 break
-        assert start - 150 < 20, "no concept drift alarm within 20 flipped labels"
+        assert start - 150 < 60, "no concept drift alarm within 60 flipped labels"
         status = wait_for_actor(handle, lambda s: s["retrains"] and not s["retrain_running"])
         assert status["drift_count"] == 0 and "CUSUM" in status["retrains"][0]["reason"]
         assert "concept_drift" in [e["event"] for e in status["events"]]
@@ -148,8 +153,8 @@ def test_killed_monitor_resumes_its_state(trained, tmp_path):
     prep, rows, _ = _held_out(result)
     X = prep.transform(rows)
     name = "test-monitor-restart"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW,
-                           state_dir=str(tmp_path / "state"))
+    handle = start_monitor(context.loader_for(cfg), MonitorConf(actor_name=name, window=WINDOW), "mlauto-tests",
+                           target=cfg.data.target, state_dir=str(tmp_path / "state"))
     try:
         records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
         ray.get(handle.ingest.remote(X[:130], np.zeros(130), [f"r:{i}" for i in range(130)], None, records[:130]))
@@ -179,8 +184,10 @@ def test_retrain_runs_on_its_cron_schedule_with_the_labelled_rows(trained):
     X = prep.transform(rows[:20])
     records = rows[:20].astype(object).where(rows[:20].notna(), None).to_dict(orient="records")
     name = "test-monitor-schedule"
-    handle = start_monitor(name, "mlauto-tests", pipeline.loader_for(cfg), window=WINDOW, retrain_fn=slow_retrain,
-                           cooldown_s=0.0, retrain_schedule="* * * * * */2")  # every 2 seconds
+    handle = start_monitor(context.loader_for(cfg),
+                           MonitorConf(actor_name=name, window=WINDOW, cooldown_s=0.0,
+                                       retrain_schedule="* * * * * */2"),
+                           "mlauto-tests", slow_retrain, target=cfg.data.target)  # every 2 seconds
     try:
         ids = [f"r:{i}" for i in range(20)]
         ray.get(handle.ingest.remote(X, np.zeros(20), ids, None, records))

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlauto.tune.search import run_search
-from tests.helpers import HIST, LOGREG, MLP, REPO_ROOT
+from tests.helpers import HIST, LOGREG, MLP, REPO_ROOT, search
 
 
 def _data(n=240, seed=0):
@@ -31,7 +30,7 @@ def _search(tmp_path, families, **kw):
     args = dict(metric="accuracy", mode="max", num_samples=4, algorithm="random", seed=0,
                 storage_path=str(tmp_path), name="t", progress_interval_s=0.5)
     args.update(kw)
-    return run_search(_data(), families, **args)
+    return search(_data(), families, **args)
 
 
 def test_grid_runs_every_point_once(ray_session, tmp_path):
@@ -107,15 +106,16 @@ def test_failing_params_are_retried_marked_and_the_search_goes_on(ray_session, t
 
 RESUME_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, ray
-    from mlauto.tune.search import run_search
+    from mlauto.config.schema import SchedulerConf, SearchConf, TuneConf
+    from mlauto.tune.search import SearchRun, run_search
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4)); y = (X[:, 0] > 0).astype(int)
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     fam = {"mlp": {"space": {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}},
                    "fixed": {"hidden": 8, "max_epochs": 80, "patience": 1000}}}
-    r = run_search((X[:150], y[:150], X[150:], y[150:]), fam, metric="accuracy", mode="max", num_samples=6,
-                   algorithm="random", seed=0, storage_path=sys.argv[1], name="resume-me", resume=True,
-                   max_concurrent=1)
+    r = run_search((X[:150], y[:150], X[150:], y[150:]), "binary",
+                   TuneConf(num_samples=6, resume=True, max_concurrent=1), SearchConf(algorithm="random"),
+                   SchedulerConf(), fam, SearchRun("resume-me", sys.argv[1], "accuracy", "max", 0))
     print("RESULT", len(r.trials), sum(t.status == "ok" for t in r.trials), r.resumed, r.progress["done"], flush=True)
     ray.shutdown()
 """)

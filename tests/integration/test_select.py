@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from mlauto.config.schema import SampleSizeConf
 from mlauto.tune.curves import CURVE_COLUMNS, sample_size_runs
 from mlauto.tune.select import choose_ensemble, top_trials
 from tests.helpers import trial_result
@@ -16,7 +17,7 @@ from tests.helpers import trial_result
 def test_sample_size_runs_one_row_per_config_and_fraction(ray_session, blobs):
     trials = [trial_result("lr", "logreg", 0.9, {"C": 1.0, "max_iter": 500}),
               trial_result("hgb", "hist_gb", 0.8, {"max_iter": 20})]
-    curves = sample_size_runs(trials, blobs, fractions=[1.0, 0.2, 0.5], metric="roc_auc", mode="max", seed=1)
+    curves = sample_size_runs(trials, blobs, SampleSizeConf(fractions=[1.0, 0.2, 0.5]), "roc_auc", "max", "binary", 1)
     frame = curves.frame
     assert list(frame.columns)[:len(CURVE_COLUMNS)] == CURVE_COLUMNS
     assert len(frame) == 6
@@ -37,7 +38,7 @@ def test_sample_size_runs_one_row_per_config_and_fraction(ray_session, blobs):
 def test_pipeline_reports_family_leaderboard_and_curves(trained):
     from mlflow.tracking import MlflowClient
 
-    from mlauto import pipeline
+    from mlauto import context, train
 
     cfg, result = trained
     board = result.family_board
@@ -49,11 +50,11 @@ def test_pipeline_reports_family_leaderboard_and_curves(trained):
     frame = result.curves.frame
     top = top_trials(result.search, cfg.tune.sample_sizes.top_k)
     assert len(frame) == len(top) * len(cfg.tune.sample_sizes.fractions)
-    summary = pipeline._training_summary(result, cfg)
+    summary = train.training_summary(result, cfg)
     assert [r["family"] for r in summary["family_leaderboard"]] == board["family"].tolist()
     assert summary["fastest_within"]["config_id"] in {t.trial_id for t in top}
     assert summary["ensemble"]["kept"] is False
-    client = MlflowClient(pipeline.tracking_uri(cfg))
+    client = MlflowClient(context.tracking_uri(cfg))
     logged = {a.path for folder in ("selection", "curves", "pareto")
               for a in client.list_artifacts(result.tracked.run_id, folder)}
     assert logged == {"selection/family_leaderboard.csv", "curves/learning_curves.csv", "pareto/pareto.csv"}
@@ -62,8 +63,9 @@ def test_pipeline_reports_family_leaderboard_and_curves(trained):
 
 def test_kept_ensemble_is_registered_and_loads_like_any_family(trained, tmp_path):
     """A kept ensemble goes into the Pipeline as the "model" step, registers and loads back."""
-    from mlauto import pipeline
-    from mlauto.track import BundleLoader, sqlite_uri, track_experiment
+    from mlauto import context, train
+    from mlauto.tune import warm_start_point
+    from mlauto.track import BundleLoader, TrackTarget, TrainingRecord, sqlite_uri, track_experiment
     from mlauto.tune.select import ensemble_final
 
     cfg, result = trained
@@ -82,12 +84,12 @@ def test_kept_ensemble_is_registered_and_loads_like_any_family(trained, tmp_path
     assert final.val_metrics["roc_auc"] == pytest.approx(decision.ensemble_score)
     uri = sqlite_uri(str(tmp_path))
     tracked = track_experiment(
-        uri=uri, experiment="ens", artifact_root=str(tmp_path / "art"), model_name="ens", search=result.search,
-        final=final, reference=data[0][:20], sample_input=splits.train[f].head(5), fingerprint="f", config={},
-        seed=0, counts=splits.counts())
+        TrackTarget(uri, "ens", str(tmp_path / "art"), "ens"), result.search, final,
+        TrainingRecord("f", 0, splits.counts(), "binary", reference=data[0][:20], sample_input=splits.train[f].head(5)),
+        config={})
     bundle = BundleLoader(uri, "ens")(tracked.version)
     proba = bundle.pipeline.predict_proba(splits.test[f])
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_allclose(proba, final.pipeline.predict_proba(splits.test[f]))
     assert bundle.meta["family"] == "ensemble"
-    assert pipeline.warm_start_point({"logreg": {"space": {}}}, bundle.meta["family"], bundle.meta["params"]) is None
+    assert warm_start_point({"logreg": {"space": {}}}, bundle.meta["family"], bundle.meta["params"]) is None

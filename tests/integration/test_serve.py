@@ -8,15 +8,17 @@ import requests
 from ray import serve
 
 from tests.helpers import RequestLoop, free_port, make_config
-from mlauto import ops, pipeline
+from mlauto.config.schema import MonitorConf, ServeConf
+from mlauto import context, ops
 from mlauto.serve import deploy
 
 
 @pytest.fixture(scope="module")
 def endpoint(trained):
     cfg, result = trained
-    url = deploy(pipeline.loader_for(cfg), None, app_name="test-app", host="127.0.0.1",  # follows the champion
-                 port=free_port(), route_prefix="/", poll_s=0.5)
+    url = deploy(context.loader_for(cfg),
+                 ServeConf(app_name="test-app", host="127.0.0.1", port=free_port(), route_prefix="/", poll_s=0.5),
+                 None)
     yield url, cfg, result
     serve.delete("test-app")  # Serve itself stays up for the next module (a shutdown costs ~30 s)
 
@@ -153,8 +155,10 @@ def test_a_killed_replica_is_replaced_and_requests_barely_fail(trained):
     import ray
 
     cfg, result = trained
-    url = deploy(pipeline.loader_for(cfg), None, app_name="test-kill", host="127.0.0.1", port=free_port(),
-                 route_prefix="/kill", num_replicas=2)
+    url = deploy(context.loader_for(cfg),
+                 ServeConf(app_name="test-kill", host="127.0.0.1", port=free_port(), route_prefix="/kill",
+                           num_replicas=2),
+                 None)
     try:
         replicas = set()
         deadline = time.time() + 60
@@ -230,7 +234,7 @@ def test_health_model_and_drift_routes(endpoint):
     url, cfg, result = endpoint
     assert requests.get(f"{url}/health", timeout=30).json()["status"] == "ok"
     info = requests.get(f"{url}/model", timeout=30).json()
-    assert info["version"] == result.tracked.version and info["name"] == pipeline.model_name(cfg)
+    assert info["version"] == result.tracked.version and info["name"] == context.model_name(cfg)
     assert info["data_fingerprint"] == result.snapshot.fingerprint
     assert [c["name"] for c in info["schema"]] == result.splits.features
     metric = result.search.metric  # tune.metric=auto, resolved for the task
@@ -251,22 +255,22 @@ def test_swap_under_load_is_in_place_and_drops_nothing(endpoint):
     from mlauto.track import promote
 
     url, cfg, result = endpoint
-    uri = pipeline.tracking_uri(cfg)
+    uri = context.tracking_uri(cfg)
     mlflow.set_tracking_uri(uri)
-    source = MlflowClient(uri).get_model_version(pipeline.model_name(cfg), result.tracked.version).source
-    new = mlflow.register_model(source, pipeline.model_name(cfg)).version
+    source = MlflowClient(uri).get_model_version(context.model_name(cfg), result.tracked.version).source
+    new = mlflow.register_model(source, context.model_name(cfg)).version
     row = _records(result.splits.test[result.splits.features].head(1))[0]
     try:
         with RequestLoop(f"{url}/predict", row) as loop:
             loop.wait_for(10)  # traffic before the swap ...
             before = requests.get(f"{url}/health", timeout=30).json()
-            promote(uri, pipeline.model_name(cfg), str(new))
+            promote(uri, context.model_name(cfg), str(new))
             deadline = time.time() + 30
             while (after := requests.get(f"{url}/health", timeout=30).json())["model_version"] != str(new):
                 assert time.time() < deadline
             loop.wait_for(len(loop.outcomes) + 10)  # ... during it, and after it
     finally:
-        promote(uri, pipeline.model_name(cfg), result.tracked.version)  # other tests expect the original
+        promote(uri, context.model_name(cfg), result.tracked.version)  # other tests expect the original
     deadline = time.time() + 30
     while requests.get(f"{url}/health", timeout=30).json()["model_version"] != result.tracked.version:
         assert time.time() < deadline
@@ -281,12 +285,13 @@ def monitored(endpoint, tmp_path_factory):
     from mlauto.monitor import start_monitor, stop_monitor
 
     url, cfg, result = endpoint
-    start_monitor("serve-test-monitor", "mlauto-tests", pipeline.loader_for(cfg), window=10,
-                  state_dir=str(tmp_path_factory.mktemp("monitor")))
+    start_monitor(context.loader_for(cfg), MonitorConf(actor_name="serve-test-monitor", window=10), "mlauto-tests",
+                  target=cfg.data.target, state_dir=str(tmp_path_factory.mktemp("monitor")))
     port = int(url.rsplit(":", 1)[1])
-    mon_url = deploy(pipeline.loader_for(cfg), result.tracked.version, app_name="test-app-mon", host="127.0.0.1",
-                     port=port, route_prefix="/mon", max_body_bytes=20_000,
-                     monitor={"name": "serve-test-monitor", "namespace": "mlauto-tests", "flush_s": 0.2})
+    mon_url = deploy(context.loader_for(cfg),
+                     ServeConf(app_name="test-app-mon", host="127.0.0.1", port=port, route_prefix="/mon",
+                               max_body_bytes=20_000, monitor_flush_s=0.2),
+                     result.tracked.version, {"name": "serve-test-monitor", "namespace": "mlauto-tests"})
     yield mon_url, result
     serve.delete("test-app-mon")
     stop_monitor("serve-test-monitor", "mlauto-tests")
@@ -334,8 +339,10 @@ def test_autoscaling_config_deploys(trained):
     cfg, result = trained
     conf = make_config(["serve=autoscale"])
     assert conf.serve.autoscaling["max_replicas"] == 2
-    url = deploy(pipeline.loader_for(cfg), None, app_name="test-autoscale", host="127.0.0.1", port=free_port(),
-                 route_prefix="/auto", replica_cpus=conf.serve.replica_cpus, autoscaling=conf.serve.autoscaling)
+    url = deploy(context.loader_for(cfg),
+                 ServeConf(app_name="test-autoscale", host="127.0.0.1", port=free_port(), route_prefix="/auto",
+                           replica_cpus=conf.serve.replica_cpus, autoscaling=conf.serve.autoscaling),
+                 None)
     try:
         status = serve.status().applications["test-autoscale"].deployments["ModelServer"]
         assert status.status == "HEALTHY"

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import requests
 
-from mlauto import pipeline
+from mlauto import context, train
+from mlauto.config.schema import MonitorConf, PredictConf, ServeConf
 from mlauto.errors import ConfigError
 from mlauto.models import build_estimator
 from tests.helpers import free_port, make_config
@@ -19,7 +20,7 @@ from tests.helpers import free_port, make_config
 def test_a_metric_that_does_not_fit_the_detected_task_is_refused(ray_session, tmp_path):
     cfg = make_config([f"root={tmp_path}", "data=diabetes", "tune.metric=accuracy", "models=fast"])
     with pytest.raises(ConfigError) as exc:
-        pipeline.train(cfg, {})
+        train.train(cfg, {})
     assert exc.value.key == "tune.metric" and "mae, r2, rmse" in str(exc.value) and "regression" in str(exc.value)
 
 
@@ -28,7 +29,7 @@ def regression(ray_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("regression")
     cfg = make_config([f"root={root}", "experiment=diabetes", "tune.num_samples=4", "models=fast",
                        "+model@families.knn=knn", "tune.sample_sizes.fractions=[0.5,1.0]", "tune.sample_sizes.top_k=1"])
-    return cfg, pipeline.train(cfg, {})
+    return cfg, train.train(cfg, {})
 
 
 @pytest.mark.slow
@@ -47,19 +48,19 @@ def test_regression_end_to_end_through_train(regression):
     assert final.test_metrics["r2"] > 0.2 and 20 < final.test_metrics["rmse"] < 80  # target spans 25..346
     assert not hasattr(final.pipeline, "classes_")
     assert trained.curves is not None and trained.curves.fastest_within is not None
-    summary = pipeline._training_summary(trained, cfg)
+    summary = train.training_summary(trained, cfg)
     assert summary["task"] == "regression" and summary["metric"] == "rmse"
-    run = MlflowClient(pipeline.tracking_uri(cfg)).get_run(trained.tracked.run_id)
+    run = MlflowClient(context.tracking_uri(cfg)).get_run(trained.tracked.run_id)
     assert run.data.params["task"] == "regression" and run.data.params["metric"] == "rmse"
     assert {"val_rmse", "val_mae", "val_r2", "test_rmse", "test_mae", "test_r2"} <= set(run.data.metrics)
     assert run.data.metrics["test_rmse"] == pytest.approx(final.test_metrics["rmse"])
-    bundle = pipeline.loader_for(cfg)(trained.tracked.version)
+    bundle = context.loader_for(cfg)(trained.tracked.version)
     assert bundle.task == "regression" and bundle.meta["classes"] is None and bundle.meta["metric"] == "rmse"
     assert trained.report and os.path.exists(trained.report)
 
 
 def test_regression_retrain_compare_uses_rmse(regression):
-    from mlauto.ops import _compare
+    from mlauto.retrain import compare as _compare
 
     cfg, trained = regression
     s = trained.splits
@@ -84,12 +85,13 @@ def test_regression_predict_feedback_and_monitor_over_http(regression, tmp_path)
 
     cfg, trained = regression
     s = trained.splits
-    start_monitor("tasks-monitor", "mlauto-tests", pipeline.loader_for(cfg), version=trained.tracked.version,
-                  window=10, state_dir=str(tmp_path))
+    start_monitor(context.loader_for(cfg), MonitorConf(actor_name="tasks-monitor", window=10), "mlauto-tests",
+                  target=cfg.data.target, version=trained.tracked.version, state_dir=str(tmp_path))
     try:
-        url = deploy(pipeline.loader_for(cfg), trained.tracked.version, app_name="tasks-reg", host="127.0.0.1",
-                     port=free_port(), route_prefix="/reg",
-                     monitor={"name": "tasks-monitor", "namespace": "mlauto-tests", "flush_s": 0.2})
+        url = deploy(context.loader_for(cfg),
+                     ServeConf(app_name="tasks-reg", host="127.0.0.1", port=free_port(), route_prefix="/reg",
+                               monitor_flush_s=0.2),
+                     trained.tracked.version, {"name": "tasks-monitor", "namespace": "mlauto-tests"})
         rows = s.test[s.features].head(12)
         resp = requests.post(f"{url}/predict", json=rows.to_dict(orient="records"), timeout=30)
         assert resp.status_code == 200, resp.text
@@ -123,16 +125,16 @@ def test_regression_predict_feedback_and_monitor_over_http(regression, tmp_path)
 @pytest.mark.slow
 def test_multiclass_end_to_end_on_wine(ray_session, tmp_path):
     cfg = make_config([f"root={tmp_path}", "experiment=wine", "tune.num_samples=2", "tune.sample_sizes.fractions=[]"])
-    trained = pipeline.train(cfg, {})
+    trained = train.train(cfg, {})
     assert trained.task == "multiclass" and trained.search.metric == "accuracy" and trained.search.mode == "max"
     assert set(trained.final.test_metrics) == {"accuracy", "f1", "roc_auc", "log_loss"}
     assert trained.final.test_metrics["accuracy"] > 0.8
     assert list(trained.final.pipeline.classes_) == [0, 1, 2]
     s = trained.splits
     assert set(s.train[s.target]) == set(s.test[s.target]) == {0, 1, 2}  # stratified
-    summary = pipeline._training_summary(trained, cfg)
+    summary = train.training_summary(trained, cfg)
     assert summary["task"] == "multiclass" and summary["metric"] == "accuracy"
-    meta = json.loads(json.dumps(pipeline.loader_for(cfg)(trained.tracked.version).meta))
+    meta = json.loads(json.dumps(context.loader_for(cfg)(trained.tracked.version).meta))
     assert meta["task"] == "multiclass" and meta["classes"] == [0, 1, 2]
 
 
@@ -146,8 +148,8 @@ def test_regression_batch_scoring_writes_values_and_quarantines_bad_rows(regress
     rows.loc[3, features[0]] = "not a number"
     src = tmp_path / "rows.csv"
     rows.to_csv(src, index=False)
-    out = score_file(str(src), tracking_uri=pipeline.tracking_uri(cfg), model_name=pipeline.model_name(cfg),
-                     version=trained.tracked.version, workers=1, batch_size=16)
+    out = score_file(PredictConf(input=str(src), workers=1, batch_size=16), context.tracking_uri(cfg),
+                     context.model_name(cfg), trained.tracked.version)
     assert (out.rows_in, out.rows_scored, out.rows_quarantined) == (30, 29, 1)
     got = pd.read_parquet(out.output)
     assert not [c for c in got.columns if c.startswith("proba_")]  # values, no class probabilities

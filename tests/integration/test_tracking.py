@@ -14,7 +14,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mlauto import pipeline
+from mlauto import context
 from mlauto.errors import ReproduceError, RunNotFoundError
 from mlauto.reproduce import format_reproduce, load_record, reproduce, resolve_data
 from mlauto.track import CHAMPION
@@ -25,7 +25,7 @@ from mlauto.track.runs import compare_runs, find_run, format_compare, format_run
 
 def _client_and_runs(trained):
     cfg, result = trained
-    client = MlflowClient(pipeline.tracking_uri(cfg))
+    client = MlflowClient(context.tracking_uri(cfg))
     parent = client.get_run(result.tracked.run_id)
     children = [client.get_run(r) for r in result.tracked.trial_run_ids]
     return cfg, result, client, parent, children
@@ -75,14 +75,14 @@ def test_champion_is_registered_with_a_signature(trained):
     cfg, result, client, _, _ = _client_and_runs(trained)
     from mlflow.models import get_model_info
 
-    mv = client.get_model_version_by_alias(pipeline.model_name(cfg), CHAMPION)
+    mv = client.get_model_version_by_alias(context.model_name(cfg), CHAMPION)
     assert mv.run_id == result.tracked.run_id
     import mlflow
 
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(pipeline.tracking_uri(cfg))  # get_model_info reads the global registry
+    mlflow.set_tracking_uri(context.tracking_uri(cfg))  # get_model_info reads the global registry
     try:
-        info = get_model_info(f"models:/{pipeline.model_name(cfg)}@{CHAMPION}")
+        info = get_model_info(f"models:/{context.model_name(cfg)}@{CHAMPION}")
     finally:
         mlflow.set_tracking_uri(previous)
     inputs = [c["name"] for c in info.signature.inputs.to_dict()]
@@ -92,14 +92,14 @@ def test_champion_is_registered_with_a_signature(trained):
 def test_mlp_trials_log_their_epoch_history_as_steps(ray_session, tmp_path):
     from mlauto.track import ensure_experiment
     from mlauto.track.store import log_trials
-    from mlauto.tune import run_search
+    from tests.helpers import search
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))
     y = (X[:, 0] > 0).astype(int)
     families = {"mlp": {"space": {"hidden": {"type": "choice", "values": [8]}},
                         "fixed": {"max_epochs": 6, "patience": 100, "batch_size": 32}}}
-    search = run_search((X[:140], y[:140], X[140:], y[140:]), families, metric="accuracy", mode="max",
+    search = search((X[:140], y[:140], X[140:], y[140:]), families, metric="accuracy", mode="max",
                         num_samples=1, algorithm="random", seed=0, storage_path=str(tmp_path / "ray"), name="mlp")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     exp = ensure_experiment(uri, "mlp", str(tmp_path / "art"))
@@ -114,7 +114,7 @@ def test_mlp_trials_log_their_epoch_history_as_steps(ray_session, tmp_path):
 
 def test_runs_lists_the_training_run_and_its_trials(trained):
     cfg, result, _, _, children = _client_and_runs(trained)
-    rows = list_runs(pipeline.tracking_uri(cfg), cfg.name)
+    rows = list_runs(context.tracking_uri(cfg), cfg.name)
     mine = [r for r in rows if r["run_id"] == result.tracked.run_id or r["parent_id"] == result.tracked.run_id]
     assert mine[0]["kind"] == "parent" and mine[0]["family"] == result.final.family
     assert mine[0]["value"] == pytest.approx(result.final.val_metrics[result.search.metric])
@@ -130,7 +130,7 @@ def test_runs_lists_the_training_run_and_its_trials(trained):
 def test_compare_marks_the_differences(trained):
     cfg, result, _, _, children = _client_and_runs(trained)
     a, b = children[0], next(c for c in children[1:] if c.data.metrics["score"] != children[0].data.metrics["score"])
-    comparison = compare_runs(pipeline.tracking_uri(cfg), [a.info.run_id, b.info.run_id[:10]], cfg.name)
+    comparison = compare_runs(context.tracking_uri(cfg), [a.info.run_id, b.info.run_id[:10]], cfg.name)
     rows = {(r["section"], r["key"]): r for r in comparison["rows"]}
     assert rows[("metric", "score")]["differs"]
     assert rows[("metric", "score")]["values"] == [a.data.metrics["score"], b.data.metrics["score"]]
@@ -145,16 +145,16 @@ def test_compare_marks_the_differences(trained):
 def test_unknown_run_id_is_a_clear_picklable_error(trained):
     cfg, _ = trained
     with pytest.raises(RunNotFoundError, match="action=runs") as info:
-        find_run(pipeline.tracking_uri(cfg), "0123456789abcdef0123456789abcdef", cfg.name)
+        find_run(context.tracking_uri(cfg), "0123456789abcdef0123456789abcdef", cfg.name)
     again = pickle.loads(pickle.dumps(info.value))
     assert str(again) == str(info.value) and "0123456789abcdef" in str(again)
     with pytest.raises(RunNotFoundError):
-        compare_runs(pipeline.tracking_uri(cfg), ["nope-nope", "nope-nope-2"], cfg.name)
+        compare_runs(context.tracking_uri(cfg), ["nope-nope", "nope-nope-2"], cfg.name)
 
 
 def test_reproducing_trials_gives_the_same_score(trained):
     cfg, result, _, _, children = _client_and_runs(trained)
-    uri = pipeline.tracking_uri(cfg)
+    uri = context.tracking_uri(cfg)
     run = next(c for c in children if c.data.params["family"] == "logreg" and c.info.status == "FINISHED")
     out = reproduce(uri, run.info.run_id[:12], cfg.root, cfg.name)  # a unique prefix is enough
     assert out["status"] == "exact" and out["ok"], out
@@ -170,7 +170,7 @@ def test_reproducing_trials_gives_the_same_score(trained):
 
 def test_reproduce_refuses_when_its_data_is_gone(trained, tmp_path):
     cfg, result = trained
-    uri = pipeline.tracking_uri(cfg)
+    uri = context.tracking_uri(cfg)
     record = load_record(uri, result.tracked.trial_run_ids[0], cfg.name)
     assert resolve_data(record, cfg.root) == result.snapshot.path
     retrained = dataclasses.replace(record, production_rows=12, train_fingerprint=record.fingerprint[:8] + "pabcdef0",
@@ -208,5 +208,3 @@ def test_reproduce_cli(trained, ray_session):
     assert "status     exact" in proc.stdout
     proc = _cli(["action=reproduce", "run_id=0123456789abcdef0123456789abcdef"], cfg.root)
     assert proc.returncode == 1 and "action=runs" in proc.stdout + proc.stderr
-
-

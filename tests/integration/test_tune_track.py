@@ -2,13 +2,12 @@ import math
 
 import numpy as np
 import pytest
+from tests.helpers import TUNE_FAMILIES, search
 from mlflow.tracking import MlflowClient
 
-from mlauto import pipeline
+from mlauto import context
 from mlauto.errors import MlautoError, ModelNotFoundError
 from mlauto.track import CHAMPION, BundleLoader
-from mlauto.tune import run_search
-from tests.helpers import TUNE_FAMILIES
 
 
 def _data(n=240, seed=0):
@@ -19,7 +18,7 @@ def _data(n=240, seed=0):
 
 
 def test_search_runs_every_trial_and_picks_the_best(ray_session, tmp_path):
-    result = run_search(_data(), TUNE_FAMILIES, metric="accuracy", mode="max", num_samples=5, algorithm="optuna",
+    result = search(_data(), TUNE_FAMILIES, metric="accuracy", mode="max", num_samples=5, algorithm="optuna",
                         seed=0, storage_path=str(tmp_path), name="t")
     assert len(result.trials) == 5 and all(t.status == "ok" for t in result.trials)
     assert result.best.score == max(t.score for t in result.trials)
@@ -30,7 +29,7 @@ def test_search_runs_every_trial_and_picks_the_best(ray_session, tmp_path):
 
 def test_failing_trials_are_marked_and_the_search_goes_on(ray_session, tmp_path):
     families = {**TUNE_FAMILIES, "logreg": {"space": TUNE_FAMILIES["logreg"]["space"], "fixed": {"no_such_arg": 1}}}
-    result = run_search(_data(), families, metric="accuracy", mode="max", num_samples=6, algorithm="random",
+    result = search(_data(), families, metric="accuracy", mode="max", num_samples=6, algorithm="random",
                         seed=3, storage_path=str(tmp_path), name="t", max_failures=0)
     failed = [t for t in result.trials if t.status == "failed"]
     assert len(result.trials) == 6 and failed and all(t.family == "logreg" for t in failed)
@@ -41,13 +40,13 @@ def test_failing_trials_are_marked_and_the_search_goes_on(ray_session, tmp_path)
 def test_all_trials_failing_is_a_clear_error(ray_session, tmp_path):
     broken = {"logreg": {"space": TUNE_FAMILIES["logreg"]["space"], "fixed": {"no_such_arg": 1}}}
     with pytest.raises(MlautoError, match="all 2 trial"):
-        run_search(_data(), broken, metric="accuracy", mode="max", num_samples=2, algorithm="random", seed=0,
+        search(_data(), broken, metric="accuracy", mode="max", num_samples=2, algorithm="random", seed=0,
                    storage_path=str(tmp_path), name="t", max_failures=0)
 
 
 def test_mlflow_holds_every_trial_and_the_registered_champion(trained):
     cfg, result = trained
-    client = MlflowClient(pipeline.tracking_uri(cfg))
+    client = MlflowClient(context.tracking_uri(cfg))
     exp = client.get_experiment_by_name(cfg.name)
     children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{result.tracked.run_id}'")
     assert len(children) == len(result.search.trials) == cfg.tune.num_samples
@@ -60,7 +59,7 @@ def test_mlflow_holds_every_trial_and_the_registered_champion(trained):
     metric = result.search.metric  # tune.metric=auto, resolved for the binary target
     assert metric == "roc_auc" and parent.data.params["metric"] == metric and parent.data.params["task"] == "binary"
     assert parent.data.metrics[f"test_{metric}"] == pytest.approx(result.final.test_metrics[metric])
-    mv = client.get_model_version_by_alias(pipeline.model_name(cfg), CHAMPION)
+    mv = client.get_model_version_by_alias(context.model_name(cfg), CHAMPION)
     assert str(mv.version) == result.tracked.version and mv.run_id == result.tracked.run_id
 
 
@@ -71,7 +70,7 @@ def test_best_trial_score_matches_the_refit(trained):
 
 def test_bundle_round_trip_predicts_the_same(trained):
     cfg, result = trained
-    bundle = pipeline.loader_for(cfg)()
+    bundle = context.loader_for(cfg)()
     X = result.splits.test[result.splits.features]
     assert np.allclose(bundle.pipeline.predict_proba(X), result.final.pipeline.predict_proba(X))
     assert bundle.meta["fingerprint"] == result.snapshot.fingerprint
@@ -82,7 +81,7 @@ def test_bundle_round_trip_predicts_the_same(trained):
 def test_missing_model_says_what_to_run(trained):
     cfg, _ = trained
     with pytest.raises(ModelNotFoundError, match="run the tune stage first"):
-        BundleLoader(pipeline.tracking_uri(cfg), "no-such-model")()
+        BundleLoader(context.tracking_uri(cfg), "no-such-model")()
 
 
 def test_warm_start_evaluates_the_known_config(ray_session, tmp_path):
@@ -91,6 +90,6 @@ def test_warm_start_evaluates_the_known_config(ray_session, tmp_path):
     point = warm_start_point(TUNE_FAMILIES, "logreg", {"C": 0.123, "max_iter": 500})
     assert point == {"family": "logreg", "logreg.C": 0.123}
     assert warm_start_point(TUNE_FAMILIES, "mlp", {"hidden": 8}) is None
-    result = run_search(_data(), TUNE_FAMILIES, metric="accuracy", mode="max", num_samples=3, algorithm="optuna",
+    result = search(_data(), TUNE_FAMILIES, metric="accuracy", mode="max", num_samples=3, algorithm="optuna",
                         seed=0, storage_path=str(tmp_path), name="t", points_to_evaluate=[point])
     assert any(t.family == "logreg" and t.params["C"] == 0.123 for t in result.trials)

@@ -8,7 +8,6 @@ this package is imported) plus one ``mlauto/conf/model/<name>.yaml``; a user's f
 from mlauto.registry import import_members
 from mlauto.models.families.base import (
     FAMILIES,
-    TASKS,
     Family,
     build_estimator,
     cap_int,
@@ -25,6 +24,6 @@ from mlauto.models.families.svm import SVMFamily
 
 import_members(__name__, __path__)  # every module here is a member: adding one is adding a file
 
-__all__ = ["FAMILIES", "TASKS", "ExtraTreesFamily", "Family", "HistGradientBoostingFamily", "KNeighborsFamily",
+__all__ = ["FAMILIES", "ExtraTreesFamily", "Family", "HistGradientBoostingFamily", "KNeighborsFamily",
            "LinearFamily", "LogisticRegressionFamily", "RandomForestFamily", "SVMFamily", "TorchMLPFamily",
            "build_estimator", "cap_int", "families_for_task", "plan_families"]

@@ -18,11 +18,11 @@ from sklearn.preprocessing import StandardScaler
 
 from mlauto.errors import ConfigError, MlautoError
 from mlauto.registry import Registry
+from mlauto.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
 FAMILIES: Registry["Family"] = Registry("model family", "families")
-TASKS = ("binary", "multiclass", "regression")  # as mlauto.tune.metrics.TASKS
 
 # An estimator class or factory, or "module:attribute" naming one: imported only when a model is
 # built, so a family with a heavy dependency (torch) costs nothing until it is used.

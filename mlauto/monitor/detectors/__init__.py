@@ -8,7 +8,7 @@ plus one ``mlauto/conf/monitor/<name>.yaml``; a user's detector is a module list
 from typing import Any
 
 from mlauto.registry import import_members
-from mlauto.monitor.detectors.base import CORRECTIONS, DETECTORS, Detector, corrected_drift, make_detector
+from mlauto.monitor.detectors.base import DETECTORS, Detector, corrected_drift, make_detector
 from mlauto.monitor.detectors.cvm import CVMDetector
 from mlauto.monitor.detectors.cvm_online import CVMOnlineDetector, default_cache_dir
 from mlauto.monitor.detectors.ks import KSDetector
@@ -19,7 +19,7 @@ from mlauto.monitor.detectors.tabular import TabularDetector
 
 import_members(__name__, __path__)  # every module here is a member: adding one is adding a file
 
-__all__ = ["CORRECTIONS", "DETECTORS", "CVMDetector", "CVMOnlineDetector", "Detector", "KSDetector", "MMDDetector",
+__all__ = ["DETECTORS", "CVMDetector", "CVMOnlineDetector", "Detector", "KSDetector", "MMDDetector",
            "ScipyKSDetector", "Standardize", "TabularDetector", "corrected_drift", "default_cache_dir",
            "make_detector", "permutation_mmd2", "prediction_drift"]
 

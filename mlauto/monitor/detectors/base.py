@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from mlauto.config.schema import Correction
 from mlauto.errors import ConfigError
 from mlauto.registry import Registry
 
 DETECTORS: Registry["Detector"] = Registry("drift detector", "monitor.detector")
-CORRECTIONS = ("bonferroni", "fdr")
 
 
 def floats(values: Any) -> list[float]:
@@ -61,8 +61,8 @@ class Detector(abc.ABC):
 
     def _check_options(self) -> None:
         correction = self.options.get("correction")
-        if "correction" in self.OPTIONS and correction not in CORRECTIONS:
-            raise ConfigError("monitor.correction", correction, CORRECTIONS)
+        if "correction" in self.OPTIONS and correction not in Correction.values():
+            raise ConfigError("monitor.correction", correction, Correction.values())
 
     @abc.abstractmethod
     def _build(self) -> Any: ...
@@ -106,9 +106,6 @@ def make_detector(name: str, reference: np.ndarray, p_val: float, categorical: l
     ``monitor.options``; an unknown name or option fails listing the valid ones.
     """
     cls = DETECTORS.get(name)
-    if correction is not None:
-        if correction not in CORRECTIONS:
-            raise ConfigError("monitor.correction", correction, CORRECTIONS)
-        if "correction" in cls.OPTIONS:
-            options = {**options, "correction": correction}
+    if correction is not None and "correction" in cls.OPTIONS:
+        options = {**options, "correction": correction}  # checked where every option is: Detector.__init__
     return cls(reference, p_val=p_val, categorical=categorical, **options)

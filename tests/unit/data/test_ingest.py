@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from mlauto import pipeline
+from mlauto import context
 from mlauto.data import SQLSource
 from mlauto.data.schedule import next_run
 from mlauto.data.sources import SQLConnect
@@ -32,12 +32,12 @@ def test_sql_config_group_validates_and_builds_the_source(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     cfg = make_config(["data=sql", "data.url=sqlite:///shop.db", "data.table=rows", "data.target=y"])
     assert cfg.data.url == f"sqlite:///{tmp_path}/shop.db"  # relative file made absolute on the way in
-    source = pipeline.data_source(cfg)
+    source = context.data_source(cfg)
     assert isinstance(source, SQLSource) and source.table == "rows" and source.query is None
     pg = make_config(["data=sql", "data.url=postgresql://u:pw@db.example.com:5432/shop", "data.query=SELECT 1",
                       "data.target=y"])
     assert pg.data.url == "postgresql://u:pw@db.example.com:5432/shop"
-    assert isinstance(pipeline.data_source(pg), SQLSource)
+    assert isinstance(context.data_source(pg), SQLSource)
 
 
 @pytest.mark.parametrize(

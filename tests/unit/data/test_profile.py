@@ -88,5 +88,3 @@ def test_association_measures_are_bounded():
         pytest.approx(1.0)
     assert cramers_v(pd.Series(classes), pd.Series(classes)) == pytest.approx(1.0)
     assert cramers_v(pd.Series(rng.choice(["u", "v"], 3000)), pd.Series(classes)) < 0.1
-
-

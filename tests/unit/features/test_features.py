@@ -248,5 +248,3 @@ def test_k_and_threshold_are_respected():
 
 
 # -- the whole path: train -> MLflow -> load -> serve --------------------------------------------
-
-

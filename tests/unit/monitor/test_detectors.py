@@ -4,6 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
+from hydra.errors import ConfigCompositionException
 
 from mlauto.errors import ConfigError
 from mlauto.monitor import DETECTORS, make_detector
@@ -154,8 +155,9 @@ def test_monitor_configs_name_a_detector_and_options_it_takes(group):
     cfg = make_config([f"monitor={group}"])
     cls = DETECTORS.get(cfg.monitor.detector)
     assert set(cfg.monitor.options) <= set(cls.OPTIONS), (group, cfg.monitor.options)
-    with pytest.raises(ConfigError, match="monitor.correction"):
+    with pytest.raises(ConfigCompositionException) as exc:  # an Enum of the schema
         make_config([f"monitor={group}", "monitor.correction=holm"])
+    assert "full_key: monitor.correction" in str(exc.value.__cause__)
 
 
 def test_warmup_pools_live_errors_into_a_noisy_reference_rate():

@@ -53,7 +53,7 @@ def test_traffic_log_joins_labels_once_and_keeps_labelled_rows(tmp_path):
 
 
 def test_labelled_rows_split_into_training_rows_and_the_judging_window():
-    from mlauto.ops import split_labelled
+    from mlauto.retrain import split_labelled
 
     frame = pd.DataFrame({"x": range(120), "target": [0, 1] * 60})
     train, judge = split_labelled(frame, 50)

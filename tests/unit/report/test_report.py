@@ -167,5 +167,3 @@ def test_absent_inputs_give_a_note_per_section_and_no_error(tmp_path):
     dom = Dom(Path(write_report(str(tmp_path / "failed.html"), title="failed", task="binary", metric="roc_auc",
                                 leaderboard=failed)).read_text())
     assert dom.fact("trials") == "1 (1 failed)" and "time-vs-score" in dom.skipped and not dom.failed
-
-

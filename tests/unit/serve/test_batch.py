@@ -18,13 +18,16 @@ def test_workers_leave_a_cpu_share_for_reading():
 
 
 def test_predict_config_is_checked(tmp_path):
+    from hydra.errors import ConfigCompositionException
+
     from tests.helpers import make_config
     from mlauto.errors import ConfigError
 
     with pytest.raises(ConfigError, match="predict.input"):
         make_config(["action=predict"])
-    with pytest.raises(ConfigError, match="predict.format.*json"):
+    with pytest.raises(ConfigCompositionException, match="predict.format") as exc:  # an Enum of the schema
         make_config(["action=predict", "predict.input=x.csv", "predict.format=json"])
+    assert "'json'" in str(exc.value.__cause__) and "parquet, csv" in str(exc.value.__cause__)
     with pytest.raises(ConfigError, match="predict.workers"):
         make_config(["action=predict", "predict.input=x.csv", "predict.workers=0"])
     cfg = make_config(["action=predict", "predict.input=x.csv", "version=3"])

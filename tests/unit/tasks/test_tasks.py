@@ -9,10 +9,11 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine, make_classification, make_regression
 
 from tests.helpers import make_config
-from mlauto.config import metric_for_task, metric_mode
+from mlauto import train
+from mlauto.tasks import detect_task, metric_for_task, metric_mode
 from mlauto.errors import ConfigError, MlautoError
 from mlauto.models import FAMILIES, TorchMLPRegressor, build_estimator, families_for_task, plan_families
-from mlauto.tune.metrics import detect_task, evaluate
+from mlauto.tune.metrics import evaluate
 
 TASK_DATA = {
     "binary": lambda: make_classification(120, 5, n_informative=4, n_redundant=0, class_sep=2.0, random_state=0),
@@ -153,5 +154,3 @@ def test_rolling_rmse_and_its_ceiling_trigger_a_performance_drop():
     assert restored.rmse is None and restored.max_rmse is None and not restored.degraded()
     with pytest.raises(ConfigError, match="monitor.max_rmse"):
         make_config(["monitor.max_rmse=-1"])
-
-

@@ -9,6 +9,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from hydra.errors import ConfigCompositionException
 
 from mlauto.errors import ConfigError
 from mlauto.models.ensemble import SoftVoteEnsemble, build_ensemble
@@ -166,9 +167,7 @@ def test_curves_properties_follow_mode():
 def test_selection_config_is_validated():
     cfg = make_config(["tune.ensemble.method=soft_vote", "tune.ensemble.k=2", "tune.sample_sizes.fractions=[]"])
     assert cfg.tune.ensemble.method == "soft_vote" and cfg.tune.sample_sizes.fractions == []
-    with pytest.raises(ConfigError, match="tune.ensemble.method"):
+    with pytest.raises(ConfigCompositionException, match="tune.ensemble.method"):  # an Enum of the schema
         make_config(["tune.ensemble.method=bagging"])
     with pytest.raises(ConfigError, match="tune.sample_sizes.fractions"):
         make_config(["tune.sample_sizes.fractions=[0.5,1.5]"])
-
-

@@ -1,0 +1,117 @@
+"""A run's context: where its files go, its tracking URI and model name, the model loader and data source.
+
+Every layer above the stages (training, retraining, operations, the launcher) derives these from the
+config the same way, here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from mlauto.config import Config
+from mlauto.data import Source, make_source
+from mlauto.track import BundleLoader, sqlite_uri
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Paths:
+    root: str
+
+    def __post_init__(self) -> None:
+        self.root = os.path.abspath(self.root)
+
+    @property
+    def snapshots(self) -> str:
+        return os.path.join(self.root, "snapshots")
+
+    @property
+    def quarantine(self) -> str:
+        return os.path.join(self.root, "quarantine")
+
+    @property
+    def clean(self) -> str:
+        return os.path.join(self.root, "clean")
+
+    @property
+    def profiles(self) -> str:
+        return os.path.join(self.root, "profiles")
+
+    @property
+    def ray_results(self) -> str:
+        return os.path.join(self.root, "ray_results")
+
+    @property
+    def artifacts(self) -> str:
+        return os.path.join(self.root, "mlartifacts")
+
+    def schedule(self, actor_name: str) -> str:
+        return os.path.join(self.root, "schedule", actor_name)
+
+
+def tracking_uri(cfg: Config) -> str:
+    return cfg.tracking.uri or sqlite_uri(cfg.root)
+
+
+def model_name(cfg: Config) -> str:
+    return cfg.tracking.model_name or f"mlauto-{cfg.name}"
+
+
+def loader_for(cfg: Config) -> BundleLoader:
+    return BundleLoader(tracking_uri(cfg), model_name(cfg))
+
+
+@contextlib.contextmanager
+def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
+    logger.info("== stage %s", name)
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 3)
+    logger.info("== stage %s done in %.1fs", name, timings[name])
+
+
+
+def data_source(cfg: Config) -> Source:
+    """The configured source: its constructor takes the ``data.*`` keys it names."""
+    options = dataclasses.asdict(cfg.data)
+    return make_source(options.pop("source"), **options)
+
+
+
+def write_summary(summary: dict[str, Any], output_dir: str) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "summary.json")
+    with open(path, "w") as fh:
+        json.dump(summary, fh, indent=2, default=str)
+    logger.info("summary written to %s", path)
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def block_until_stopped(what: str,
+                        message: str = "serving at %s (POST /predict, GET /model, GET /drift, GET /health)") -> None:
+    """Wait for Ctrl-C or SIGTERM (docker stop). Tune leaves its own SIGINT handler behind, so set ours."""
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    logger.info(message + ". Ctrl-C to stop.", what)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        logger.info("stopping")
+
+
+
+__all__ = ["Paths", "block_until_stopped", "data_source", "loader_for", "model_name", "stage", "tracking_uri",
+           "write_summary"]

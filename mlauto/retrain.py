@@ -1,0 +1,164 @@
+"""Retraining: a challenger trained the way the champion was, judged against it on rows neither saw,
+and promoted when it is better. The monitor runs :func:`retrain` as a Ray task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlauto.config import Config
+from mlauto.context import model_name, tracking_uri
+from mlauto.data import Snapshot
+from mlauto.tasks import metric_mode
+from mlauto.track import BundleLoader, promote
+from mlauto.train import train
+from mlauto.tune import evaluate
+
+logger = logging.getLogger(__name__)
+
+
+def champion_config(cfg: Config, run_id: str) -> Config:
+    """How the champion was trained (its logged config), with this run's storage, serving and monitoring."""
+    import mlflow
+
+    from mlauto.config import config_from_dict
+
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    logged = config_from_dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json"))
+    return dataclasses.replace(logged, root=cfg.root, stages=list(cfg.stages), tracking=cfg.tracking,
+                               serve=cfg.serve, monitor=cfg.monitor, replay=cfg.replay, cluster=cfg.cluster)
+
+
+def split_labelled(labelled: pd.DataFrame | None, holdout: int) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Labelled production rows -> (rows to train on, the newest ``holdout`` rows to judge on).
+
+    With fewer than ``holdout`` labelled rows all of them train, and the test split judges.
+    """
+    if labelled is None or not len(labelled):
+        return None, None
+    if len(labelled) < holdout:
+        return labelled, None
+    return labelled.iloc[: len(labelled) - holdout], labelled.iloc[len(labelled) - holdout :]
+
+
+
+def with_production_rows(snapshot: Snapshot, rows: pd.DataFrame, directory: str) -> tuple[str, str]:
+    """The snapshot plus labelled production rows, as one Parquet file for cleaning and splitting.
+
+    The rows come from JSON requests, so each column takes the snapshot's type where it fits; they go
+    through the same cleaning (and quarantine) as the source. Returns the file and its fingerprint.
+    """
+    import hashlib
+
+    base = pd.read_parquet(snapshot.path)
+    rows = rows[[c for c in base.columns if c in rows.columns]].copy()
+    for col in rows.columns:
+        try:
+            rows[col] = rows[col].astype(base[col].dtype)
+        except (TypeError, ValueError):
+            pass  # e.g. null in a numpy int column: pandas picks a wider type
+    digest = hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes()).hexdigest()
+    fingerprint = f"{snapshot.fingerprint[:8]}p{digest[:7]}"
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{fingerprint}.parquet")
+    pd.concat([base, rows], ignore_index=True).to_parquet(path, index=False)
+    logger.info("retrain data: snapshot %s (%d rows) + %d labelled production rows -> %s", snapshot.fingerprint,
+                len(base), len(rows), path)
+    return path, fingerprint
+
+
+def compare(champion: Any, challenger: Any, frame: pd.DataFrame, features: list[str], target: str,
+             metric: str, task: str = "binary") -> tuple[str, float, float]:
+    """Both models scored on the same rows with ``task``'s metrics; where ``metric`` is undefined there
+    (ROC AUC on a window holding one class, R² on one row) accuracy, or for regression RMSE, stands in."""
+    X, y = frame[features], frame[target].to_numpy()
+    a, b = evaluate(champion, X, y, task), evaluate(challenger, X, y, task)
+    if np.isnan(a[metric]) or np.isnan(b[metric]):
+        metric = "rmse" if task == "regression" else "accuracy"
+    return metric, a[metric], b[metric]
+
+
+def promote_version(cfg: Config, version: str, *, reload_monitor: bool = True) -> dict[str, Any]:
+    """Make ``version`` the champion; the endpoint's replicas follow the alias in place (within
+    ``serve.poll_s``), and the running monitor, if any, is reloaded now."""
+    import ray
+    from ray import serve
+
+    old = promote(tracking_uri(cfg), model_name(cfg), version)
+    swapped = watched = False
+    if ray.is_initialized():
+        swapped = cfg.serve.app_name in serve.status().applications
+        if reload_monitor:
+            try:
+                actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
+            except ValueError:
+                actor = None
+            if actor is not None:
+                ray.get(actor.reload.remote(version))
+                watched = True
+    logger.info("champion of %s: version %s -> %s (endpoint follows within %ss: %s, monitor reloaded: %s)",
+                model_name(cfg), old, version, cfg.serve.poll_s, swapped, watched)
+    return {"model_name": model_name(cfg), "previous": old, "champion": str(version), "endpoint_follows": swapped,
+            "monitor_reloaded": watched}
+
+
+def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Run by the monitor as a Ray task: train a challenger on a small budget; promote it if it is better.
+
+    The challenger is trained the way the champion was (its logged data, prepare, families and
+    search settings) with a new search seed, on a fresh ingest of the source plus the labelled
+    production rows (``labelled``, from the monitor), except the newest ``monitor.holdout_labels`` of
+    them: champion and challenger are judged on those, the most recent labelled traffic, which
+    neither trained on. With fewer labels, both are judged on the same held-out test split (same
+    split seed). A failure raises, and the live model keeps serving.
+    """
+    from mlflow.tracking import MlflowClient
+
+    champion = BundleLoader(tracking_uri(cfg), model_name(cfg), with_reference=False)()
+    base = champion_config(cfg, champion.run_id)
+    small = dataclasses.replace(base, tune=dataclasses.replace(base.tune, num_samples=cfg.monitor.retrain_num_samples))
+    # Sample-size runs inform people, not the promotion: a retrain skips them.
+    small.tune.sample_sizes = dataclasses.replace(small.tune.sample_sizes, fractions=[])
+    client = MlflowClient(tracking_uri(cfg))
+    n_versions = len(client.search_model_versions(f"name = '{model_name(cfg)}'"))
+    train_rows, judge_rows = split_labelled(labelled, cfg.monitor.holdout_labels)
+    trained = train(small, {}, extra_tags={"mlauto.trigger": reason, "mlauto.champion_version": champion.version,
+                                           "mlauto.production_rows": str(0 if train_rows is None else len(train_rows))},
+                    search_seed=base.seed + n_versions,
+                    warm_start=(champion.meta["family"], champion.meta["params"]),
+                    add_rows=None if train_rows is None or not len(train_rows) else partial(
+                        with_production_rows, rows=train_rows, directory=os.path.join(cfg.root, "retrain")))
+    judged_on = "recent labelled traffic" if judge_rows is not None else "test split"
+    # The metric the challenger's search optimized: tune.metric with "auto" resolved for the task.
+    metric, champion_score, challenger_score = compare(
+        champion.pipeline, trained.final.pipeline, judge_rows if judge_rows is not None else trained.splits.test,
+        trained.splits.features, trained.splits.target, trained.search.metric, trained.task)
+    mode = metric_mode(metric)
+    margin = cfg.monitor.promote_margin
+    better = (challenger_score >= champion_score + margin if mode == "max"
+              else challenger_score <= champion_score - margin)
+    version = trained.tracked.version
+    evidence = {"mlauto.decision": "promoted" if better else "rejected", "mlauto.trigger": reason,
+                "mlauto.champion_version": champion.version, "mlauto.judged_on": judged_on,
+                "mlauto.judged_rows": len(judge_rows) if judge_rows is not None else len(trained.splits.test),
+                f"mlauto.challenger_{metric}": challenger_score, f"mlauto.champion_{metric}": champion_score,
+                "mlauto.promote_margin": margin}
+    for key, value in evidence.items():
+        client.set_model_version_tag(model_name(cfg), version, key, str(value))
+    if better:  # the monitor reloads itself when it reads this result
+        promote_version(cfg, version, reload_monitor=False)
+    return {"model_name": model_name(cfg), "version": version, "promoted": bool(better), "metric": metric,
+            "task": trained.task,
+            "challenger_score": challenger_score, "champion_score": champion_score, "judged_on": judged_on,
+            "production_rows": 0 if train_rows is None else len(train_rows),
+            "champion_version": champion.version, "reason": reason, "run_id": trained.tracked.run_id}
+
+
+__all__ = ["champion_config", "compare", "promote_version", "retrain", "split_labelled", "with_production_rows"]

@@ -1,0 +1,240 @@
+"""Training: ingest -> prepare -> tune -> register, for the first run and for every retrain.
+
+A stage takes the artifact of the stage before and returns its own; :func:`train` returns them all
+as :class:`Trained`, and :func:`training_summary` is what ``summary.json`` says about them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from mlauto.config import Config
+from mlauto.config.schema import plain
+from mlauto.context import Paths, data_source, model_name, stage, tracking_uri
+from mlauto.data import Snapshot, Splits, ingest, prepare_snapshot
+from mlauto.features import Preprocessor, write_report
+from mlauto.models import plan_families
+from mlauto.registry import import_plugins
+from mlauto.tasks import detect_task, metric_for_task, metric_mode
+from mlauto.track import TrackedModel, TrackTarget, TrainingRecord, track_experiment
+from mlauto.tune import FinalModel, SearchResult, SearchRun, fit_final, run_search, warm_start_point
+from mlauto.tune.search import search_run_name
+from mlauto.tune.curves import Curves, sample_size_runs
+from mlauto.tune.select import (
+    EnsembleDecision,
+    choose_ensemble,
+    ensemble_final,
+    family_leaderboard,
+    save_selection,
+    top_trials,
+)
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_ROWS = 5000
+
+# Extra training rows for a retrain: the snapshot -> (the file to clean and split, its fingerprint).
+AddRows = Callable[[Snapshot], "tuple[str, str]"]
+
+
+@dataclass
+class Trained:
+    snapshot: Snapshot
+    splits: Splits
+    search: SearchResult
+    final: FinalModel
+    tracked: TrackedModel | None  # None only while the report is written, before registering
+    family_board: pd.DataFrame | None = None  # best trial per family
+    ensemble: EnsembleDecision | None = None
+    curves: Curves | None = None  # sample-size runs
+    report: str | None = None  # the experiment's HTML report
+    task: str = "binary"  # binary, multiclass or regression: tune.task, or read from the target
+
+
+def resolve_task(task: str, y: Any) -> str:
+    """``tune.task``, or (``auto``) the task read from the training target."""
+    return task if task != "auto" else detect_task(y)
+
+
+
+def ingest_stage(cfg: Config, timings: dict[str, float]) -> Snapshot:
+    with stage("ingest", timings):
+        return ingest(data_source(cfg), Paths(cfg.root).snapshots, keep=cfg.ingest.keep_snapshots)
+
+
+
+def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
+                  add_rows: AddRows | None = None) -> tuple[Splits, Preprocessor, np.ndarray]:
+    """``add_rows`` (a retrain's labelled production rows, see :mod:`mlauto.retrain`) joins rows to the
+    snapshot before the split."""
+    with stage("prepare", timings):
+        p = cfg.prepare
+        paths = Paths(cfg.root)
+        path, fingerprint = snapshot.path, snapshot.fingerprint
+        if add_rows is not None:
+            path, fingerprint = add_rows(snapshot)
+        splits = prepare_snapshot(
+            path, cfg.data.target, fingerprint=fingerprint,
+            rules=p.clean, quarantine_dir=paths.quarantine, clean_dir=paths.clean,
+            profile_dir=paths.profiles, schema_path=os.path.join(paths.profiles, f"schema-{cfg.name}.json"),
+            schema_check=p.schema_check, profile_sample_rows=p.profile_sample_rows, test_size=p.test_size,
+            val_size=p.val_size, stratify=p.stratify and cfg.tune.task != "regression", seed=cfg.seed, method=p.split, group_column=p.group_column,
+            time_column=p.time_column,
+        )
+        # What was trained on, for lineage: the snapshot, or the snapshot plus production rows (a retrain).
+        splits.quality.update(data_path=path, data_fingerprint=fingerprint)
+        prep = Preprocessor(p.numeric_impute, p.max_categories, cfg.features.steps, cfg.features.selection)
+        # The training matrix as the models must see it: target encodings cross-fitted
+        # (prep.transform(train) would hand every trial the leaky full-fit encodings).
+        X_train = prep.fit_transform(splits.train[splits.features], splits.train[splits.target])
+        logger.info("rows: %s; %d features after preprocessing", splits.counts(), len(prep.feature_names_out_))
+        return splits, prep, X_train
+
+
+def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | None = None,
+          search_seed: int | None = None, warm_start: tuple[str, dict[str, Any]] | None = None,
+          add_rows: AddRows | None = None) -> Trained:
+    """ingest -> prepare -> tune -> track: a new registered version, without an alias yet.
+
+    ``cfg.seed`` fixes the split; ``search_seed`` (default: the same) drives the search and the models,
+    so a retrain can explore new configs while champion and challenger share one test split.
+    ``warm_start`` (family, params) is evaluated first, so a challenger starts from the champion's config.
+    ``add_rows`` adds rows (a retrain's labelled production rows) to the snapshot before the split.
+    """
+    import_plugins(cfg.plugins)  # a retrain runs in a Ray task, where the launcher's imports are not
+    seed = cfg.seed if search_seed is None else search_seed
+    paths = Paths(cfg.root)
+    snapshot = ingest_stage(cfg, timings)
+    splits, prep, X_train = prepare_stage(cfg, snapshot, timings, add_rows)
+    features, target = splits.features, splits.target
+    data = (X_train, splits.train[target].to_numpy(), prep.transform(splits.val[features]),
+            splits.val[target].to_numpy())
+    task = resolve_task(cfg.tune.task, data[1])
+    metric = metric_for_task(cfg.tune.metric, task)  # "auto" and the mismatch check need the task
+    logger.info("task %s%s, metric %s (%s is better)", task, " (read from the target)" if cfg.tune.task == "auto"
+                else "", metric, "higher" if metric_mode(metric) == "max" else "lower")
+    with stage("tune", timings):
+        families = plan_families(
+            {name: {"space": dict(f.space), "fixed": dict(f.fixed)} for name, f in cfg.families.items()},
+            task, n_rows=len(X_train), n_features=int(X_train.shape[1]))
+        t = cfg.tune
+        run = SearchRun(
+            name=search_run_name(cfg.name, resume=t.resume, run_name=t.run_name, fingerprint=snapshot.fingerprint,
+                                 seed=seed),
+            storage_path=paths.ray_results, metric=metric, mode=metric_mode(metric), seed=seed,
+            points_to_evaluate=[p] if warm_start and (p := warm_start_point(families, *warm_start)) else None)
+        search = run_search(data, task, t, cfg.search, cfg.scheduler, families, run)
+        final = fit_final(prep, search.best.family, search.best.params, splits, seed, X_train=X_train, task=task)
+        # Model selection: best per family, a top-k ensemble kept only if it wins on validation, sample-size runs.
+        board = family_leaderboard(search)
+        ensemble = choose_ensemble(top_trials(search, t.ensemble.k), data, method=t.ensemble.method,
+                                   metric=search.metric, mode=search.mode, task=task, seed=seed)
+        if ensemble.kept:
+            final = ensemble_final(prep, ensemble, splits, task)
+        curves = sample_size_runs(top_trials(search, t.sample_sizes.top_k), data, t.sample_sizes, search.metric,
+                                  search.mode, task, seed) if t.sample_sizes.fractions else None
+        selection_files = save_selection(os.path.join(paths.root, "selection"), board, curves)
+        logger.info("best %s: val %s=%.4f, test %s=%.4f", final.family, metric, final.val_metrics[metric],
+                    metric, final.test_metrics[metric])
+    trained = Trained(snapshot, splits, search, final, None, board, ensemble, curves, task=task)
+    report = experiment_report(cfg, trained, seed, timings)
+    with stage("track", timings):
+        rng = np.random.default_rng(cfg.seed)
+        reference = X_train[rng.permutation(len(X_train))[:REFERENCE_ROWS]]
+        where = TrackTarget(tracking_uri(cfg), cfg.tracking.experiment or cfg.name, paths.artifacts, model_name(cfg))
+        record = TrainingRecord(
+            snapshot.fingerprint, seed, splits.counts(), task, reference=reference,
+            sample_input=splits.train[features].head(20),
+            extra_tags={"mlauto.train_fingerprint": str(splits.quality.get("data_fingerprint", snapshot.fingerprint)),
+                        "mlauto.train_data": str(splits.quality.get("data_path", snapshot.path)),
+                        **(extra_tags or {})})
+        artifacts = {**write_report(prep, os.path.join(paths.root, "features")),
+                     **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {}),
+                     **selection_files, **({"report": report} if report else {})}
+        tracked = track_experiment(where, search, final, record, _redacted(cfg), artifacts, curves)
+    return dataclasses.replace(trained, tracked=tracked, report=report)
+
+
+def experiment_report(cfg: Config, trained: Trained, seed: int, timings: dict[str, float]) -> str | None:
+    """``<root>/reports/<name>-<time>.html``: profile, leaderboard, fronts, test errors, importance.
+
+    The report is a by-product: one that fails is logged and the training goes on without it.
+    """
+    from mlauto.report import feature_importance
+    from mlauto.report import write_report as write_experiment_report
+    splits, search, final, task = trained.splits, trained.search, trained.final, trained.task
+    features, target, pipe = splits.features, splits.target, final.pipeline
+    path = os.path.join(Paths(cfg.root).root, "reports", f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}.html")
+    try:
+        with stage("report", timings):
+            X_test, y_test = splits.test[features], splits.test[target].to_numpy()
+            proba = pipe.predict_proba(X_test) if task != "regression" else None
+            classes = np.asarray(pipe.classes_) if proba is not None else None
+            y_pred = classes[np.argmax(proba, axis=1)] if proba is not None else pipe.predict(X_test)
+            importance = (feature_importance(pipe, splits.val[features], splits.val[target].to_numpy(), task,
+                                             search.metric, seed) if len(splits.val) else None)
+            summary = {"best_family": final.family, "best_params": final.params, "val_metrics": final.val_metrics,
+                       "test_metrics": final.test_metrics, "data_fingerprint": trained.snapshot.fingerprint,
+                       "rows": splits.counts(),
+                       "search_seconds": round(search.wall_seconds, 3),
+                       "final_fit_seconds": round(final.train_seconds, 3), "stage_seconds": dict(timings)}
+            return write_experiment_report(
+                path, title=f"mlauto experiment {cfg.name}", task=task, metric=search.metric,
+                leaderboard=search.leaderboard(), family_board=trained.family_board, curves=trained.curves,
+                profile=splits.quality.get("profile_path"), y_true=y_test, y_pred=y_pred, proba=proba,
+                classes=classes, importance=importance, summary=summary)
+    except Exception:  # noqa: BLE001 - see the docstring
+        logger.warning("the experiment report could not be written to %s", path, exc_info=True)
+        return None
+
+
+def _redacted(cfg: Config) -> dict[str, Any]:
+    """The config as logged to MLflow: secrets masked."""
+    config = plain(cfg)  # Enums as text: the config is logged as JSON and YAML
+    if config["serve"].get("admin_token"):
+        config["serve"]["admin_token"] = "***"
+    return config
+
+
+
+def training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
+    return {
+        "data_fingerprint": trained.snapshot.fingerprint,
+        "snapshot": trained.snapshot.path,
+        "rows": trained.splits.counts(),
+        "quarantine": quarantine_summary(trained.splits),
+        "data_quality": trained.splits.quality,
+        "best_family": trained.final.family,
+        "best_params": trained.final.params,
+        "task": trained.task,
+        "metric": trained.search.metric,  # tune.metric with "auto" resolved for the task
+        "val_metrics": trained.final.val_metrics,
+        "test_metrics": trained.final.test_metrics,
+        "trials": {"total": len(trained.search.trials),
+                   "failed": sum(t.status != "ok" for t in trained.search.trials)},
+        "mlflow_run_id": trained.tracked.run_id,
+        "model_version": trained.tracked.version,
+        "family_leaderboard": trained.family_board.to_dict("records") if trained.family_board is not None else None,
+        "ensemble": trained.ensemble.summary() if trained.ensemble is not None else None,
+        "fastest_within": trained.curves.fastest_within if trained.curves is not None else None,
+        "report": trained.report,
+    }
+
+
+def quarantine_summary(splits: Splits) -> dict[str, Any]:
+    cleaning = splits.quality.get("cleaning", {})
+    return {"rows": splits.quarantined, "reasons": splits.quarantine_reasons, "path": splits.quarantine_path,
+            "rows_in": cleaning.get("rows_in"), "repaired": cleaning.get("repaired", {})}
+
+
+
+__all__ = ["Trained", "experiment_report", "ingest_stage", "prepare_stage", "quarantine_summary", "resolve_task",
+           "train", "training_summary"]
