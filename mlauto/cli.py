@@ -5,7 +5,6 @@ This is the only place that reads a DictConfig; library code gets plain dataclas
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -14,45 +13,14 @@ from typing import Callable
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mlauto.config import Config, validate
+from mlauto.config import Config
 from mlauto.config.store import CONF_PATH, register_configs
+from mlauto.context import CHECK_MODULES, load_checks, to_config  # noqa: F401 - the launcher's config, re-exported
 from mlauto.errors import MlautoError
-from mlauto.registry import import_plugins
 
 logger = logging.getLogger("mlauto")
-
-
-# The modules that register config checks (mlauto.config.checks.check), in the order their checks run.
-CHECK_MODULES = ("mlauto.track.checks", "mlauto.data.checks", "mlauto.features.checks", "mlauto.models.checks",
-                 "mlauto.tune.checks", "mlauto.serve.checks", "mlauto.monitor.checks", "mlauto.runtime")
-
-
-def load_checks() -> None:
-    """Import every module that registers config checks (the config package imports no stage)."""
-    for name in CHECK_MODULES:
-        importlib.import_module(name)
-
-
-def to_config(cfg: DictConfig) -> Config:
-    """DictConfig -> validated :class:`Config`, with user paths made absolute.
-
-    Trials and retrain tasks run in other working directories, so relative paths would break there.
-    """
-    from mlauto.data import resolve_data
-
-    conf: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    import_plugins(conf.plugins)  # a user's families, sources, detectors: registered before validation
-    load_checks()
-    validate(conf)
-    conf.root = os.path.abspath(conf.root)
-    conf.data = resolve_data(conf.data)  # the selected source's own path fixing (data.path, data.url)
-    for key in ("input", "output"):
-        value = getattr(conf.predict, key)
-        if value and "://" not in value:
-            setattr(conf.predict, key, os.path.abspath(os.path.expanduser(value)))
-    return conf
 
 
 def _run(conf: Config, output_dir: str) -> None:

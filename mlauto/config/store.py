@@ -66,7 +66,7 @@ def register_configs(overrides: Sequence[str] = (), config_dir: str | None = Non
 
 
 def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> DictConfig:
-    """The DictConfig the launcher composes for ``overrides`` (unvalidated; see ``mlauto.cli.to_config``)."""
+    """The DictConfig the launcher composes for ``overrides`` (unvalidated; see ``mlauto.context.to_config``)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
