@@ -49,6 +49,7 @@ def to_config(cfg: "DictConfig") -> Config:
 
     conf: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     import_plugins(conf.plugins)  # a user's families, sources, detectors: registered before validation
+    conf.families = included_families(conf)
     load_checks()
     validate(conf)
     conf.root = os.path.abspath(conf.root)
@@ -58,6 +59,20 @@ def to_config(cfg: "DictConfig") -> Config:
         if value and "://" not in value:
             setattr(conf.predict, key, os.path.abspath(os.path.expanduser(value)))
     return conf
+
+
+def included_families(conf: Config) -> dict[str, Any]:
+    """``conf.families`` narrowed to ``models.include`` (all of them when it is null)."""
+    include = conf.models.include
+    if include is None:
+        return conf.families
+    unknown = [name for name in include if name not in conf.families]
+    if unknown or not include:
+        from mlauto.errors import ConfigError
+
+        raise ConfigError("models.include", list(include), sorted(conf.families),
+                          "name families the models group composed (models=all has every one)")
+    return {name: conf.families[name] for name in include}
 
 
 def build_config(overrides: Sequence[str] = (), config_dir: str | None = None) -> Config:
