@@ -121,6 +121,9 @@ DISPATCH: dict[str, Callable[[Config, str], None]] = {
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    from mlauto import console
+
+    console.install()  # before Ray starts: its workers inherit the quiet settings
     hydra_conf = HydraConfig.get()
     try:
         conf = to_config(cfg)

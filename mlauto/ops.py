@@ -114,6 +114,7 @@ def execute(cfg: Config, output_dir: str) -> RunResult:
         summary["stage_seconds"] = timings
         summary["total_seconds"] = round(time.perf_counter() - start, 3)
         write_summary(summary, output_dir)
+        log_where(cfg, summary, output_dir, stays_up=owns_ray and cfg.serve.blocking or not owns_ray)
         if (served or monitored) and owns_ray and cfg.serve.blocking:
             block_until_stopped(summary["endpoint"] or f"monitor actor {cfg.monitor.actor_name}")
         elif scheduled and owns_ray and cfg.serve.blocking:  # the scheduler lives in this Ray
@@ -133,6 +134,33 @@ def execute(cfg: Config, output_dir: str) -> RunResult:
             import ray
 
             ray.shutdown()
+
+
+def log_where(cfg: Config, summary: dict[str, Any], output_dir: str, stays_up: bool) -> None:
+    """The run's last lines: where the summary, report, log, MLflow UI, dashboard and endpoint are."""
+    import ray
+
+    lines = [f"summary:   {os.path.join(output_dir, 'summary.json')}"]
+    if summary.get("report"):
+        lines.append(f"report:    {summary['report']}")
+    log_file = os.path.join(output_dir, "mlauto.log")
+    if os.path.exists(log_file):
+        lines.append(f"log:       {log_file}")
+    uri = tracking_uri(cfg)
+    lines.append(f"MLflow UI: mlflow ui --backend-store-uri {shlex.quote(uri)}" if uri.startswith("sqlite:")
+                 else f"MLflow:    {uri}")
+    if stays_up and ray.is_initialized():
+        try:
+            from ray._private.worker import get_dashboard_url
+
+            if url := get_dashboard_url():
+                lines.append(f"dashboard: http://{url}" if "://" not in url else f"dashboard: {url}")
+        except Exception:  # noqa: BLE001 - no dashboard installed
+            pass
+    if summary.get("endpoint"):
+        lines.append(f"endpoint:  {summary['endpoint']} (POST /predict, POST /feedback, GET /drift, GET /docs)"
+                     + ("" if stays_up else "; stopped with this command (serve.blocking=false)"))
+    logger.info("where everything is:\n  %s", "\n  ".join(lines))
 
 
 def _replay(cfg: Config, url: str, trained: Trained) -> dict[str, Any]:
