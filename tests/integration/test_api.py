@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import mlauto
-from conftest import free_port
+from tests.helpers import free_port
 from mlauto.errors import ConfigError, MlautoError
 
 pytestmark = pytest.mark.ray
