@@ -73,7 +73,9 @@ def install(tty: bool | None = None) -> None:
     root = logging.getLogger()
     files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
     noise = NoiseFilter(strip_ansi=not tty)
-    for logger in (root, *map(logging.getLogger, OWN_HANDLER_LOGGERS)):
+    own = [logging.getLogger(n) for n in sorted(logging.root.manager.loggerDict)
+           if n.split(".")[0] in OWN_HANDLER_LOGGERS]  # "ray", "ray.data", "mlflow", ...: those with handlers
+    for logger in (root, *[lg for lg in own if isinstance(lg, logging.Logger) and lg.handlers]):
         for handler in logger.handlers:
             if _is_console(handler) and not any(isinstance(f, NoiseFilter) for f in handler.filters):
                 handler.addFilter(noise)
