@@ -5,7 +5,6 @@ This is the only place that reads a DictConfig; library code gets plain dataclas
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -14,45 +13,54 @@ from typing import Callable
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig
 
-from mlauto.config import Config, validate
+from mlauto.config import Config
 from mlauto.config.store import CONF_PATH, register_configs
+from mlauto.context import CHECK_MODULES, load_checks, to_config  # noqa: F401 - the launcher's config, re-exported
 from mlauto.errors import MlautoError
-from mlauto.registry import import_plugins
 
 logger = logging.getLogger("mlauto")
 
 
-# The modules that register config checks (mlauto.config.checks.check), in the order their checks run.
-CHECK_MODULES = ("mlauto.track.checks", "mlauto.data.checks", "mlauto.features.checks", "mlauto.models.checks",
-                 "mlauto.tune.checks", "mlauto.serve.checks", "mlauto.monitor.checks", "mlauto.runtime")
+# Stages a sweep's jobs leave out: each job trains and registers; none serves or blocks.
+SWEEP_SKIPS = ("serve", "monitor")
 
 
-def load_checks() -> None:
-    """Import every module that registers config checks (the config package imports no stage)."""
-    for name in CHECK_MODULES:
-        importlib.import_module(name)
+def sweep_keys(args: list[str]) -> list[str]:
+    """The keys a command line sweeps over (``search=optuna,random`` -> ``search``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")])
+    return [o.get_key_element() for o in parsed if o.is_sweep_override()]
 
 
-def to_config(cfg: DictConfig) -> Config:
-    """DictConfig -> validated :class:`Config`, with user paths made absolute.
+def sweep_job(conf: Config, task_overrides: list[str], keys: list[str], job_num: int) -> Config:
+    """``conf`` for one job of ``mlauto -m``: trains and registers under its own model name (the base
+    name plus the swept values, e.g. ``mlauto-default-search-random-models-fast``), never serves or
+    blocks. Asking a sweep to serve (``stages`` naming serve or monitor, a schedule) is refused."""
+    import dataclasses
+    import re
 
-    Trials and retrain tasks run in other working directories, so relative paths would break there.
-    """
-    from mlauto.data import resolve_data
+    from mlauto.context import model_name
+    from mlauto.errors import ConfigError
 
-    conf: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    import_plugins(conf.plugins)  # a user's families, sources, detectors: registered before validation
-    load_checks()
-    validate(conf)
-    conf.root = os.path.abspath(conf.root)
-    conf.data = resolve_data(conf.data)  # the selected source's own path fixing (data.path, data.url)
-    for key in ("input", "output"):
-        value = getattr(conf.predict, key)
-        if value and "://" not in value:
-            setattr(conf.predict, key, os.path.abspath(os.path.expanduser(value)))
-    return conf
+    if conf.action != "run":
+        return conf
+    given = {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in task_overrides if "=" in o}
+    if "stages" in given and any(s in conf.stages for s in SWEEP_SKIPS):
+        raise ConfigError("stages", list(conf.stages), hint="a sweep (-m) trains and registers one model per job and "
+                          "serves none; leave serve and monitor out, then serve the winner with "
+                          "`mlauto stages=[serve,monitor] tracking.model_name=NAME`")
+    if conf.ingest.schedule:
+        raise ConfigError("ingest.schedule", conf.ingest.schedule, hint="a sweep (-m) does not run schedules")
+    swept = "-".join(f"{k}-{given[k]}" for k in keys if k in given) or f"job{job_num}"
+    name = f"{model_name(conf)}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', swept).strip('-')}"
+    stages = [s for s in conf.stages if s not in SWEEP_SKIPS]
+    logger.info("sweep job %d: stages %s, registers model %s", job_num, ",".join(stages), name)
+    return dataclasses.replace(conf, stages=stages, tracking=dataclasses.replace(conf.tracking, model_name=name),
+                               serve=dataclasses.replace(conf.serve, blocking=False))
 
 
 def _run(conf: Config, output_dir: str) -> None:
@@ -113,8 +121,14 @@ DISPATCH: dict[str, Callable[[Config, str], None]] = {
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    from mlauto import console
+
+    console.install()  # before Ray starts: its workers inherit the quiet settings
+    hydra_conf = HydraConfig.get()
     try:
         conf = to_config(cfg)
+        if hydra_conf.mode == RunMode.MULTIRUN:
+            conf = sweep_job(conf, list(hydra_conf.overrides.task), sweep_keys(sys.argv[1:]), hydra_conf.job.num)
     except MlautoError as exc:
         logger.error("%s", exc)
         sys.exit(2)
@@ -124,7 +138,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
         sys.exit(submit_job(address, sys.argv[1:]))
     try:
-        DISPATCH.get(conf.action, _manage)(conf, HydraConfig.get().runtime.output_dir)
+        DISPATCH.get(conf.action, _manage)(conf, hydra_conf.runtime.output_dir)
     except MlautoError as exc:
         logger.error("%s", exc)
         sys.exit(1)

@@ -8,19 +8,78 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import logging
 import os
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from mlauto.config import Config
-from mlauto.data import Source, make_source
+from mlauto.config import Config, validate
+from mlauto.data import Source, make_source, resolve_data
+from mlauto.registry import import_plugins
 from mlauto.track import BundleLoader, sqlite_uri
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
 logger = logging.getLogger(__name__)
+
+
+# The modules that register config checks (mlauto.config.checks.check), in the order their checks run.
+CHECK_MODULES = ("mlauto.track.checks", "mlauto.data.checks", "mlauto.features.checks", "mlauto.models.checks",
+                 "mlauto.tune.checks", "mlauto.serve.checks", "mlauto.monitor.checks", "mlauto.runtime")
+
+
+def load_checks() -> None:
+    """Import every module that registers config checks (the config package imports no stage)."""
+    for name in CHECK_MODULES:
+        importlib.import_module(name)
+
+
+def to_config(cfg: "DictConfig") -> Config:
+    """DictConfig -> validated :class:`Config`, with user paths made absolute.
+
+    Trials and retrain tasks run in other working directories, so relative paths would break there.
+    The launcher and the Python API both build their config here.
+    """
+    from omegaconf import OmegaConf
+
+    conf: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    import_plugins(conf.plugins)  # a user's families, sources, detectors: registered before validation
+    conf.families = included_families(conf)
+    load_checks()
+    validate(conf)
+    conf.root = os.path.abspath(conf.root)
+    conf.data = resolve_data(conf.data)  # the selected source's own path fixing (data.path, data.url)
+    for key in ("input", "output"):
+        value = getattr(conf.predict, key)
+        if value and "://" not in value:
+            setattr(conf.predict, key, os.path.abspath(os.path.expanduser(value)))
+    return conf
+
+
+def included_families(conf: Config) -> dict[str, Any]:
+    """``conf.families`` narrowed to ``models.include`` (all of them when it is null)."""
+    include = conf.models.include
+    if include is None:
+        return conf.families
+    unknown = [name for name in include if name not in conf.families]
+    if unknown or not include:
+        from mlauto.errors import ConfigError
+
+        raise ConfigError("models.include", list(include), sorted(conf.families),
+                          "name families the models group composed (models=all has every one)")
+    return {name: conf.families[name] for name in include}
+
+
+def build_config(overrides: Sequence[str] = (), config_dir: str | None = None) -> Config:
+    """The validated config for ``overrides``, exactly as ``mlauto OVERRIDES`` builds it."""
+    from mlauto.config.store import compose
+
+    return to_config(compose(overrides, config_dir))
 
 
 @dataclass
@@ -113,5 +172,5 @@ def block_until_stopped(what: str,
 
 
 
-__all__ = ["Paths", "block_until_stopped", "data_source", "loader_for", "model_name", "stage", "tracking_uri",
+__all__ = ["CHECK_MODULES", "Paths", "block_until_stopped", "build_config", "load_checks", "to_config", "data_source", "loader_for", "model_name", "stage", "tracking_uri",
            "write_summary"]

@@ -28,16 +28,51 @@ from mlauto.train import Trained, ingest_stage, prepare_stage, quarantine_summar
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class RunResult:
+    """What :func:`execute` did: the summary written to ``summary.json``, and the trained artifacts
+    (None when the tune stage did not run)."""
+
+    summary: dict[str, Any]
+    trained: Trained | None
+    config: Config
+
+
 def run(cfg: Config, output_dir: str) -> dict[str, Any]:
     """Run the configured stages and write ``summary.json`` to ``output_dir``."""
+    return execute(cfg, output_dir).summary
+
+
+def with_admin_token(cfg: Config) -> Config:
+    """``cfg`` with an admin token for serving: the configured one, or one generated here (and logged)."""
+    if cfg.serve.admin_token:
+        return cfg
+    cfg = dataclasses.replace(cfg, serve=dataclasses.replace(cfg.serve, admin_token=secrets.token_urlsafe(24)))
+    logger.info("admin token for POST /admin/* (Authorization: Bearer ...): %s", cfg.serve.admin_token)
+    return cfg
+
+
+def start_monitoring(cfg: Config) -> dict[str, Any]:
+    """Start (or replace) the monitor actor of ``cfg.monitor`` for the champion; Ray must be connected.
+    Returns what ``summary.json`` says about it."""
+    from functools import partial
+
+    from mlauto.monitor import start_monitor
+
+    m = cfg.monitor
+    start_monitor(loader_for(cfg), m, cfg.cluster.namespace, partial(retrain, cfg), target=cfg.data.target,
+                  state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None)
+    return {"actor": m.actor_name, "namespace": cfg.cluster.namespace, "detector": m.detector, "window": m.window}
+
+
+def execute(cfg: Config, output_dir: str) -> RunResult:
+    """:func:`run`, returning the trained artifacts too (the Python API's ``fit``)."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
     summary: dict[str, Any] = {"experiment": cfg.name, "stages": list(cfg.stages), "output_dir": output_dir,
                                "tracking_uri": tracking_uri(cfg), "model_name": model_name(cfg), "endpoint": None}
-    if "serve" in cfg.stages and not cfg.serve.admin_token:
-        # Generated once per run, so the swap after a retrain keeps it.
-        cfg = dataclasses.replace(cfg, serve=dataclasses.replace(cfg.serve, admin_token=secrets.token_urlsafe(24)))
-        logger.info("admin token for POST /admin/* (Authorization: Bearer ...): %s", cfg.serve.admin_token)
+    if "serve" in cfg.stages:  # generated once per run, so the swap after a retrain keeps it
+        cfg = with_admin_token(cfg)
     owns_ray = runtime.connect(cfg.cluster.address, cfg.cluster.namespace, cfg.cluster.num_cpus,
                                env=runtime.serve_ingress_env(cfg.serve.ingress) if "serve" in cfg.stages else None)
     served = monitored = scheduled = False
@@ -63,16 +98,8 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
                 summary["model_version"] = version
         if "monitor" in cfg.stages:
             with stage("monitor", timings):
-                from functools import partial
-
-                from mlauto.monitor import start_monitor
-
-                m = cfg.monitor
-                start_monitor(loader_for(cfg), m, cfg.cluster.namespace, partial(retrain, cfg), target=cfg.data.target,
-                              state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None)
+                summary["monitor"] = start_monitoring(cfg)
                 monitored = True
-                summary["monitor"] = {"actor": m.actor_name, "namespace": cfg.cluster.namespace,
-                                      "detector": m.detector, "window": m.window}
         if "serve" in cfg.stages:
             with stage("serve", timings):
                 summary["endpoint"] = serve_version(cfg, None)  # follows the champion alias
@@ -87,11 +114,12 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
         summary["stage_seconds"] = timings
         summary["total_seconds"] = round(time.perf_counter() - start, 3)
         write_summary(summary, output_dir)
+        log_where(cfg, summary, output_dir, stays_up=owns_ray and cfg.serve.blocking or not owns_ray)
         if (served or monitored) and owns_ray and cfg.serve.blocking:
             block_until_stopped(summary["endpoint"] or f"monitor actor {cfg.monitor.actor_name}")
         elif scheduled and owns_ray and cfg.serve.blocking:  # the scheduler lives in this Ray
             block_until_stopped(repr(cfg.ingest.schedule), "ingesting on schedule %s")
-        return summary
+        return RunResult(summary, trained, cfg)
     except BaseException as exc:
         summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", stage_seconds=timings,
                        total_seconds=round(time.perf_counter() - start, 3))
@@ -106,6 +134,33 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
             import ray
 
             ray.shutdown()
+
+
+def log_where(cfg: Config, summary: dict[str, Any], output_dir: str, stays_up: bool) -> None:
+    """The run's last lines: where the summary, report, log, MLflow UI, dashboard and endpoint are."""
+    import ray
+
+    lines = [f"summary:   {os.path.join(output_dir, 'summary.json')}"]
+    if summary.get("report"):
+        lines.append(f"report:    {summary['report']}")
+    log_file = os.path.join(output_dir, "mlauto.log")
+    if os.path.exists(log_file):
+        lines.append(f"log:       {log_file}")
+    uri = tracking_uri(cfg)
+    lines.append(f"MLflow UI: mlflow ui --backend-store-uri {shlex.quote(uri)}" if uri.startswith("sqlite:")
+                 else f"MLflow:    {uri}")
+    if stays_up and ray.is_initialized():
+        try:
+            from ray._private.worker import get_dashboard_url
+
+            if url := get_dashboard_url():
+                lines.append(f"dashboard: http://{url}" if "://" not in url else f"dashboard: {url}")
+        except Exception:  # noqa: BLE001 - no dashboard installed
+            pass
+    if summary.get("endpoint"):
+        lines.append(f"endpoint:  {summary['endpoint']} (POST /predict, POST /feedback, GET /drift, GET /docs)"
+                     + ("" if stays_up else "; stopped with this command (serve.blocking=false)"))
+    logger.info("where everything is:\n  %s", "\n  ".join(lines))
 
 
 def _replay(cfg: Config, url: str, trained: Trained) -> dict[str, Any]:
@@ -369,6 +424,7 @@ def submit_job(address: str, argv: list[str]) -> int:
     return 0 if status == JobStatus.SUCCEEDED else 1
 
 
-__all__ = ["RetrainOnNewSnapshot", "manage", "monitor_events", "predict", "promote_version", "rollback", "run",
+__all__ = ["RetrainOnNewSnapshot", "RunResult", "execute", "manage", "monitor_events", "predict", "promote_version",
+           "rollback", "run", "start_monitoring", "with_admin_token",
            "monitor_link", "serve_config", "serve_version", "snapshots", "start_ingest_schedule", "submit_job",
            "tracked_runs"]

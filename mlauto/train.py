@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from mlauto import console
 from mlauto.config import Config
 from mlauto.config.schema import plain
 from mlauto.context import Paths, data_source, model_name, stage, tracking_uri
@@ -110,6 +111,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
     ``add_rows`` adds rows (a retrain's labelled production rows) to the snapshot before the split.
     """
     import_plugins(cfg.plugins)  # a retrain runs in a Ray task, where the launcher's imports are not
+    console.install()  # there too: the console the task's output reaches stays quiet
     seed = cfg.seed if search_seed is None else search_seed
     paths = Paths(cfg.root)
     snapshot = ingest_stage(cfg, timings)

@@ -1,5 +1,5 @@
 """The one validation pass: stage packages register their config checks here; the launcher imports
-them (:func:`mlauto.cli.load_checks`) and runs them all once, before Ray starts.
+them (:func:`mlauto.context.load_checks`) and runs them all once, before Ray starts.
 
 A check takes the whole :class:`~mlauto.config.schema.Config` (cross-section rules need it) and raises
 :class:`~mlauto.errors.ConfigError` naming the key, the allowed values and the value given. Checks

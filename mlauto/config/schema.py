@@ -204,6 +204,13 @@ class FamilyConf:
 
 
 @dataclass
+class ModelsConf:
+    # the families to search, by name (e.g. [logreg,hist_gb]): a subset of those `models=` composed
+    # (models=all: every model/<name>.yaml); null: all of them
+    include: Optional[List[str]] = None
+
+
+@dataclass
 class SearchConf:
     # optuna (TPE) | random (Optuna's random sampler) | grid | bayesopt (a GP per family); see README "Search"
     algorithm: SearchAlgorithm = SearchAlgorithm.optuna
@@ -373,6 +380,7 @@ class Config:
     prepare: PrepareConf = field(default_factory=PrepareConf)
     features: FeaturesConf = field(default_factory=FeaturesConf)
     families: Dict[str, FamilyConf] = field(default_factory=dict)
+    models: ModelsConf = field(default_factory=ModelsConf)
     search: SearchConf = field(default_factory=SearchConf)
     scheduler: SchedulerConf = field(default_factory=SchedulerConf)
     tune: TuneConf = field(default_factory=TuneConf)

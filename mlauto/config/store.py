@@ -63,10 +63,21 @@ def register_configs(overrides: Sequence[str] = (), config_dir: str | None = Non
     # models/all.yaml pulls this in: one entry per model file, wherever it lives.
     every = [{f"/model@families.{name}": name} for name in model_options(overrides, config_dir)]
     cs.store(group="generated", name="every_model", node={"defaults": every}, package="_global_")
+    register_help_resolvers(experiments_dir)
+
+
+def register_help_resolvers(experiments_dir: Path = EXPERIMENTS_DIR) -> None:
+    """``${mlauto_actions:}`` and ``${mlauto_experiments:}`` for ``mlauto --help`` (hydra/default.yaml):
+    the lists come from the schema's :class:`Action` and the experiment files, not from the help text."""
+    from mlauto.config.schema import Action
+
+    OmegaConf.register_new_resolver("mlauto_actions", lambda: ", ".join(Action.values()), replace=True)
+    OmegaConf.register_new_resolver("mlauto_experiments",
+                                    lambda: ", ".join(p.stem for p in experiment_files(experiments_dir)), replace=True)
 
 
 def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> DictConfig:
-    """The DictConfig the launcher composes for ``overrides`` (unvalidated; see ``mlauto.cli.to_config``)."""
+    """The DictConfig the launcher composes for ``overrides`` (unvalidated; see ``mlauto.context.to_config``)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 

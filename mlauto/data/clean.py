@@ -450,7 +450,7 @@ def clean_dataset(dataset: Any, target: str, rules: CleanConf, *, fingerprint: s
     collector = Collector(plan, quarantine_file(quarantine_dir, fingerprint), kept_path + ".tmp", profiler)
     cleaned = dataset.map_batches(clean_batch, fn_kwargs={"plan": plan}, batch_format="pandas",
                                   batch_size=batch_size)
-    with tqdm(desc="clean", unit="rows", disable=not progress, mininterval=2.0) as bar:
+    with tqdm(desc="clean", unit="rows", disable=None if progress else True, mininterval=2.0) as bar:
         for batch in cleaned.iter_batches(batch_format="pandas", batch_size=None, prefetch_batches=1):
             collector.add(batch)
             bar.update(len(batch))

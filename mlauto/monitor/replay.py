@@ -33,7 +33,7 @@ def post_rows(session: requests.Session, url: str, frame: pd.DataFrame, batch: i
     predictions: list[Any] = []
     requests_made: list[tuple[str, int, int]] = []
     records = as_json_records(frame)
-    for start in tqdm(range(0, len(records), batch), desc=desc, unit="req", mininterval=1.0):
+    for start in tqdm(range(0, len(records), batch), desc=desc, unit="req", mininterval=1.0, disable=None):
         chunk = records[start : start + batch]
         resp = session.post(f"{url}/predict", json=chunk, timeout=30)
         if resp.status_code != 200:

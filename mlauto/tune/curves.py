@@ -163,7 +163,8 @@ def sample_size_runs(
             jobs.append(fit.remote(data_ref, picked, FAMILIES.get(trial.family), trial.params, seed, metric, task,
                                    threads))  # the class, so a plugin family registered only here travels by value
     logger.info("sample-size runs: %d config(s) x fractions %s = %d fits", len(trials), fractions, len(jobs))
-    for row, job in tqdm(list(zip(rows, jobs)), desc="sample-size runs", disable=len(jobs) < 8):
+    for row, job in tqdm(list(zip(rows, jobs)), desc="sample-size runs",
+                            disable=True if len(jobs) < 8 else None):  # None: off when stderr is no terminal
         try:
             row.update(ray.get(job))
         except Exception as exc:  # noqa: BLE001 - one failed fit keeps its row, the others still count

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mlauto"
 LAYERS: dict[str, int] = {
     "mlauto": 0, "mlauto.errors": 0, "mlauto.registry": 0, "mlauto.tasks": 0,
     "mlauto.config": 1,
-    "mlauto.runtime": 2,
+    "mlauto.runtime": 2, "mlauto.console": 2,
     "mlauto.data": 3,
     "mlauto.features": 4,
     "mlauto.models": 5,
@@ -79,8 +79,15 @@ def _layer(module: str) -> int:
     raise KeyError(module)
 
 
+# The package root exports the Python API (``mlauto.fit``) through a module ``__getattr__``: mlauto.api
+# is imported when the attribute is first read, never by ``import mlauto``. That one lazy facade edge is
+# not a dependency of the root, so neither the layer rule nor the cycle check counts it.
+FACADE: set[tuple[str, str]] = {("mlauto", "mlauto.api")}
+
+
 def _graph() -> dict[str, set[str]]:
-    return {name: {m for m in _imports(name, path) if m in MODULES} for name, path in MODULES.items()}
+    return {name: {m for m in _imports(name, path) if m in MODULES and (name, m) not in FACADE}
+            for name, path in MODULES.items()}
 
 
 def test_every_module_has_a_layer():
