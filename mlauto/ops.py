@@ -99,13 +99,7 @@ def run(cfg: Config, output_dir: str) -> dict[str, Any]:
         raise
     finally:
         if owns_ray:
-            if served:
-                from ray import serve
-
-                serve.shutdown()
-            import ray
-
-            ray.shutdown()
+            runtime.stop(owned=True, served=served)
 
 
 def show_token(token: str) -> None:
