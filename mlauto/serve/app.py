@@ -94,6 +94,7 @@ class ModelServer:
         self._watcher = threading.Thread(target=self._watch, name="champion-watcher", daemon=True)
         self.served = 0
         self.errors = 0
+        self._in_flight = 0  # /predict requests in this replica now (read and written on the event loop only)
         self.sender = (
             MonitorSender(monitor["name"], monitor["namespace"], conf.monitor_flush_s, conf.monitor_buffer)
             if monitor else None
@@ -155,6 +156,13 @@ class ModelServer:
 
     @api.post("/predict")
     async def predict(self, request: Request) -> JSONResponse:
+        self._in_flight += 1
+        try:
+            return await self._predict(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _predict(self, request: Request) -> JSONResponse:
         self._ensure_loaded()
         if (refused := self.guard.refuse(request.headers, "/predict")) is not None:
             return refused
@@ -174,8 +182,15 @@ class ModelServer:
         try:
             if large:
                 scored = await self._score_large(bundle, validator.columns, records)
+            elif self._in_flight == 1:  # no other /predict in flight: a batch would only wait for nobody
+                scored = score_many(bundle.pipeline, validator.columns, [records])[0]
             else:
                 scored = await self._score_batch((bundle, validator.columns, records))
+            if isinstance(scored, Exception):
+                raise scored
+        except (ValueError, ArithmeticError) as exc:  # the model's own input checks, e.g. values that overflow it
+            return _error(422, [{"loc": ["body"], "msg": "the model cannot score these values (extreme numbers?): "
+                                                         f"{type(exc).__name__}"}])
         except Exception as exc:
             self.errors += 1
             replica_metrics().errors.inc()
@@ -219,8 +234,15 @@ class ModelServer:
             groups.setdefault(id(bundle), []).append(i)
         for idx in groups.values():
             bundle, columns, _ = items[idx[0]]
-            for i, scored in zip(idx, score_many(bundle.pipeline, columns, [items[i][2] for i in idx])):
-                out[i] = scored
+            try:
+                for i, scored in zip(idx, score_many(bundle.pipeline, columns, [items[i][2] for i in idx])):
+                    out[i] = scored
+            except Exception:  # one request's values broke the model: score each alone, so only it fails
+                for i in idx:
+                    try:
+                        out[i] = score_many(bundle.pipeline, columns, [items[i][2]])[0]
+                    except Exception as exc:
+                        out[i] = exc  # type: ignore[call-overload]
         return out  # type: ignore[return-value]
 
     @api.post("/feedback")

@@ -152,5 +152,7 @@ def test_fuzz_every_route_500_payloads(target):
 
 
 @pytest.mark.chaos_full
-def test_fuzz_every_route_5000_payloads(target):
+def test_fuzz_every_route_5000_payloads(target, request):
+    if "chaos_full" not in (request.config.getoption("-m") or ""):
+        pytest.skip("the long chaos run: select it with -m chaos_full")
     _fuzz(target, 5000, seed=12)
