@@ -26,6 +26,7 @@ from mlauto.serve import deploy
 pytestmark = [pytest.mark.ray, pytest.mark.chaos]
 
 LIMIT = 100_000
+ODD_ROUTES = ("/../etc/passwd", "/%00")
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,7 @@ def payload(rng, good: list[dict], rid: str) -> tuple[str, str, dict]:
         return "GET", rng.choice(["/model", "/drift", "/metrics", "/health", "/openapi.json", "/docs"]), {}
     if kind == 19:
         return rng.choice(["GET", "PUT", "DELETE", "PATCH"]), rng.choice(["/predict", "/feedback", "/admin/retrain",
-                                                                        "/nope", "/../etc/passwd", "/%00"]), {}
+                                                                        "/nope", *ODD_ROUTES]), {}
     if kind == 20:
         return "POST", "/predict", {"data": json.dumps(record), "headers": {"Content-Type": "text/plain"}}
     return "POST", "/predict", {"json": [record] * int(rng.integers(1, 5))}  # good ones, in between
@@ -138,8 +139,10 @@ def _fuzz(target, n: int, seed: int) -> None:
     assert requests.post(f"{url}/predict", json=good[0], timeout=30).status_code == 200
     # every answered request was counted once by the replica (the two checks above and the scrape included)
     answered = sum(1 for c in codes if c != "closed")
+    # HAProxy itself may answer a malformed path or header without the replica seeing it
+    odd = sum(1 for method, route, kwargs in calls if route in ODD_ROUTES or "headers" in kwargs)
     counted = _requests_total(url) - before - 3
-    assert answered <= counted <= answered + len(closed_ok), (answered, counted)
+    assert answered - odd <= counted <= answered + len(closed_ok), (answered, odd, counted)
 
 
 def _requests_total(url: str) -> int:
