@@ -18,7 +18,7 @@ import pytest
 import requests
 from ray import serve
 
-from conftest import free_port
+from tests.helpers import free_port
 from mlauto import context
 from mlauto.config.schema import MonitorConf, ServeConf
 from mlauto.serve import deploy
@@ -155,7 +155,5 @@ def test_fuzz_every_route_500_payloads(target):
 
 
 @pytest.mark.chaos_full
-def test_fuzz_every_route_5000_payloads(target, request):
-    if "chaos_full" not in (request.config.getoption("-m") or ""):
-        pytest.skip("the long chaos run: select it with -m chaos_full")
+def test_fuzz_every_route_5000_payloads(target):
     _fuzz(target, 5000, seed=12)

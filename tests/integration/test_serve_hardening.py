@@ -12,7 +12,7 @@ import pytest
 import requests
 from ray import serve
 
-from conftest import free_port
+from tests.helpers import free_port
 from mlauto import context
 from mlauto.config.schema import MonitorConf, ServeConf
 from mlauto.serve import deploy

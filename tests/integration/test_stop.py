@@ -19,7 +19,7 @@ import psutil
 import pytest
 import requests
 
-from conftest import free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.ray
 
