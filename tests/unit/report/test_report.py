@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 
 from mlauto.data.profile import ProfileAccumulator
 from mlauto.features import Preprocessor
-from mlauto.report import feature_importance, write_report
+from mlauto.report import ReportContent, feature_importance, write_report
 from mlauto.report.html import family_best
 from mlauto.report.plots import pareto_front
 from tests.helpers import Dom, assert_all_rendered, rendered
@@ -105,11 +105,11 @@ def test_classification_report_renders_every_section_in_a_browser(cancer, leader
     given = SimpleNamespace(frame=curves, pareto=curves[curves["config_id"] == "c1"],
                             fastest_within={"config_id": "c1", "family": "logreg", "fraction": 1.0, "score": 0.97,
                                             "train_seconds": 0.02, "tolerance": 0.02})
-    path = write_report(str(tmp_path / "reports" / "cancer.html"), title="cancer <script>alert(1)</script>",
+    path = write_report(str(tmp_path / "reports" / "cancer.html"), ReportContent(title="cancer <script>alert(1)</script>",
                         task="binary", metric="roc_auc", leaderboard=leaderboard, curves=given,
                         profile=cancer["profile"], y_true=y[test].to_numpy(), proba=proba, classes=pipe.classes_,
                         importance=importance, summary={"data_fingerprint": "f00d", "val_metrics": {"roc_auc": 0.99},
-                                                        "stage_seconds": {"tune": 3.5}})
+                                                        "stage_seconds": {"tune": 3.5}}))
     text = Path(path).read_text()
     assert "<script>alert(1)" not in text and "src=\"http" not in text  # escaped; nothing external
     dom = rendered(path, tmp_path)
@@ -141,8 +141,8 @@ def test_regression_report_shows_residuals_instead_of_a_confusion_matrix(tmp_pat
     board = pd.DataFrame({"trial_id": ["a", "b"], "family": ["ridge", "rf"], "status": ["ok", "ok"],
                           "score": [55.0, 60.0], "train_seconds": [0.01, 0.5]})
     importance = feature_importance(pipe, X[300:], y[300:], "regression", "rmse", seed=0, n_repeats=2)
-    path = write_report(str(tmp_path / "diabetes.html"), title="diabetes", task="regression", metric="rmse",
-                        leaderboard=board, y_true=y[300:].to_numpy(), y_pred=pred, importance=importance)
+    path = write_report(str(tmp_path / "diabetes.html"), ReportContent(title="diabetes", task="regression", metric="rmse",
+                        leaderboard=board, y_true=y[300:].to_numpy(), y_pred=pred, importance=importance))
     dom = rendered(path, tmp_path)
     assert "residuals" in dom.sections and "confusion-matrix" not in dom.sections
     assert_all_rendered(dom)
@@ -154,8 +154,8 @@ def test_regression_report_shows_residuals_instead_of_a_confusion_matrix(tmp_pat
 
 
 def test_absent_inputs_give_a_note_per_section_and_no_error(tmp_path):
-    path = write_report(str(tmp_path / "empty.html"), title="empty", task="multiclass", metric="accuracy",
-                        leaderboard=None, profile=str(tmp_path / "missing-profile.json"))
+    path = write_report(str(tmp_path / "empty.html"), ReportContent(title="empty", task="multiclass", metric="accuracy",
+                        leaderboard=None, profile=str(tmp_path / "missing-profile.json")))
     dom = Dom(Path(path).read_text())
     assert set(dom.sections) == SECTIONS | {"confusion-matrix"}
     assert set(dom.skipped) == SECTIONS - {"summary"} | {"confusion-matrix"}
@@ -164,6 +164,6 @@ def test_absent_inputs_give_a_note_per_section_and_no_error(tmp_path):
     # a leaderboard whose trials all failed: the summary still renders, the plot section says why it is empty
     failed = pd.DataFrame({"trial_id": ["x"], "family": ["rf"], "status": ["failed"], "score": [np.nan],
                            "train_seconds": [np.nan]})
-    dom = Dom(Path(write_report(str(tmp_path / "failed.html"), title="failed", task="binary", metric="roc_auc",
-                                leaderboard=failed)).read_text())
+    dom = Dom(Path(write_report(str(tmp_path / "failed.html"), ReportContent(title="failed", task="binary", metric="roc_auc",
+                                leaderboard=failed))).read_text())
     assert dom.fact("trials") == "1 (1 failed)" and "time-vs-score" in dom.skipped and not dom.failed
