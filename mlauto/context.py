@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from mlauto import storage
 from mlauto.config import Config
 from mlauto.data import Source, make_source
 from mlauto.track import BundleLoader, sqlite_uri
@@ -28,34 +29,34 @@ class Paths:
     root: str
 
     def __post_init__(self) -> None:
-        self.root = os.path.abspath(self.root)
+        self.root = storage.normalize(self.root)  # a local path made absolute, or an object-store URI
 
     @property
     def snapshots(self) -> str:
-        return os.path.join(self.root, "snapshots")
+        return storage.join(self.root, "snapshots")
 
     @property
     def quarantine(self) -> str:
-        return os.path.join(self.root, "quarantine")
+        return storage.join(self.root, "quarantine")
 
     @property
     def clean(self) -> str:
-        return os.path.join(self.root, "clean")
+        return storage.join(self.root, "clean")
 
     @property
     def profiles(self) -> str:
-        return os.path.join(self.root, "profiles")
+        return storage.join(self.root, "profiles")
 
     @property
     def ray_results(self) -> str:
-        return os.path.join(self.root, "ray_results")
+        return storage.join(self.root, "ray_results")
 
     @property
     def artifacts(self) -> str:
-        return os.path.join(self.root, "mlartifacts")
+        return storage.join(self.root, "mlartifacts")
 
     def schedule(self, actor_name: str) -> str:
-        return os.path.join(self.root, "schedule", actor_name)
+        return storage.join(self.root, "schedule", actor_name)
 
 
 def tracking_uri(cfg: Config) -> str:
