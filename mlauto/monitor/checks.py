@@ -30,6 +30,11 @@ def check_monitor(cfg: Config) -> None:
         raise ConfigError("monitor.label_shift", m.label_shift, "a rise in error rate in (0, 1)")
     if m.label_ert <= 1:
         raise ConfigError("monitor.label_ert", m.label_ert, "a number of labelled rows > 1")
+    if m.label_warmup < 0:
+        raise ConfigError("monitor.label_warmup", m.label_warmup, "a number of labelled rows >= 0")
+    if m.label_reference_rows is not None and m.label_reference_rows < 1:
+        raise ConfigError("monitor.label_reference_rows", m.label_reference_rows,
+                          "a number of labelled rows >= 1, or null (the bundle's validation rows)")
     if not 0.0 < m.p_val < 1.0:
         raise ConfigError("monitor.p_val", m.p_val, "a probability in (0, 1)")
     if m.window < 10:
