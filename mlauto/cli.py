@@ -16,6 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from mlauto import storage
 from mlauto.config import Config, validate
 from mlauto.config.store import CONF_PATH, register_configs
 from mlauto.errors import MlautoError
@@ -46,12 +47,12 @@ def to_config(cfg: DictConfig) -> Config:
     import_plugins(conf.plugins)  # a user's families, sources, detectors: registered before validation
     load_checks()
     validate(conf)
-    conf.root = os.path.abspath(conf.root)
+    conf.root = storage.normalize(conf.root)  # absolute, or an object-store URI (s3://, gs://)
     conf.data = resolve_data(conf.data)  # the selected source's own path fixing (data.path, data.url)
     for key in ("input", "output"):
         value = getattr(conf.predict, key)
-        if value and "://" not in value:
-            setattr(conf.predict, key, os.path.abspath(os.path.expanduser(value)))
+        if value:
+            setattr(conf.predict, key, storage.normalize(value))
     return conf
 
 
