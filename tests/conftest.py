@@ -38,6 +38,9 @@ def moto_server() -> Iterator[dict[str, str]]:
     from moto.server import ThreadedMotoServer
 
     port = free_port()
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "mlauto-test",

@@ -60,7 +60,7 @@ def test_train_and_batch_scoring_on_s3_root(ray_session: dict, s3_root: str, tmp
     # Batch scoring reads and writes the bucket too; rows serving would refuse go to its quarantine file.
     set_alias(context.tracking_uri(cfg), context.model_name(cfg), result.tracked.version, CHAMPION)
     to_score = frame.drop(columns=["target"]).head(50).astype(object)
-    to_score.iloc[0, 0] = "n/a"
+    to_score.iloc[0, 0] = "not a number"
     score_in = storage.join(storage.dirname(s3_root), "score", "in.csv")
     storage.write_csv(to_score, score_in)
     out = storage.join(storage.dirname(s3_root), "score", "out.parquet")
