@@ -120,6 +120,9 @@ def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> d
     """
     from mlflow.tracking import MlflowClient
 
+    from mlauto.runtime import check_cluster_storage
+
+    check_cluster_storage(cfg.root, tracking_uri(cfg))  # the cluster may have grown since the launcher checked
     champion = BundleLoader(tracking_uri(cfg), model_name(cfg), with_reference=False)()
     base = champion_config(cfg, champion.run_id)
     small = dataclasses.replace(base, tune=dataclasses.replace(base.tune, num_samples=cfg.monitor.retrain_num_samples))

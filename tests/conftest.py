@@ -190,3 +190,38 @@ def wait_for_actor(handle, until, timeout: float = 40.0) -> dict:
             return status
         time.sleep(0.2)
     raise TimeoutError(status)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A PostgreSQL of the test session's own: initdb in a temp folder, run as the ``postgres`` OS user
+    when the tests run as root (CI), on a free port; stopped and removed at teardown."""
+    import shutil
+    import tempfile
+
+    from mlauto.track.server import Postgres, pg_binary
+
+    try:
+        pg_binary("initdb")
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    directory = Path(tempfile.mkdtemp(prefix="mlauto-pg-"))  # not under pytest's root-only temp folder
+    pg = Postgres(directory, free_port()).start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """``mlflow server`` on the session's PostgreSQL, artifacts proxied to a temp folder; stopped at teardown."""
+    from mlauto.track.server import MlflowServer
+
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    server = MlflowServer(postgres.url, str(folder / "mlartifacts"), free_port()).start(log=str(folder / "mlflow.log"))
+    try:
+        yield server
+    finally:
+        server.stop()
