@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +62,9 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
     env.pop("RAY_ADDRESS", None)
     port = free_port()
     common = ["--block", "--num-cpus", "1", "--disable-usage-stats"]
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false",
-                             f"--temp-dir={base / 'ray-head'}", *common], env=env, stdout=subprocess.DEVNULL,
+                             f"--temp-dir={temp}", *common], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     script = (f"mount -t tmpfs tmpfs {local} && exec {RAY} start --address=127.0.0.1:{port} "
               + " ".join(common))
