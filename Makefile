@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv run test test-fast bench mlflow-ui tracking-server lint clean
+.PHONY: venv run test test-fast test-integration test-e2e bench mlflow-ui tracking-server lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,22 @@ venv: $(BIN)/.installed
 run: venv
 	$(BIN)/mlauto experiment=quickstart $(ARGS)
 
-## Set up, then run the whole test suite, slow end-to-end tests included.
+## Set up, then run the whole test suite: unit, integration and the slow end-to-end tests (the
+## chaos_full, cluster and package tiers run in their own pytest processes, see .ci/run).
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## Everything but the slow end-to-end tests.
+## The unit tier only (tests/unit): no Ray, under a minute.
 test-fast: venv
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## The integration tier (tests/integration): starts one local Ray for the session.
+test-integration: venv
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+## The slow end-to-end tier (tests/e2e): the quickstart and every experiment, through the real launcher.
+test-e2e: venv
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 ## Serving latency of the endpoint against a bare FastAPI baseline, measured in the same run.
 bench: venv

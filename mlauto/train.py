@@ -169,6 +169,7 @@ def experiment_report(cfg: Config, trained: Trained, seed: int, timings: dict[st
     The report is a by-product: one that fails is logged and the training goes on without it.
     """
     from mlauto.report import feature_importance
+    from mlauto.report import ReportContent
     from mlauto.report import write_report as write_experiment_report
     splits, search, final, task = trained.splits, trained.search, trained.final, trained.task
     features, target, pipe = splits.features, splits.target, final.pipeline
@@ -186,11 +187,11 @@ def experiment_report(cfg: Config, trained: Trained, seed: int, timings: dict[st
                        "rows": splits.counts(),
                        "search_seconds": round(search.wall_seconds, 3),
                        "final_fit_seconds": round(final.train_seconds, 3), "stage_seconds": dict(timings)}
-            return write_experiment_report(
-                path, title=f"mlauto experiment {cfg.name}", task=task, metric=search.metric,
+            return write_experiment_report(path, ReportContent(
+                title=f"mlauto experiment {cfg.name}", task=task, metric=search.metric,
                 leaderboard=search.leaderboard(), family_board=trained.family_board, curves=trained.curves,
                 profile=splits.quality.get("profile_path"), y_true=y_test, y_pred=y_pred, proba=proba,
-                classes=classes, importance=importance, summary=summary)
+                classes=classes, importance=importance, summary=summary))
     except Exception:  # noqa: BLE001 - see the docstring
         logger.warning("the experiment report could not be written to %s", path, exc_info=True)
         return None

@@ -1,30 +1,40 @@
-"""Shared fixtures: one local Ray per test session, a small trained model, free ports."""
+"""Fixtures every tier shares, and the tier markers.
+
+One local Ray per test session (``ray_session``) and a small trained model (``trained``) live here so
+that both tests/integration and tests/e2e see them; tests/unit/conftest.py forbids Ray altogether.
+Every test gets its tier's markers from its folder. Helpers that are not fixtures: tests/helpers.py.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import socket
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-import ray
 
-from mlauto.cli import to_config
-from mlauto.config import Config
-from mlauto.config.store import compose
+from tests.helpers import free_port, make_config
 
-
-def make_config(overrides: list[str] | None = None) -> Config:
-    """Compose and validate a config exactly as the launcher does."""
-    return to_config(compose(overrides or []))
+TESTS_DIR = Path(__file__).parent
+# Directory -> markers every test under it gets, so no test of a tier can forget its marker.
+TIER_MARKERS = {"integration": ("ray",), "e2e": ("slow", "ray"), "cluster": ("cluster",)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    misplaced = []
+    for item in items:
+        try:
+            tier = item.path.relative_to(TESTS_DIR).parts[0]
+        except ValueError:  # collected from outside tests/
+            continue
+        for name in TIER_MARKERS.get(tier, ()):
+            item.add_marker(name)
+        if tier == "unit" and "ray_session" in getattr(item, "fixturenames", ()):
+            misplaced.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError("tests/unit runs without Ray, but these need the ray_session fixture "
+                                "(directly or through another fixture): move them to tests/integration:\n  "
+                                + "\n  ".join(misplaced))
 
 
 @pytest.fixture(scope="session")
@@ -70,19 +80,12 @@ def s3_root(moto_server: dict[str, str]) -> str:
     return f"s3://{bucket}/runs"
 
 
-def s3_keys(uri: str) -> list[str]:
-    """Every object key under an ``s3://bucket/prefix``, listed with boto3."""
-    import boto3
-
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-
-
 @pytest.fixture(scope="session")
 def ray_session(moto_server: dict[str, str]) -> Iterator[dict]:
     """A real local Ray, started once; every test that needs Ray shares it. Serve gets the ingress
     a user gets by default (HAProxy when installed, see ``serve.ingress``)."""
+    import ray
+
     from mlauto.runtime import serve_ingress_env
 
     os.environ.update(serve_ingress_env("auto"))
@@ -112,84 +115,18 @@ def trained(ray_session: dict, tmp_path_factory: pytest.TempPathFactory):
     return cfg, result
 
 
+@pytest.fixture(scope="module")
+def blobs():
+    """A small noisy binary problem, split train/test: the model-selection tests of both tiers fit on it."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=400, n_features=8, n_informative=4, flip_y=0.1, random_state=0)
+    return X[:250], y[:250], X[250:], y[250:]
+
+
 @pytest.fixture()
 def tmp_root(tmp_path: Path) -> Path:
     return tmp_path / "runs"
-
-
-def with_root(cfg: Config, root: Path) -> Config:
-    return dataclasses.replace(cfg, root=str(root))
-
-
-class RequestLoop:
-    """Clients POSTing one record in a loop from threads; records every outcome (status or exception)."""
-
-    def __init__(self, url: str, body: dict, clients: int = 1, limit: int = 20000) -> None:
-        import threading
-
-        self.url, self.body, self.limit = url, body, limit
-        self.outcomes: list = []
-        self.stop_event = threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-
-    def _run(self) -> None:
-        import requests
-
-        session = requests.Session()
-        while not self.stop_event.is_set() and len(self.outcomes) < self.limit:
-            try:
-                self.outcomes.append(session.post(self.url, json=self.body, timeout=30).status_code)
-            except requests.RequestException as exc:
-                self.outcomes.append(type(exc).__name__)
-
-    def __enter__(self) -> "RequestLoop":
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop_event.set()
-        for t in self.threads:
-            t.join()
-
-    def wait_for(self, n: int, timeout: float = 120) -> None:
-        """Until ``n`` requests have answered in all."""
-        import time
-
-        deadline = time.time() + timeout
-        while len(self.outcomes) < n:
-            assert time.time() < deadline, f"only {len(self.outcomes)} of {n} requests answered"
-            assert any(t.is_alive() for t in self.threads)
-            time.sleep(0.05)
-
-    def failures(self) -> dict:
-        return {o: self.outcomes.count(o) for o in set(self.outcomes) if o != 200}
-
-
-def clear_serve() -> None:
-    """Delete every Serve app but keep Serve running: a full shutdown and restart costs ~30 s a time."""
-    from ray import serve
-
-    for app in list(serve.status().applications):
-        serve.delete(app)
-
-
-def wait_for_actor(handle, until, timeout: float = 40.0) -> dict:
-    """Poll ``handle.status()`` until ``until(status)`` holds, riding out an actor restart."""
-    import time
-
-    deadline = time.time() + timeout
-    status = None
-    while time.time() < deadline:
-        try:
-            status = ray.get(handle.status.remote())
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-            time.sleep(0.3)  # restarting
-            continue
-        if until(status):
-            return status
-        time.sleep(0.2)
-    raise TimeoutError(status)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ has decoded it, so a headless browser can check that the report really renders.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import html
 import json
 import logging
@@ -315,17 +317,35 @@ def _guarded(key: str, title: str, build: Callable[[], str]) -> str:
                                    f"{esc(exc)}</p>")
 
 
-def write_report(path: str, *, title: str, task: str, metric: str, leaderboard: pd.DataFrame | None,
-                 family_board: pd.DataFrame | None = None, curves: Any = None, pareto: pd.DataFrame | None = None,
-                 profile: dict[str, Any] | str | None = None, y_true: Any = None, y_pred: Any = None,
-                 proba: Any = None, classes: Any = None, importance: pd.DataFrame | None = None,
-                 summary: dict[str, Any] | None = None) -> str:
-    """Write the experiment report to ``path`` (folders created) and return the path.
+@dataclass
+class ReportContent:
+    """What the experiment report shows. ``curves``: a ``Curves`` (``.frame``, ``.pareto``,
+    ``.fastest_within``) or its frame; ``profile``: the profile dict or the JSON file ``mlauto.data``
+    wrote; ``y_true``/``y_pred``/``proba``/``classes``: the test split's targets and predictions;
+    ``importance``: ``feature_importance``'s frame."""
 
-    ``curves``: a ``Curves`` (``.frame``, ``.pareto``, ``.fastest_within``) or its frame; ``profile``: the
-    profile dict or the JSON file ``mlauto.data`` wrote; ``y_true``/``y_pred``/``proba``/``classes``:
-    the test split's targets and predictions; ``importance``: ``feature_importance``'s frame.
-    """
+    title: str
+    task: str
+    metric: str
+    leaderboard: pd.DataFrame | None
+    family_board: pd.DataFrame | None = None
+    curves: Any = None
+    pareto: pd.DataFrame | None = None
+    profile: dict[str, Any] | str | None = None
+    y_true: Any = None
+    y_pred: Any = None
+    proba: Any = None
+    classes: Any = None
+    importance: pd.DataFrame | None = None
+    summary: dict[str, Any] | None = None
+
+
+def write_report(path: str, content: ReportContent) -> str:
+    """Write the experiment report to ``path`` (folders created) and return the path."""
+    c = content
+    title, task, metric, leaderboard, summary = c.title, c.task, c.metric, c.leaderboard, c.summary
+    family_board, curves, pareto, profile, importance = c.family_board, c.curves, c.pareto, c.profile, c.importance
+    y_true, y_pred, proba, classes = c.y_true, c.y_pred, c.proba, c.classes
     mode = metric_mode(metric)
     frame, pareto, fastest = _curves_parts(curves, pareto)
     errors_key = "residuals" if task == "regression" else "confusion-matrix"

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")

@@ -9,7 +9,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from mlauto import storage
-from tests.conftest import make_config, s3_keys
+from tests.helpers import make_config, s3_keys
 
 pytestmark = pytest.mark.ray
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 pytestmark = pytest.mark.ray
 

@@ -150,7 +150,7 @@ def test_label_detector_catches_flipped_labels_and_is_quiet_on_a_stationary_erro
 
 @pytest.mark.parametrize("group", ["ks", "cvm", "tabular", "scipy", "mmd", "online"])
 def test_monitor_configs_name_a_detector_and_options_it_takes(group):
-    from tests.conftest import make_config
+    from tests.helpers import make_config
 
     cfg = make_config([f"monitor={group}"])
     cls = DETECTORS.get(cfg.monitor.detector)

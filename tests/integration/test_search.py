@@ -1,4 +1,5 @@
-"""Search algorithms (grid, bayesopt, optuna, random), ASHA, failures, resume, progress, GPU fallback."""
+"""Searches on real Ray Tune: grid, bayesopt, seeds, ASHA, failing trials, resume after the driver dies.
+Spaces, bounds and config checks without Ray: tests/unit/tune/test_search.py."""
 
 from __future__ import annotations
 
@@ -14,20 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_config
-from hydra.errors import ConfigCompositionException
 
-from helpers import search
-
-from mlauto.errors import ConfigError, MlautoError
-from mlauto.tune.search import search_run_name
-from mlauto.tune.space import bayesopt_bounds, bayesopt_decode, grid_configs, grid_values, split_budget
-
-LOGREG = {"space": {"C": {"type": "loguniform", "low": 0.01, "high": 100.0}}, "fixed": {"max_iter": 500}}
-HIST = {"space": {"max_leaf_nodes": {"type": "int", "low": 4, "high": 16},
-                  "learning_rate": {"type": "choice", "values": [0.1, 0.3]}}, "fixed": {"max_iter": 20}}
-MLP = {"space": {"lr": {"type": "loguniform", "low": 1.0e-5, "high": 3.0e-2}, "hidden": {"type": "choice", "values": [8]}},
-       "fixed": {"max_epochs": 12, "patience": 100, "batch_size": 32}}
+from tests.helpers import HIST, LOGREG, MLP, REPO_ROOT, search
 
 
 def _data(n=240, seed=0):
@@ -43,68 +32,6 @@ def _search(tmp_path, families, **kw):
     args.update(kw)
     return search(_data(), families, **args)
 
-
-# --- space translation (no Ray) ------------------------------------------------------------------------
-
-def test_grid_values_discretise_each_param_type():
-    assert grid_values({"type": "loguniform", "low": 0.01, "high": 100.0}, 5) == pytest.approx([0.01, 0.1, 1, 10, 100])
-    assert grid_values({"type": "uniform", "low": 0.0, "high": 1.0}, 3) == [0.0, 0.5, 1.0]
-    assert grid_values({"type": "int", "low": 1, "high": 3}, 5) == [1, 2, 3]
-    assert grid_values({"type": "logint", "low": 1, "high": 100}, 3) == [1, 10, 100]
-    assert grid_values({"type": "choice", "values": ["a", "b"]}, 7) == ["a", "b"]
-
-
-def test_grid_size_is_capped_with_a_clear_error():
-    big = {"random_forest": {"space": {p: {"type": "int", "low": 1, "high": 100} for p in "abcd"}}}
-    with pytest.raises(MlautoError, match=r"grid has 10000 points \(random_forest: 10000\).*max_grid_size=1000"):
-        grid_configs(big, 10, 1000)
-
-
-def test_bayesopt_bounds_and_decoding():
-    space = {**HIST["space"], **LOGREG["space"]}
-    bounds = bayesopt_bounds(space)
-    assert set(bounds) == {"C", "max_leaf_nodes"}  # the choice param is not a GP dimension
-    assert bounds["C"] == pytest.approx((-2.0, 2.0))  # log10 units
-    params = bayesopt_decode(space, {"C": 1.0, "max_leaf_nodes": 16.4})
-    assert params == {"C": pytest.approx(10.0), "max_leaf_nodes": 16, "learning_rate": 0.1}
-    assert split_budget(7, ["a", "b", "c"]) == {"a": 3, "b": 2, "c": 2}
-
-
-def test_bayesopt_rejects_a_family_without_numeric_params():
-    from mlauto.tune.space import PerFamilyBayesOpt
-
-    with pytest.raises(MlautoError, match="mlp has only choice params"):
-        choices_only = {"space": {"hidden": {"type": "choice", "values": [8, 16]}}, "fixed": {}}
-        PerFamilyBayesOpt({"mlp": choices_only, "logreg": LOGREG}, 4, metric="score", mode="max", seed=0)
-
-
-def test_run_names_are_stable_only_with_resume():
-    stable = search_run_name("exp", resume=True, run_name="a", fingerprint="0123456789abcdef", seed=3)
-    assert stable == "exp-a-0123456789ab-s3"
-    assert search_run_name("exp", resume=True, run_name="a", fingerprint="0123456789abcdef", seed=3) == stable
-    assert search_run_name("exp", resume=True, fingerprint="f", seed=4) != stable  # a retrain (new seed): fresh
-    assert search_run_name("exp", resume=False).startswith("exp-2")
-
-
-def test_config_validation_names_allowed_values():
-    cfg = make_config(["search=grid", "scheduler=asha"])
-    assert cfg.search.algorithm == "grid" and cfg.scheduler.name == "asha" and cfg.scheduler.grace_period == 5
-    assert make_config(["search=bayesopt"]).search.algorithm == "bayesopt"
-    with pytest.raises(ConfigCompositionException) as exc:  # Enums of the schema: Hydra refuses them
-        make_config(["search.algorithm=hyperband"])
-    assert "expected one of [optuna, random, grid, bayesopt]" in str(exc.value.__cause__)
-    with pytest.raises(ConfigCompositionException) as exc:
-        make_config(["scheduler.name=pbt"])
-    assert "expected one of [fifo, asha]" in str(exc.value.__cause__) and "scheduler.name" in str(exc.value.__cause__)
-    with pytest.raises(ConfigError, match="scheduler.max_t"):
-        make_config(["scheduler=asha", "scheduler.max_t=2"])
-    with pytest.raises(ConfigError, match="tune.gpus_per_trial"):
-        make_config(["tune.gpus_per_trial=-1"])
-    with pytest.raises(ConfigError, match="search.grid_points_per_param"):
-        make_config(["search=grid", "search.grid_points_per_param=1"])
-
-
-# --- real searches ---------------------------------------------------------------------------------------
 
 def test_grid_runs_every_point_once(ray_session, tmp_path):
     result = _search(tmp_path, {"logreg": LOGREG, "hist_gb": HIST}, algorithm="grid", grid_points_per_param=2,
@@ -177,14 +104,6 @@ def test_failing_params_are_retried_marked_and_the_search_goes_on(ray_session, t
     assert meta["ERROR"]["num_failures"] == 2 and meta["TERMINATED"]["num_failures"] == 0
 
 
-def test_gpu_trials_request_a_gpu_only_for_the_mlp():
-    from mlauto.tune.search import TrialResources, gpu_families
-
-    res = TrialResources(1.0, 0.5, gpu_families({"mlp": MLP, "logreg": LOGREG}))
-    assert res({"family": "mlp"}).required_resources == {"CPU": 1.0, "GPU": 0.5}
-    assert res({"family": "logreg"}).required_resources == {"CPU": 1.0}
-
-
 RESUME_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, ray
     from mlauto.config.schema import SchedulerConf, SearchConf, TuneConf
@@ -221,7 +140,7 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     script = tmp_path / "search.py"
     script.write_text(RESUME_SCRIPT)
     storage, exp = tmp_path / "results", tmp_path / "results" / "resume-me"
-    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0", "PYTHONPATH": os.pathsep.join([str(REPO_ROOT),
                                                         os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, str(script), str(storage)], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -1,20 +1,13 @@
 import math
 
 import numpy as np
-import optuna
 import pytest
-from helpers import search
+from tests.helpers import TUNE_FAMILIES, search
 from mlflow.tracking import MlflowClient
 
 from mlauto import context
 from mlauto.errors import MlautoError, ModelNotFoundError
 from mlauto.track import CHAMPION, BundleLoader
-from mlauto.tune import ConditionalSpace, trial_params
-
-FAMILIES = {
-    "logreg": {"space": {"C": {"type": "loguniform", "low": 0.01, "high": 10.0}}, "fixed": {"max_iter": 500}},
-    "hist_gb": {"space": {"max_leaf_nodes": {"type": "int", "low": 4, "high": 16}}, "fixed": {"max_iter": 30}},
-}
 
 
 def _data(n=240, seed=0):
@@ -24,21 +17,8 @@ def _data(n=240, seed=0):
     return X[:160], y[:160], X[160:], y[160:]
 
 
-def test_conditional_space_samples_only_the_chosen_familys_params():
-    space = ConditionalSpace(FAMILIES)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(20):
-        trial = study.ask()
-        space(trial)
-        family, params = trial_params(trial.params, FAMILIES)
-        other = next(f for f in FAMILIES if f != family)
-        assert not any(k.startswith(other + ".") for k in trial.params)
-        assert set(params) == set(FAMILIES[family]["space"]) | set(FAMILIES[family]["fixed"])
-        study.tell(trial, 0.0)
-
-
 def test_search_runs_every_trial_and_picks_the_best(ray_session, tmp_path):
-    result = search(_data(), FAMILIES, metric="accuracy", mode="max", num_samples=5, algorithm="optuna",
+    result = search(_data(), TUNE_FAMILIES, metric="accuracy", mode="max", num_samples=5, algorithm="optuna",
                         seed=0, storage_path=str(tmp_path), name="t")
     assert len(result.trials) == 5 and all(t.status == "ok" for t in result.trials)
     assert result.best.score == max(t.score for t in result.trials)
@@ -48,7 +28,7 @@ def test_search_runs_every_trial_and_picks_the_best(ray_session, tmp_path):
 
 
 def test_failing_trials_are_marked_and_the_search_goes_on(ray_session, tmp_path):
-    families = {**FAMILIES, "logreg": {"space": FAMILIES["logreg"]["space"], "fixed": {"no_such_arg": 1}}}
+    families = {**TUNE_FAMILIES, "logreg": {"space": TUNE_FAMILIES["logreg"]["space"], "fixed": {"no_such_arg": 1}}}
     result = search(_data(), families, metric="accuracy", mode="max", num_samples=6, algorithm="random",
                         seed=3, storage_path=str(tmp_path), name="t", max_failures=0)
     failed = [t for t in result.trials if t.status == "failed"]
@@ -58,7 +38,7 @@ def test_failing_trials_are_marked_and_the_search_goes_on(ray_session, tmp_path)
 
 
 def test_all_trials_failing_is_a_clear_error(ray_session, tmp_path):
-    broken = {"logreg": {"space": FAMILIES["logreg"]["space"], "fixed": {"no_such_arg": 1}}}
+    broken = {"logreg": {"space": TUNE_FAMILIES["logreg"]["space"], "fixed": {"no_such_arg": 1}}}
     with pytest.raises(MlautoError, match="all 2 trial"):
         search(_data(), broken, metric="accuracy", mode="max", num_samples=2, algorithm="random", seed=0,
                    storage_path=str(tmp_path), name="t", max_failures=0)
@@ -107,9 +87,9 @@ def test_missing_model_says_what_to_run(trained):
 def test_warm_start_evaluates_the_known_config(ray_session, tmp_path):
     from mlauto.tune import warm_start_point
 
-    point = warm_start_point(FAMILIES, "logreg", {"C": 0.123, "max_iter": 500})
+    point = warm_start_point(TUNE_FAMILIES, "logreg", {"C": 0.123, "max_iter": 500})
     assert point == {"family": "logreg", "logreg.C": 0.123}
-    assert warm_start_point(FAMILIES, "mlp", {"hidden": 8}) is None
-    result = search(_data(), FAMILIES, metric="accuracy", mode="max", num_samples=3, algorithm="optuna",
+    assert warm_start_point(TUNE_FAMILIES, "mlp", {"hidden": 8}) is None
+    result = search(_data(), TUNE_FAMILIES, metric="accuracy", mode="max", num_samples=3, algorithm="optuna",
                         seed=0, storage_path=str(tmp_path), name="t", points_to_evaluate=[point])
     assert any(t.family == "logreg" and t.params["C"] == 0.123 for t in result.trials)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,88 +15,12 @@ from sklearn.pipeline import Pipeline
 
 from mlauto.data.profile import ProfileAccumulator
 from mlauto.features import Preprocessor
-from mlauto.report import feature_importance, write_report
+from mlauto.report import ReportContent, feature_importance, write_report
 from mlauto.report.html import family_best
 from mlauto.report.plots import pareto_front
+from tests.helpers import Dom, assert_all_rendered, rendered
 
 SECTIONS = {"summary", "profile", "leaderboard", "time-vs-score", "learning-curves", "importance"}
-
-
-class Dom(HTMLParser):
-    """Sections, figures, notes and table cells of a report (as written, or as a browser dumped it)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.sections: list[str] = []
-        self.images: list[dict[str, str | None]] = []
-        self.skipped: dict[str, str] = {}
-        self.failed: list[str] = []
-        self.cells: list[tuple[str, str]] = []  # (section, text)
-        self.h1 = ""
-        self._in: str | None = None
-        self.feed(text)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag == "section":
-            self.sections.append(a["id"])
-        elif tag == "img" and "plot" in (a.get("class") or ""):
-            self.images.append({**a, "section": self.sections[-1]})
-        elif tag == "p" and a.get("data-skipped"):
-            self._in = "skipped"
-        elif tag == "p" and a.get("data-failed"):
-            self.failed.append(self.sections[-1])
-        elif tag in ("td", "th"):
-            self._in = "cell"
-            self.cells.append((self.sections[-1] if self.sections else "", ""))
-        elif tag == "h1":
-            self._in = "h1"
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("p", "td", "th", "h1"):
-            self._in = None
-
-    def handle_data(self, data: str) -> None:
-        if self._in == "skipped":
-            self.skipped[self.sections[-1]] = self.skipped.get(self.sections[-1], "") + data
-        elif self._in == "cell":
-            self.cells[-1] = (self.cells[-1][0], self.cells[-1][1] + data)
-        elif self._in == "h1":
-            self.h1 += data
-
-    def texts(self, section: str) -> list[str]:
-        return [text for key, text in self.cells if key == section]
-
-    def fact(self, name: str, section: str = "summary") -> str:
-        """The cell right after the cell ``name`` in ``section`` (a fact's value, a class's row count)."""
-        texts = self.texts(section)
-        return texts[texts.index(name) + 1]
-
-
-def browser() -> str | None:
-    found = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: .ci/run installs it (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium); CI installs it and runs this test")
-    return found
-
-
-def rendered(path: str, tmp_path: Path) -> Dom:
-    """The report's DOM after a headless Chromium loaded it and ran its script."""
-    cmd = [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=10000", "--dump-dom",
-           Path(path).resolve().as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and "<html" in proc.stdout, proc.stderr[-2000:]
-    return Dom(proc.stdout)
-
-
-def assert_all_rendered(dom: Dom) -> None:
-    assert dom.images, "no figures in the report"
-    broken = [(img["section"], img.get("alt"), img.get("data-rendered")) for img in dom.images
-              if img.get("data-rendered") != "1"]
-    assert not broken, f"figures the browser did not render: {broken}"
 
 
 @pytest.fixture(scope="module")
@@ -185,11 +105,11 @@ def test_classification_report_renders_every_section_in_a_browser(cancer, leader
     given = SimpleNamespace(frame=curves, pareto=curves[curves["config_id"] == "c1"],
                             fastest_within={"config_id": "c1", "family": "logreg", "fraction": 1.0, "score": 0.97,
                                             "train_seconds": 0.02, "tolerance": 0.02})
-    path = write_report(str(tmp_path / "reports" / "cancer.html"), title="cancer <script>alert(1)</script>",
+    path = write_report(str(tmp_path / "reports" / "cancer.html"), ReportContent(title="cancer <script>alert(1)</script>",
                         task="binary", metric="roc_auc", leaderboard=leaderboard, curves=given,
                         profile=cancer["profile"], y_true=y[test].to_numpy(), proba=proba, classes=pipe.classes_,
                         importance=importance, summary={"data_fingerprint": "f00d", "val_metrics": {"roc_auc": 0.99},
-                                                        "stage_seconds": {"tune": 3.5}})
+                                                        "stage_seconds": {"tune": 3.5}}))
     text = Path(path).read_text()
     assert "<script>alert(1)" not in text and "src=\"http" not in text  # escaped; nothing external
     dom = rendered(path, tmp_path)
@@ -221,8 +141,8 @@ def test_regression_report_shows_residuals_instead_of_a_confusion_matrix(tmp_pat
     board = pd.DataFrame({"trial_id": ["a", "b"], "family": ["ridge", "rf"], "status": ["ok", "ok"],
                           "score": [55.0, 60.0], "train_seconds": [0.01, 0.5]})
     importance = feature_importance(pipe, X[300:], y[300:], "regression", "rmse", seed=0, n_repeats=2)
-    path = write_report(str(tmp_path / "diabetes.html"), title="diabetes", task="regression", metric="rmse",
-                        leaderboard=board, y_true=y[300:].to_numpy(), y_pred=pred, importance=importance)
+    path = write_report(str(tmp_path / "diabetes.html"), ReportContent(title="diabetes", task="regression", metric="rmse",
+                        leaderboard=board, y_true=y[300:].to_numpy(), y_pred=pred, importance=importance))
     dom = rendered(path, tmp_path)
     assert "residuals" in dom.sections and "confusion-matrix" not in dom.sections
     assert_all_rendered(dom)
@@ -234,8 +154,8 @@ def test_regression_report_shows_residuals_instead_of_a_confusion_matrix(tmp_pat
 
 
 def test_absent_inputs_give_a_note_per_section_and_no_error(tmp_path):
-    path = write_report(str(tmp_path / "empty.html"), title="empty", task="multiclass", metric="accuracy",
-                        leaderboard=None, profile=str(tmp_path / "missing-profile.json"))
+    path = write_report(str(tmp_path / "empty.html"), ReportContent(title="empty", task="multiclass", metric="accuracy",
+                        leaderboard=None, profile=str(tmp_path / "missing-profile.json")))
     dom = Dom(Path(path).read_text())
     assert set(dom.sections) == SECTIONS | {"confusion-matrix"}
     assert set(dom.skipped) == SECTIONS - {"summary"} | {"confusion-matrix"}
@@ -244,25 +164,6 @@ def test_absent_inputs_give_a_note_per_section_and_no_error(tmp_path):
     # a leaderboard whose trials all failed: the summary still renders, the plot section says why it is empty
     failed = pd.DataFrame({"trial_id": ["x"], "family": ["rf"], "status": ["failed"], "score": [np.nan],
                            "train_seconds": [np.nan]})
-    dom = Dom(Path(write_report(str(tmp_path / "failed.html"), title="failed", task="binary", metric="roc_auc",
-                                leaderboard=failed)).read_text())
+    dom = Dom(Path(write_report(str(tmp_path / "failed.html"), ReportContent(title="failed", task="binary", metric="roc_auc",
+                                leaderboard=failed))).read_text())
     assert dom.fact("trials") == "1 (1 failed)" and "time-vs-score" in dom.skipped and not dom.failed
-
-
-def test_training_writes_the_report_and_logs_it_to_mlflow(trained, tmp_path):
-    from mlflow import MlflowClient
-
-    from mlauto import context, train
-
-    cfg, result = trained
-    assert result.report and os.path.exists(result.report)
-    assert os.path.dirname(result.report) == os.path.join(cfg.root, "reports")
-    assert train.training_summary(result, cfg)["report"] == result.report
-    logged = MlflowClient(context.tracking_uri(cfg)).list_artifacts(result.tracked.run_id, "report")
-    assert [a.path for a in logged] == [f"report/{os.path.basename(result.report)}"]
-    dom = rendered(result.report, tmp_path)
-    assert not dom.failed
-    assert "profile" not in dom.skipped and "leaderboard" not in dom.skipped and "importance" not in dom.skipped
-    assert_all_rendered(dom)
-    assert dom.fact("best family") == result.final.family
-    assert {img["section"] for img in dom.images} >= {"profile", "time-vs-score", "confusion-matrix", "importance"}

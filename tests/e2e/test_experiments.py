@@ -6,7 +6,7 @@ import time
 import pytest
 from ray import serve
 
-from conftest import clear_serve, free_port, make_config
+from tests.helpers import clear_serve, free_port, make_config
 from mlauto import context, ops
 from mlauto.config.store import experiment_files
 from mlauto.monitor import stop_monitor

@@ -1,6 +1,5 @@
 """Profile numbers are right, partial profiles merge exactly, and the schema check catches what changed."""
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -16,21 +15,13 @@ from mlauto.data.profile import (
     schema_from_profile,
 )
 from mlauto.errors import DataError
+from tests.helpers import profile_frame
 
 KINDS = {"x": "numeric", "noise": "numeric", "color": "categorical"}
 
 
-def frame(n=2000, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.choice(["a", "b"], n, p=[0.75, 0.25])
-    x = np.where(y == "a", 0.0, 5.0) + rng.normal(size=n)
-    x[::10] = np.nan
-    return pd.DataFrame({"x": x, "noise": rng.normal(size=n), "color": np.where(y == "a", "red", "blue"),
-                         "y": y}).astype({"color": object})
-
-
 def test_profile_numbers_match_pandas():
-    data = frame()
+    data = profile_frame()
     p = ProfileAccumulator(KINDS, "y", sample_size=5000).update(data).result()
     assert p["rows"] == 2000 and p["columns"] == 4
     x = p["features"]["x"]
@@ -49,7 +40,7 @@ def test_profile_numbers_match_pandas():
 
 
 def test_partial_profiles_merge_to_one_pass():
-    data = frame(3000, seed=1)
+    data = profile_frame(3000, seed=1)
     whole = ProfileAccumulator(KINDS, "y", sample_size=500).update(data).result()
     parts = [ProfileAccumulator(KINDS, "y", sample_size=500).update(chunk) for chunk in (data.iloc[i:i + 750] for i in range(0, 3000, 750))]
     merged = parts[0]
@@ -68,7 +59,7 @@ def test_partial_profiles_merge_to_one_pass():
 
 
 def test_schema_check_reports_every_kind_of_change():
-    train = frame()
+    train = profile_frame()
     reference = schema_from_profile(ProfileAccumulator(KINDS, "y").update(train).result())
     later = train.drop(columns=["noise"]).assign(extra=1.0)
     later.loc[:9, "x"] = 99.0
@@ -97,27 +88,3 @@ def test_association_measures_are_bounded():
         pytest.approx(1.0)
     assert cramers_v(pd.Series(classes), pd.Series(classes)) == pytest.approx(1.0)
     assert cramers_v(pd.Series(rng.choice(["u", "v"], 3000)), pd.Series(classes)) < 0.1
-
-
-def test_prepare_saves_the_schema_then_checks_later_snapshots(ray_session, tmp_path):
-    """Through the streamed prepare path: first snapshot saves the schema, a changed one is reported or refused."""
-    from mlauto.data import clean_rules, prepare_snapshot
-
-    first, later = frame(600, seed=2), frame(600, seed=3)
-    later.loc[:9, "color"] = "green"
-    later["extra"] = 1.0
-    for name, data in (("a", first), ("b", later)):
-        data.to_parquet(tmp_path / f"{name}.parquet", index=False)
-    kw = dict(rules=clean_rules(), quarantine_dir=str(tmp_path / "q"), clean_dir=str(tmp_path / "c"),
-              profile_dir=str(tmp_path / "p"), schema_path=str(tmp_path / "p" / "schema.json"), test_size=0.2,
-              val_size=0.2, seed=0)
-    splits = prepare_snapshot(str(tmp_path / "a.parquet"), "y", fingerprint="a", **kw)
-    assert splits.quality["schema_check"]["ok"] and (tmp_path / "p" / "schema.json").exists()
-    assert sum(splits.counts().values()) == 600
-    profile = json.loads((tmp_path / "p" / "a.json").read_text())
-    assert profile["rows"] == 600 and profile["features"]["color"]["type"] == "categorical"
-    warned = prepare_snapshot(str(tmp_path / "b.parquet"), "y", fingerprint="b", schema_check="warn", **kw)
-    report = warned.quality["schema_check"]
-    assert report["new_columns"] == ["extra"] and report["unseen_categories"]["color"]["rows"] == 10
-    with pytest.raises(DataError, match="does not match the saved schema"):
-        prepare_snapshot(str(tmp_path / "b.parquet"), "y", fingerprint="b", schema_check="fail", **kw)

@@ -15,7 +15,7 @@ import requests
 from mlflow.tracking import MlflowClient
 from ray import serve
 
-from conftest import free_port
+from tests.helpers import free_port
 from mlauto.monitor import stop_monitor
 from mlauto.track import CHAMPION
 

@@ -15,13 +15,12 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mlauto import context
-from mlauto.errors import ConfigError, ReproduceError, RunNotFoundError
+from mlauto.errors import ReproduceError, RunNotFoundError
 from mlauto.reproduce import format_reproduce, load_record, reproduce, resolve_data
 from mlauto.track import CHAMPION
 from mlauto.track.lineage import PACKAGES
 from mlauto.track.runs import compare_runs, find_run, format_compare, format_runs, list_runs
 
-from conftest import make_config
 
 
 def _client_and_runs(trained):
@@ -93,7 +92,7 @@ def test_champion_is_registered_with_a_signature(trained):
 def test_mlp_trials_log_their_epoch_history_as_steps(ray_session, tmp_path):
     from mlauto.track import ensure_experiment
     from mlauto.track.store import log_trials
-    from helpers import search
+    from tests.helpers import search
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))
@@ -153,14 +152,6 @@ def test_unknown_run_id_is_a_clear_picklable_error(trained):
         compare_runs(context.tracking_uri(cfg), ["nope-nope", "nope-nope-2"], cfg.name)
 
 
-def test_compare_and_reproduce_need_their_keys():
-    with pytest.raises(ConfigError, match="'runs'"):
-        make_config(["action=compare", "runs=[abc]"])
-    with pytest.raises(ConfigError, match="'run_id'.*action=runs"):
-        make_config(["action=reproduce"])
-    assert make_config(["action=compare", "runs=[abc,def]"]).runs == ["abc", "def"]
-
-
 def test_reproducing_trials_gives_the_same_score(trained):
     cfg, result, _, _, children = _client_and_runs(trained)
     uri = context.tracking_uri(cfg)
@@ -217,10 +208,3 @@ def test_reproduce_cli(trained, ray_session):
     assert "status     exact" in proc.stdout
     proc = _cli(["action=reproduce", "run_id=0123456789abcdef0123456789abcdef"], cfg.root)
     assert proc.returncode == 1 and "action=runs" in proc.stdout + proc.stderr
-
-
-def test_param_strings_of_older_runs_parse_back_to_values():
-    from mlauto.reproduce import _parse
-
-    assert _parse("4.5705630998014515") == 4.5705630998014515 and _parse("1000") == 1000
-    assert _parse("None") is None and _parse("True") is True and _parse("lbfgs") == "lbfgs"

@@ -1,13 +1,13 @@
-"""Feature steps and selection: fitted on train only, named in config, the same at training and serving."""
+"""Feature steps and selection: fitted on train only, named in config, refused clearly when wrong.
+The same features at training and serving: tests/integration/test_features.py."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_config
+from tests.helpers import make_config, mixed_frame
 
 from mlauto.errors import ConfigError, DataError
 from mlauto.features import Preprocessor, selector_options, transform_options
@@ -23,26 +23,11 @@ def dummies(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.get_dummies(frame).astype(float)
 
 
-def _mixed(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=n)
-    city = rng.choice([f"city{i:02d}" for i in range(30)], n)
-    frame = pd.DataFrame({
-        "x": np.where(rng.random(n) < 0.1, np.nan, x),
-        "amount": np.exp(rng.normal(size=n)),
-        "city": city,
-        "color": rng.choice(["red", "green", None], n),
-        "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 24 * 365, n), unit="h"),
-    })
-    y = np.where(x + (pd.Series(city).str[-1].astype(int) % 2) > 0.5, "yes", "no")
-    return frame, y
-
-
 # -- defaults and config -----------------------------------------------------------------------
 
 
 def test_default_config_steps_reproduce_the_old_preprocessing():
-    frame, y = _mixed()
+    frame, y = mixed_frame()
     frame = frame.drop(columns="ts")
     cfg = make_config()
     configured = Preprocessor(steps=cfg.features.steps, selection=cfg.features.selection).fit(frame, y)
@@ -70,7 +55,7 @@ def test_a_model_saved_before_feature_steps_still_transforms():
 
 def test_rich_config_composes_and_fits():
     cfg = make_config(["features=rich"])
-    frame, y = _mixed()
+    frame, y = mixed_frame()
     prep = Preprocessor(steps=cfg.features.steps, selection=cfg.features.selection).fit(frame, y)
     assert {"ts_year", "ts_month", "ts_dayofweek", "city", "color_red"} <= set(prep.transformed_names_)
     assert prep.transform(frame).shape == (len(frame), len(prep.feature_names_out_))
@@ -93,7 +78,7 @@ def test_bad_feature_config_names_the_key_and_the_allowed_values(override, key, 
 
 
 def test_library_refuses_unknown_names_and_options_too():
-    frame, y = _mixed()
+    frame, y = mixed_frame()
     with pytest.raises(ConfigError, match="allowed: clip, datetime, function"):
         Preprocessor(steps=[{"name": "nope"}]).fit(frame, y)
     with pytest.raises(ConfigError, match=r"features.steps\[0\].bogus"):
@@ -142,7 +127,7 @@ def test_onehot_and_ordinal_handle_unseen_and_missing_categories():
 
 
 def test_target_encoding_is_cross_fitted_and_needs_the_target():
-    frame, y = _mixed(600)
+    frame, y = mixed_frame(600)
     steps = [{"name": "target", "columns": "categorical", "min_unique": 10}, {"name": "onehot"},
              {"name": "impute", "columns": "numeric"}, {"name": "datetime", "columns": ["ts"]}]
     prep = Preprocessor(steps=steps)
@@ -183,11 +168,11 @@ def test_datetime_parts_from_datetimes_and_from_strings_agree():
 
 def test_user_function_by_dotted_path():
     frame = pd.DataFrame({"a": [1.0, 4.0], "b": [0.0, 1.0], "keep": [7.0, 8.0]})
-    prep = Preprocessor(steps=[{"name": "function", "path": "test_features.ratio", "columns": ["a", "b"],
+    prep = Preprocessor(steps=[{"name": "function", "path": f"{__name__}.ratio", "columns": ["a", "b"],
                                 "kwargs": {"eps": 1.0}}]).fit(frame)
     assert prep.feature_names_out_ == ["keep", "a_per_b"]
     assert prep.transform(frame).tolist() == [[7.0, 1.0], [8.0, 2.0]]
-    rowwise = Preprocessor(steps=[{"name": "function", "path": "test_features.dummies"}])
+    rowwise = Preprocessor(steps=[{"name": "function", "path": f"{__name__}.dummies"}])
     rowwise.fit(pd.DataFrame({"c": ["a", "b"]}))
     with pytest.raises(DataError, match=r"gave columns \['c_a'\], not the \['c_a', 'c_b'\]"):
         rowwise.transform(pd.DataFrame({"c": ["a"]}))
@@ -198,7 +183,7 @@ def test_user_function_by_dotted_path():
 
 
 def test_columns_left_unencoded_or_missing_are_named():
-    frame, y = _mixed()
+    frame, y = mixed_frame()
     with pytest.raises(DataError, match=r"\['city', 'color', 'ts'\] are not numeric"):
         Preprocessor(steps=[{"name": "impute", "columns": "numeric"}]).fit(frame, y)
     with pytest.raises(DataError, match=r"names column\(s\) \['nope'\]"):
@@ -263,76 +248,3 @@ def test_k_and_threshold_are_respected():
 
 
 # -- the whole path: train -> MLflow -> load -> serve --------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def rich_trained(ray_session, tmp_path_factory):
-    """The real pipeline on a CSV with a datetime, a high-cardinality column and noise, features=rich."""
-    from mlauto import context, train
-
-    root = tmp_path_factory.mktemp("rich")
-    frame, y = _mixed(400, seed=3)
-    frame["ts"] = frame["ts"].dt.strftime("%Y-%m-%d %H:%M:%S")
-    rng = np.random.default_rng(99)
-    for i in range(3):
-        frame[f"noise{i}"] = rng.normal(size=len(frame))
-    frame["label"] = y
-    path = root / "rich.csv"
-    frame.to_csv(path, index=False)
-    cfg = make_config([f"root={root}", "data=file", f"data.path={path}", "data.target=label", "models=fast",
-                       "tune.num_samples=2", "name=rich", "features=rich",
-                       "features.selection=[{method: variance}, {method: mutual_info, k: 2}]"])
-    return cfg, train.train(cfg, {})
-
-
-@pytest.mark.slow
-def test_training_and_serving_give_identical_features(rich_trained):
-    from mlauto import context, train
-    from mlauto.serve.predict import score_many
-    from mlauto.serve.validation import RequestValidator
-
-    cfg, result = rich_trained
-    features = result.splits.features
-    rows = result.splits.test[features]
-    prep = result.final.pipeline.named_steps["prep"]
-    assert {"ts_year", "ts_hour", "city"} <= set(prep.transformed_names_)
-    in_process = prep.transform(rows)
-    bundle = context.loader_for(cfg)(result.tracked.version)
-    loaded = bundle.pipeline.named_steps["prep"].transform(rows)
-    assert np.array_equal(in_process, loaded, equal_nan=True)
-    # a request as JSON (full float precision): datetimes as strings, missing as null
-    plain = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
-    records = json.loads(json.dumps(plain, default=str))
-    assert isinstance(records[0]["ts"], str)
-    validator = RequestValidator(bundle.schema)
-    served = score_many(bundle.pipeline, validator.columns, [validator(records)])[0]
-    diff = ~np.isclose(served.features, in_process, rtol=0, atol=0, equal_nan=True)
-    assert not diff.any(), [(prep.feature_names_out_[j], served.features[i, j], in_process[i, j])
-                            for i, j in zip(*np.nonzero(diff))][:5]
-    assert np.allclose(served.proba, result.final.pipeline.predict_proba(rows))
-
-
-@pytest.mark.slow
-def test_selection_scores_are_tracked_in_mlflow(rich_trained):
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    from mlauto import context, train
-
-    cfg, result = rich_trained
-    prep = result.final.pipeline.named_steps["prep"]
-    assert sorted(prep.feature_names_out_) == ["city", "x"]  # the informative ones
-    run = MlflowClient(context.tracking_uri(cfg)).get_run(result.tracked.run_id)
-    assert run.data.metrics["features_out"] == 2
-    assert run.data.metrics["features_before_selection"] == len(prep.transformed_names_)
-    mlflow.set_tracking_uri(context.tracking_uri(cfg))
-    report = mlflow.artifacts.load_dict(f"runs:/{result.tracked.run_id}/features/features.json")
-    assert report["kept"] == prep.feature_names_out_
-    scores = report["selection"][1]["scores"]
-    assert set(scores) >= {"noise0", "noise1", "noise2", "x", "city"}
-    assert min(scores[n] for n in report["kept"]) >= max(scores[f"noise{i}"] for i in range(3))
-    table = pd.read_csv(mlflow.artifacts.download_artifacts(
-        f"runs:/{result.tracked.run_id}/feature_selection/feature_scores.csv"))
-    assert set(table.loc[table["kept"] & (table["selector"] == 1), "feature"]) == set(prep.feature_names_out_)
-    bundle = context.loader_for(cfg)(result.tracked.version)
-    assert bundle.meta["feature_selection"] == report["selection"]

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
-import sqlite3
 import sys
 import time
 
@@ -16,7 +14,7 @@ import pandas as pd
 import pytest
 import ray
 
-from conftest import free_port, make_config, wait_for_actor
+from tests.helpers import free_port, ingest_frame, make_config, wait_for_actor, write_sqlite
 from mlauto.config.schema import MonitorConf
 from mlauto import context, ops, train
 from mlauto.ops import manage
@@ -32,8 +30,6 @@ from mlauto.data import (
     start_schedule,
     stop_schedule,
 )
-from mlauto.data.schedule import next_run
-from mlauto.data.sources import SQLConnect
 from mlauto.errors import ConfigError, DataError
 
 NS = "mlauto-tests"
@@ -42,23 +38,12 @@ NS = "mlauto-tests"
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def _frame(n: int = 40, shift: float = 0.0) -> pd.DataFrame:
-    return pd.DataFrame({"id": np.arange(n), "x": np.arange(n) * 0.5 + shift, "c": list("ab") * (n // 2),
-                         "y": [0, 1] * (n // 2)})
-
-
-def _sqlite(path, frame: pd.DataFrame, table: str = "rows") -> str:
-    with sqlite3.connect(path) as conn:
-        frame.to_sql(table, conn, index=False)
-    return f"sqlite:///{path}"
-
-
 # -- SQL source ----------------------------------------------------------------------------------
 
 
 def test_sql_table_and_query_read_through_ray_data(ray_session, tmp_path):
-    frame = _frame(60)
-    url = _sqlite(tmp_path / "shop.db", frame)
+    frame = ingest_frame(60)
+    url = write_sqlite(tmp_path / "shop.db", frame)
     by_table = ingest(make_source("sql", url=url, table="rows", target="y"), str(tmp_path / "s"))
     got = by_table.to_pandas()
     assert by_table.n_rows == 60 and list(got.columns) == ["id", "x", "c", "y"]
@@ -75,20 +60,8 @@ def test_sql_table_and_query_read_through_ray_data(ray_session, tmp_path):
     assert sharded.fingerprint == by_table.fingerprint
 
 
-def test_sql_connection_factory_is_picklable_and_dbapi(tmp_path):
-    url = _sqlite(tmp_path / "a.db", _frame(4))
-    connect = pickle.loads(pickle.dumps(SQLConnect(url)))
-    conn = connect()
-    try:
-        cur = conn.cursor()
-        cur.execute("SELECT COUNT(*) FROM rows")
-        assert cur.fetchone()[0] == 4
-    finally:
-        conn.close()
-
-
 def test_sql_errors_say_what_to_fix(ray_session, tmp_path):
-    url = _sqlite(tmp_path / "shop.db", _frame(10))
+    url = write_sqlite(tmp_path / "shop.db", ingest_frame(10))
     missing = tmp_path / "nope.db"
     with pytest.raises(DataError, match="nope.db does not exist; fix data.url"):
         SQLSource(f"sqlite:///{missing}", table="rows").read()
@@ -118,46 +91,12 @@ def test_unreachable_postgres_fails_with_a_data_error_and_hides_the_password(ray
     assert source.describe()["url"].startswith("postgresql://bob:***@")
 
 
-def test_sql_config_group_validates_and_builds_the_source(tmp_path, monkeypatch):
-    _sqlite(tmp_path / "shop.db", _frame(10))
-    monkeypatch.chdir(tmp_path)
-    cfg = make_config(["data=sql", "data.url=sqlite:///shop.db", "data.table=rows", "data.target=y"])
-    assert cfg.data.url == f"sqlite:///{tmp_path}/shop.db"  # relative file made absolute on the way in
-    source = context.data_source(cfg)
-    assert isinstance(source, SQLSource) and source.table == "rows" and source.query is None
-    pg = make_config(["data=sql", "data.url=postgresql://u:pw@db.example.com:5432/shop", "data.query=SELECT 1",
-                      "data.target=y"])
-    assert pg.data.url == "postgresql://u:pw@db.example.com:5432/shop"
-    assert isinstance(context.data_source(pg), SQLSource)
-
-
-@pytest.mark.parametrize(
-    "overrides,key,text",
-    [
-        (["data=sql", "data.table=rows", "data.target=y"], "data.url", "the sql source needs data.url"),
-        (["data=sql", "data.url=sqlite:///a.db", "data.target=y"], "data.query/data.table", "exactly one"),
-        (["data=sql", "data.url=sqlite:///a.db", "data.query=SELECT 1", "data.table=rows", "data.target=y"],
-         "data.query/data.table", "not both"),
-        (["data=sql", "data.url=shop.db", "data.table=rows", "data.target=y"], "data.url", "sqlite:///"),
-        (["data.table=rows"], "data.source", "use data=sql"),
-        (["ingest.schedule=every minute"], "ingest.schedule", "*/5 * * * *"),
-        (["action=schedule"], "ingest.schedule", "action=schedule needs ingest.schedule"),
-        (["ingest.keep_snapshots=0"], "ingest.keep_snapshots", ">= 1"),
-        (["ingest.timezone=Mars/Base"], "ingest.timezone", "IANA"),
-    ],
-)
-def test_bad_ingest_config_names_the_key(overrides, key, text):
-    with pytest.raises(ConfigError) as exc:
-        make_config(overrides)
-    assert exc.value.key == key and text in str(exc.value)
-
-
 # -- snapshots -----------------------------------------------------------------------------------
 
 
 def test_unchanged_source_is_stored_once(ray_session, tmp_path):
     csv = tmp_path / "data.csv"
-    _frame().to_csv(csv, index=False)
+    ingest_frame().to_csv(csv, index=False)
     snaps = str(tmp_path / "snaps")
     first = ingest(FileSource(str(csv)), snaps)
     mtime = os.path.getmtime(first.path)
@@ -175,7 +114,7 @@ def test_snapshots_are_listed_and_pruned_keeping_the_one_in_use(ray_session, tmp
     snaps = str(tmp_path / "snaps")
     made = []
     for k in range(4):
-        _frame(20 + 2 * k, shift=k).to_csv(csv, index=False)
+        ingest_frame(20 + 2 * k, shift=k).to_csv(csv, index=False)
         made.append(ingest(FileSource(str(csv)), snaps))
     listed = list_snapshots(snaps)
     assert [s.fingerprint for s in listed] == [s.fingerprint for s in reversed(made)]  # newest first
@@ -184,7 +123,7 @@ def test_snapshots_are_listed_and_pruned_keeping_the_one_in_use(ray_session, tmp
     assert current_fingerprint(snaps) == made[3].fingerprint
 
     # The oldest content comes back: it is the one in use now, and the most recently seen.
-    _frame(20, shift=0).to_csv(csv, index=False)
+    ingest_frame(20, shift=0).to_csv(csv, index=False)
     again = ingest(FileSource(str(csv)), snaps)
     assert again.fingerprint == made[0].fingerprint and not again.new
     removed = prune_snapshots(snaps, keep=2, protect=[made[1].fingerprint])
@@ -201,7 +140,7 @@ def test_snapshots_are_listed_and_pruned_keeping_the_one_in_use(ray_session, tmp
 
 def test_snapshot_listing_from_the_cli(ray_session, tmp_path, caplog):
     csv = tmp_path / "data.csv"
-    _frame().to_csv(csv, index=False)
+    ingest_frame().to_csv(csv, index=False)
     root = tmp_path / "runs"
     cfg = make_config([f"root={root}", f"data.path={csv}", "data.target=y", "ingest.keep_snapshots=3"])
     snap = train.ingest_stage(cfg, {})
@@ -227,16 +166,9 @@ class RecordSnapshot:
         return snapshot.fingerprint
 
 
-def test_cron_schedules_with_seconds_and_time_zones():
-    base = 1_800_000_000.0  # a whole minute in UTC
-    assert next_run("* * * * * */10", base + 1) == base + 10
-    assert next_run("*/5 * * * *", base + 1) == base + 300
-    assert next_run("0 2 * * *", base, "UTC") - next_run("0 2 * * *", base, "Asia/Tokyo") in (9 * 3600, -15 * 3600)
-
-
 def test_schedule_records_runs_survives_a_failure_and_fires_on_new_snapshots(ray_session, tmp_path):
     csv = tmp_path / "data.csv"
-    _frame().to_csv(csv, index=False)
+    ingest_frame().to_csv(csv, index=False)
     fired, state = tmp_path / "fired.txt", str(tmp_path / "state")
     name = "test-ingest-schedule"
     handle = start_schedule(name, NS, FileSource(str(csv)), str(tmp_path / "snaps"), "* * * * * *",
@@ -255,7 +187,7 @@ def test_schedule_records_runs_survives_a_failure_and_fires_on_new_snapshots(ray
         status = wait_for_actor(handle, lambda s: s["failed"] >= 1)
         failed = [r for r in status["history"] if r["status"] == "failed"][0]
         assert "does not exist" in failed["error"] and failed["fingerprint"] is None and failed["rows"] is None
-        _frame(44, shift=1.0).to_csv(csv, index=False)  # it comes back, changed
+        ingest_frame(44, shift=1.0).to_csv(csv, index=False)  # it comes back, changed
         status = wait_for_actor(handle, lambda s: s["last_run"]["status"] == "ok" and s["last_run"]["rows"] == 44)
         changed = status["last_run"]
         assert changed["new"] and changed["fingerprint"] != first["fingerprint"]
@@ -284,7 +216,7 @@ def test_schedule_records_runs_survives_a_failure_and_fires_on_new_snapshots(ray
 
 def test_schedule_start_status_stop_from_the_cli(ray_session, tmp_path):
     csv = tmp_path / "data.csv"
-    _frame().to_csv(csv, index=False)
+    ingest_frame().to_csv(csv, index=False)
     base = [f"root={tmp_path / 'runs'}", f"data.path={csv}", "data.target=y", "ingest.actor_name=test-cli-ingest",
             f"cluster.namespace={NS}"]
     started = manage(make_config(base + ["action=schedule", "ingest.schedule='* * * * * */2'"]))
@@ -306,7 +238,7 @@ def test_schedule_start_status_stop_from_the_cli(ray_session, tmp_path):
 
 def test_run_with_a_schedule_keeps_ingesting_after_the_stages(ray_session, tmp_path):
     csv = tmp_path / "data.csv"
-    _frame().to_csv(csv, index=False)
+    ingest_frame().to_csv(csv, index=False)
     cfg = make_config([f"root={tmp_path / 'runs'}", f"data.path={csv}", "data.target=y", "stages=[ingest]",
                        "ingest.schedule='* * * * * */2'", "ingest.actor_name=test-run-ingest", f"cluster.namespace={NS}"])
     summary = ops.run(cfg, str(tmp_path / "out"))
@@ -331,7 +263,7 @@ def test_new_snapshot_asks_the_real_monitor_to_retrain(trained, tmp_path):
     monitor_name, sched_name = "test-monitor-ingest", "test-ingest-retrain"
     callback = ops.RetrainOnNewSnapshot(monitor_name, NS)
     csv = tmp_path / "data.csv"
-    _frame().to_csv(csv, index=False)
+    ingest_frame().to_csv(csv, index=False)
     with pytest.raises(RuntimeError, match=f"no monitor actor '{monitor_name}'"):
         callback(ingest(FileSource(str(csv)), str(tmp_path / "s0")))
     monitor = start_monitor(context.loader_for(cfg),

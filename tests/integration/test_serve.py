@@ -7,7 +7,7 @@ import pytest
 import requests
 from ray import serve
 
-from conftest import RequestLoop, free_port, make_config
+from tests.helpers import RequestLoop, free_port, make_config
 from mlauto.config.schema import MonitorConf, ServeConf
 from mlauto import context, ops
 from mlauto.serve import deploy

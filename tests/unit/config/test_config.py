@@ -3,7 +3,7 @@ import pickle
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from conftest import make_config
+from tests.helpers import make_config
 from mlauto.config.store import CONF_DIR, GLOBAL_HEADER, experiment_files
 from mlauto.errors import ConfigError, DataError
 from mlauto.models import FAMILIES
