@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv run test test-fast test-integration test-e2e bench mlflow-ui lint clean
+.PHONY: venv run test test-fast test-integration test-e2e bench mlflow-ui tracking-server lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ bench: venv
 ## MLflow's UI over the default store.
 mlflow-ui: venv
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/runs/mlflow.db --port 5000
+
+## An MLflow tracking server on a local PostgreSQL (for tracking=server): runs in runs/tracking, artifacts
+## proxied to ROOT/mlartifacts (ROOT=s3://bucket/prefix works too); Ctrl-C stops both. Needs PostgreSQL installed.
+ROOT ?= runs
+tracking-server: venv
+	$(BIN)/python -m mlauto.track.server --dir $(CURDIR)/runs/tracking --root $(ROOT) --port 5000
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from mlauto import storage
 from mlauto.config import Config, validate
 from mlauto.data import Source, make_source, resolve_data
 from mlauto.registry import import_plugins
@@ -52,12 +53,12 @@ def to_config(cfg: "DictConfig") -> Config:
     conf.families = included_families(conf)
     load_checks()
     validate(conf)
-    conf.root = os.path.abspath(conf.root)
+    conf.root = storage.normalize(conf.root)  # absolute, or an object-store URI (s3://, gs://)
     conf.data = resolve_data(conf.data)  # the selected source's own path fixing (data.path, data.url)
     for key in ("input", "output"):
         value = getattr(conf.predict, key)
-        if value and "://" not in value:
-            setattr(conf.predict, key, os.path.abspath(os.path.expanduser(value)))
+        if value:
+            setattr(conf.predict, key, storage.normalize(value))
     return conf
 
 
@@ -87,34 +88,34 @@ class Paths:
     root: str
 
     def __post_init__(self) -> None:
-        self.root = os.path.abspath(self.root)
+        self.root = storage.normalize(self.root)  # a local path made absolute, or an object-store URI
 
     @property
     def snapshots(self) -> str:
-        return os.path.join(self.root, "snapshots")
+        return storage.join(self.root, "snapshots")
 
     @property
     def quarantine(self) -> str:
-        return os.path.join(self.root, "quarantine")
+        return storage.join(self.root, "quarantine")
 
     @property
     def clean(self) -> str:
-        return os.path.join(self.root, "clean")
+        return storage.join(self.root, "clean")
 
     @property
     def profiles(self) -> str:
-        return os.path.join(self.root, "profiles")
+        return storage.join(self.root, "profiles")
 
     @property
     def ray_results(self) -> str:
-        return os.path.join(self.root, "ray_results")
+        return storage.join(self.root, "ray_results")
 
     @property
     def artifacts(self) -> str:
-        return os.path.join(self.root, "mlartifacts")
+        return storage.join(self.root, "mlartifacts")
 
     def schedule(self, actor_name: str) -> str:
-        return os.path.join(self.root, "schedule", actor_name)
+        return storage.join(self.root, "schedule", actor_name)
 
 
 def tracking_uri(cfg: Config) -> str:

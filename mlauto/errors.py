@@ -37,6 +37,10 @@ class DataError(MlautoError):
     """Input data cannot be used as given; the message says what to fix."""
 
 
+class StorageError(MlautoError):
+    """``root`` or ``tracking.uri`` cannot serve every node of the cluster; the message says what to use."""
+
+
 class UnknownRows(MlautoError, KeyError):
     """Feedback names rows the monitor never saw (or saw too long ago to keep)."""
 

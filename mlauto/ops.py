@@ -37,6 +37,10 @@ class RunResult:
     trained: Trained | None
     config: Config
 
+def check_storage(cfg: Config) -> int:
+    """The cluster storage probe (:func:`mlauto.runtime.check_cluster_storage`) for this config."""
+    return runtime.check_cluster_storage(cfg.root, tracking_uri(cfg))
+
 
 def run(cfg: Config, output_dir: str) -> dict[str, Any]:
     """Run the configured stages and write ``summary.json`` to ``output_dir``."""
@@ -77,6 +81,7 @@ def execute(cfg: Config, output_dir: str) -> RunResult:
                                env=runtime.serve_ingress_env(cfg.serve.ingress) if "serve" in cfg.stages else None)
     served = monitored = scheduled = False
     try:
+        check_storage(cfg)  # on several nodes: root seen by all, no SQLite tracking; before any work
         version: str | None = None
         trained = None
         if "tune" in cfg.stages:
@@ -318,6 +323,7 @@ def manage_schedule(cfg: Config) -> dict[str, Any]:
         return {"stopped": stop_schedule(i.actor_name, c.namespace), "actor": i.actor_name}
     owns_ray = runtime.connect(c.address, c.namespace, c.num_cpus)
     try:
+        check_storage(cfg)
         info = start_ingest_schedule(cfg)
         if owns_ray:
             block_until_stopped(f"{i.schedule!r} (actor {i.actor_name}, runs in {state_dir})", "ingesting on schedule %s")
@@ -398,6 +404,7 @@ def predict(conf: Config) -> dict[str, Any]:
     BundleLoader(tracking_uri(conf), model_name(conf)).resolve(conf.version)
     owns_ray = runtime.connect(c.address, c.namespace, c.num_cpus)
     try:
+        check_storage(conf)
         result = score_file(p, tracking_uri(conf), model_name(conf), conf.version)
     finally:
         if owns_ray:

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 from mlflow.entities import Run
 
+from mlauto import storage
 from mlauto.config import Config
 from mlauto.errors import ReproduceError
 from mlauto.track.runs import PARENT_TAG, find_run
@@ -109,11 +109,11 @@ def load_record(uri: str, run_id: str, experiment: str | None = None) -> RunReco
 
 def resolve_data(record: RunRecord, root: str) -> str:
     """The file the run trained on; refuses when it is gone."""
-    roots = list(dict.fromkeys([os.path.abspath(root), os.path.abspath(record.config.root)]))
+    roots = list(dict.fromkeys([storage.normalize(root), storage.normalize(record.config.root)]))
     if record.production_rows or record.train_fingerprint != record.fingerprint:
-        candidates = [record.train_data] + [os.path.join(r, "retrain", f"{record.train_fingerprint}.parquet")
+        candidates = [record.train_data] + [storage.join(r, "retrain", f"{record.train_fingerprint}.parquet")
                                             for r in roots]
-        found = next((p for p in candidates if p and os.path.exists(p)), None)
+        found = next((p for p in candidates if p and storage.exists(p)), None)
         if found is None:
             raise ReproduceError(
                 f"run {record.run_id} trained on snapshot {record.fingerprint} plus {record.production_rows} labelled "
@@ -122,8 +122,8 @@ def resolve_data(record: RunRecord, root: str) -> str:
         return found
     if not record.fingerprint:
         raise ReproduceError(f"run {record.run_id} recorded no data fingerprint (tag mlauto.data_fingerprint)")
-    candidates = [os.path.join(r, "snapshots", f"{record.fingerprint}.parquet") for r in roots]
-    found = next((p for p in candidates if os.path.exists(p)), None)
+    candidates = [storage.join(r, "snapshots", f"{record.fingerprint}.parquet") for r in roots]
+    found = next((p for p in candidates if storage.exists(p)), None)
     if found is None:
         raise ReproduceError(
             f"snapshot {record.fingerprint} of run {record.run_id} is not in {candidates[0]} (pruned by "

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlauto import storage
 from mlauto.config import Config
 from mlauto.context import model_name, tracking_uri
 from mlauto.data import Snapshot
@@ -57,7 +57,7 @@ def with_production_rows(snapshot: Snapshot, rows: pd.DataFrame, directory: str)
     """
     import hashlib
 
-    base = pd.read_parquet(snapshot.path)
+    base = storage.read_parquet(snapshot.path)
     rows = rows[[c for c in base.columns if c in rows.columns]].copy()
     for col in rows.columns:
         if base[col].dtype == object or pd.api.types.is_string_dtype(base[col].dtype):
@@ -75,9 +75,8 @@ def with_production_rows(snapshot: Snapshot, rows: pd.DataFrame, directory: str)
                 rows[col] = rows[col].map(lambda v: None if v is None or v != v else str(v)).astype(object)
     digest = hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes()).hexdigest()
     fingerprint = f"{snapshot.fingerprint[:8]}p{digest[:7]}"
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"{fingerprint}.parquet")
-    pd.concat([base, rows], ignore_index=True).to_parquet(path, index=False)
+    path = storage.write_parquet(pd.concat([base, rows], ignore_index=True),
+                                 storage.join(directory, f"{fingerprint}.parquet"))
     logger.info("retrain data: snapshot %s (%d rows) + %d labelled production rows -> %s", snapshot.fingerprint,
                 len(base), len(rows), path)
     return path, fingerprint
@@ -130,6 +129,9 @@ def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> d
     """
     from mlflow.tracking import MlflowClient
 
+    from mlauto.runtime import check_cluster_storage
+
+    check_cluster_storage(cfg.root, tracking_uri(cfg))  # the cluster may have grown since the launcher checked
     champion = BundleLoader(tracking_uri(cfg), model_name(cfg), with_reference=False)()
     base = champion_config(cfg, champion.run_id)
     small = dataclasses.replace(base, tune=dataclasses.replace(base.tune, num_samples=cfg.monitor.retrain_num_samples))
@@ -143,7 +145,7 @@ def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> d
                     search_seed=base.seed + n_versions,
                     warm_start=(champion.meta["family"], champion.meta["params"]),
                     add_rows=None if train_rows is None or not len(train_rows) else partial(
-                        with_production_rows, rows=train_rows, directory=os.path.join(cfg.root, "retrain")))
+                        with_production_rows, rows=train_rows, directory=storage.join(cfg.root, "retrain")))
     judged_on = "recent labelled traffic" if judge_rows is not None else "test split"
     # The metric the challenger's search optimized: tune.metric with "auto" resolved for the task.
     metric, champion_score, challenger_score = compare(

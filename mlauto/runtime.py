@@ -10,9 +10,10 @@ from typing import Any
 
 import ray
 
+from mlauto import storage
 from mlauto.config.checks import check
 from mlauto.config.schema import Config
-from mlauto.errors import ConfigError
+from mlauto.errors import ConfigError, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,67 @@ def _reap(procs: list[Any]) -> None:
     if left:
         psutil.wait_procs(left, timeout=1.0)
         logger.info("killed %d process(es) left by Ray: %s", len(left), sorted({p.pid for p in left}))
+PROBE_TIMEOUT_S = 20.0
+
+SHARED_ROOT_HINT = ("on a cluster, root must be storage every node reads: an object store (root=s3://bucket/prefix or "
+                    "gs://bucket/prefix, credentials from the environment) or a folder mounted at the same path on "
+                    "every node (NFS)")
+
+
+def _read_sentinel(path: str) -> str:
+    try:
+        return storage.read_text(path)
+    except Exception as exc:  # noqa: BLE001 - any failure means this node cannot see root
+        return f"!{type(exc).__name__}: {exc}"
+
+
+def check_cluster_storage(root: str, tracking_uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> int:
+    """On more than one Ray node, stop before any work unless every node sees ``root`` and tracking is
+    not a SQLite file. The driver writes a sentinel under ``root``; one task per node reads it back.
+
+    Returns the number of alive nodes. Ray must be connected.
+    """
+    import uuid
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) <= 1:
+        return len(nodes)
+    if tracking_uri.startswith("sqlite:"):
+        raise StorageError(
+            f"tracking.uri={tracking_uri} is a SQLite file, which is not safe with writers on {len(nodes)} Ray nodes "
+            "(not even on a shared mount); use tracking=server: an MLflow server on PostgreSQL, "
+            "tracking.uri=http://HOST:5000 (see docs/tracking.md)")
+    token = uuid.uuid4().hex
+    sentinel = storage.join(root, ".mlauto-probe", f"{token}.txt")
+    try:
+        storage.write_text(sentinel, token)
+    except Exception as exc:  # noqa: BLE001
+        raise StorageError(f"root={root} cannot be written from the driver ({type(exc).__name__}: {exc}); "
+                           f"{SHARED_ROOT_HINT}") from exc
+    try:
+        read = ray.remote(num_cpus=0, max_retries=0)(_read_sentinel)
+        refs = {n["NodeManagerAddress"] + " " + n["NodeID"][:8]: read.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(sentinel)
+            for n in nodes}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+        bad = {}
+        for node, ref in refs.items():
+            got = ray.get(ref) if ref in ready else f"!no answer within {timeout_s:.0f} s"
+            if got != token:
+                bad[node] = got.lstrip("!")
+        for ref in refs.values():
+            if ref not in ready:
+                ray.cancel(ref, force=True)
+    finally:
+        storage.remove(sentinel)
+    if bad:
+        where = "; ".join(f"node {node}: {why}" for node, why in bad.items())
+        raise StorageError(f"root={root} is not visible from {len(bad)} of {len(nodes)} Ray nodes ({where}); "
+                           f"{SHARED_ROOT_HINT}")
+    logger.info("storage probe: root=%s is visible from all %d Ray nodes", root, len(nodes))
+    return len(nodes)
 
 
 @check

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlauto import console
+from mlauto import storage
 from mlauto.config import Config
 from mlauto.config.schema import plain
 from mlauto.context import Paths, data_source, model_name, stage, tracking_uri
@@ -85,7 +85,7 @@ def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
         splits = prepare_snapshot(
             path, cfg.data.target, fingerprint=fingerprint,
             rules=p.clean, quarantine_dir=paths.quarantine, clean_dir=paths.clean,
-            profile_dir=paths.profiles, schema_path=os.path.join(paths.profiles, f"schema-{cfg.name}.json"),
+            profile_dir=paths.profiles, schema_path=storage.join(paths.profiles, f"schema-{cfg.name}.json"),
             schema_check=p.schema_check, profile_sample_rows=p.profile_sample_rows, test_size=p.test_size,
             val_size=p.val_size, stratify=p.stratify and cfg.tune.task != "regression", seed=cfg.seed, method=p.split, group_column=p.group_column,
             time_column=p.time_column,
@@ -143,7 +143,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             final = ensemble_final(prep, ensemble, splits, task)
         curves = sample_size_runs(top_trials(search, t.sample_sizes.top_k), data, t.sample_sizes, search.metric,
                                   search.mode, task, seed) if t.sample_sizes.fractions else None
-        selection_files = save_selection(os.path.join(paths.root, "selection"), board, curves)
+        selection_files = save_selection(storage.join(paths.root, "selection"), board, curves)
         logger.info("best %s: val %s=%.4f, test %s=%.4f", final.family, metric, final.val_metrics[metric],
                     metric, final.test_metrics[metric])
     trained = Trained(snapshot, splits, search, final, None, board, ensemble, curves, task=task)
@@ -158,7 +158,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             extra_tags={"mlauto.train_fingerprint": str(splits.quality.get("data_fingerprint", snapshot.fingerprint)),
                         "mlauto.train_data": str(splits.quality.get("data_path", snapshot.path)),
                         **(extra_tags or {})})
-        artifacts = {**write_report(prep, os.path.join(paths.root, "features")),
+        artifacts = {**write_report(prep, storage.join(paths.root, "features")),
                      **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {}),
                      **selection_files, **({"report": report} if report else {})}
         tracked = track_experiment(where, search, final, record, _redacted(cfg), artifacts, curves)
@@ -175,7 +175,7 @@ def experiment_report(cfg: Config, trained: Trained, seed: int, timings: dict[st
     from mlauto.report import write_report as write_experiment_report
     splits, search, final, task = trained.splits, trained.search, trained.final, trained.task
     features, target, pipe = splits.features, splits.target, final.pipeline
-    path = os.path.join(Paths(cfg.root).root, "reports", f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}.html")
+    path = storage.join(Paths(cfg.root).root, "reports", f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}.html")
     try:
         with stage("report", timings):
             X_test, y_test = splits.test[features], splits.test[target].to_numpy()

@@ -13,11 +13,11 @@ from typing import Iterator
 
 import pytest
 
-from tests.helpers import make_config
+from tests.helpers import free_port, make_config
 
 TESTS_DIR = Path(__file__).parent
 # Directory -> markers every test under it gets, so no test of a tier can forget its marker.
-TIER_MARKERS = {"integration": ("ray",), "e2e": ("slow", "ray")}
+TIER_MARKERS = {"integration": ("ray",), "e2e": ("slow", "ray"), "cluster": ("cluster",)}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -38,7 +38,50 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[dict]:
+def moto_server() -> Iterator[dict[str, str]]:
+    """An S3-compatible server (moto) on 127.0.0.1, and the standard AWS variables pointing at it.
+
+    Session-wide and started before Ray (``ray_session`` needs it), so that Ray's workers inherit the
+    endpoint as a cluster's nodes would from their environment. The code under test uses the ordinary
+    S3 client path (pyarrow, boto3): nothing is patched.
+    """
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "mlauto-test",
+           "AWS_SECRET_ACCESS_KEY": "mlauto-test", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture()
+def s3_root(moto_server: dict[str, str]) -> str:
+    """A fresh bucket on the moto server, as an ``s3://`` root."""
+    import uuid
+
+    import boto3
+
+    bucket = f"mlauto-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/runs"
+
+
+@pytest.fixture(scope="session")
+def ray_session(moto_server: dict[str, str]) -> Iterator[dict]:
     """A real local Ray, started once; every test that needs Ray shares it. Serve gets the ingress
     a user gets by default (HAProxy when installed, see ``serve.ingress``)."""
     import ray
@@ -84,3 +127,38 @@ def blobs():
 @pytest.fixture()
 def tmp_root(tmp_path: Path) -> Path:
     return tmp_path / "runs"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A PostgreSQL of the test session's own: initdb in a temp folder, run as the ``postgres`` OS user
+    when the tests run as root (CI), on a free port; stopped and removed at teardown."""
+    import shutil
+    import tempfile
+
+    from mlauto.track.server import Postgres, pg_binary
+
+    try:
+        pg_binary("initdb")
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    directory = Path(tempfile.mkdtemp(prefix="mlauto-pg-"))  # not under pytest's root-only temp folder
+    pg = Postgres(directory, free_port()).start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """``mlflow server`` on the session's PostgreSQL, artifacts proxied to a temp folder; stopped at teardown."""
+    from mlauto.track.server import MlflowServer
+
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    server = MlflowServer(postgres.url, str(folder / "mlartifacts"), free_port()).start(log=str(folder / "mlflow.log"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -305,3 +305,12 @@ TUNE_FAMILIES = {
     "logreg": {"space": {"C": {"type": "loguniform", "low": 0.01, "high": 10.0}}, "fixed": {"max_iter": 500}},
     "hist_gb": {"space": {"max_leaf_nodes": {"type": "int", "low": 4, "high": 16}}, "fixed": {"max_iter": 30}},
 }
+
+
+def s3_keys(uri: str) -> list[str]:
+    """Every object key under an ``s3://bucket/prefix``, listed with boto3."""
+    import boto3
+
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]

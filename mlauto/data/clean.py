@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -28,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_integer_dtype, is_numeric_dtype
 
+from mlauto import storage
 from mlauto.config.schema import CleanConf, ColumnRule, section_from_dict
 from mlauto.errors import DataError
 
@@ -340,7 +340,7 @@ class Collector:
             table = pa.Table.from_pandas(kept, preserve_index=False)
             if self._kwriter is None:
                 self._kschema = _stable_schema(table.schema, self.plan)
-                self._kwriter = pq.ParquetWriter(self.kept_path, self._kschema)
+                self._kwriter = storage.parquet_writer(self.kept_path, self._kschema)
             self._kwriter.write_table(table.cast(self._kschema))
 
     def _quarantine(self, bad: pd.DataFrame, reason: np.ndarray, columns: list[str]) -> None:
@@ -356,8 +356,7 @@ class Collector:
         schema = pa.schema([(c, pa.string()) for c in frame.columns])
         table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
         if self._qwriter is None:
-            os.makedirs(os.path.dirname(self.quarantine_path), exist_ok=True)
-            self._qwriter = pq.ParquetWriter(self.quarantine_path + ".tmp", schema)
+            self._qwriter = storage.parquet_writer(storage.temp_path(self.quarantine_path), schema)
         self._qwriter.write_table(table)
         self.rows_quarantined += len(frame)
 
@@ -367,7 +366,8 @@ class Collector:
                 writer.close()
         qpath = None
         if self._qwriter is not None:
-            os.replace(self.quarantine_path + ".tmp", self.quarantine_path)
+            if storage.temp_path(self.quarantine_path) != self.quarantine_path:
+                storage.replace(storage.temp_path(self.quarantine_path), self.quarantine_path)
             qpath = self.quarantine_path
             logger.warning("quarantined %d of %d row(s) -> %s: %s", self.rows_quarantined, self.rows_in, qpath,
                            ", ".join(f"{k}: {v}" for k, v in sorted(self.reasons.items())))
@@ -417,7 +417,7 @@ def check_result(result: CleanResult, plan: CleanPlan) -> None:
 
 
 def quarantine_file(quarantine_dir: str, fingerprint: str) -> str:
-    return os.path.join(os.path.abspath(quarantine_dir), f"{fingerprint}.parquet")
+    return storage.join(storage.normalize(quarantine_dir), f"{fingerprint}.parquet")
 
 
 def clean_frame(frame: pd.DataFrame, target: str, rules: CleanConf, *, fingerprint: str, quarantine_dir: str,
@@ -446,8 +446,9 @@ def clean_dataset(dataset: Any, target: str, rules: CleanConf, *, fingerprint: s
     if sample.empty:
         raise DataError("the data has no rows; point data.path at a file with a header and rows")
     plan = make_plan(sample, target, rules, fingerprint)
-    os.makedirs(os.path.dirname(os.path.abspath(kept_path)), exist_ok=True)
-    collector = Collector(plan, quarantine_file(quarantine_dir, fingerprint), kept_path + ".tmp", profiler)
+    kept_path = storage.normalize(kept_path)
+    staging = storage.temp_path(kept_path)
+    collector = Collector(plan, quarantine_file(quarantine_dir, fingerprint), staging, profiler)
     cleaned = dataset.map_batches(clean_batch, fn_kwargs={"plan": plan}, batch_format="pandas",
                                   batch_size=batch_size)
     with tqdm(desc="clean", unit="rows", disable=None if progress else True, mininterval=2.0) as bar:
@@ -456,7 +457,8 @@ def clean_dataset(dataset: Any, target: str, rules: CleanConf, *, fingerprint: s
             bar.update(len(batch))
     result = collector.finish()
     if result.kept_path:
-        os.replace(kept_path + ".tmp", kept_path)
+        if staging != kept_path:
+            storage.replace(staging, kept_path)
         result.kept_path = kept_path
     return result
 

@@ -9,15 +9,14 @@ in the profile): quantiles and the association with the target, computed on a un
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlauto import storage
 from mlauto.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -313,19 +312,11 @@ def profile_table(profile: dict[str, Any], max_rows: int = 30) -> str:
 
 
 def save_json(data: dict[str, Any], path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, default=str)
-    os.replace(tmp, path)
-    return path
+    return storage.write_json(path, data)  # atomic; any filesystem
 
 
 def load_json(path: str) -> dict[str, Any] | None:
-    if not os.path.exists(path):
-        return None
-    with open(path) as fh:
-        return json.load(fh)
+    return storage.read_json(path)
 
 
 __all__ = ["ProfileAccumulator", "check_schema", "correlation_ratio", "cramers_v",

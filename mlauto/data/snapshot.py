@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import pandas as pd
 import ray.data
 
+from mlauto import storage
 from mlauto.data.sources import Source
 from mlauto.errors import DataError
 
@@ -42,7 +43,7 @@ class Snapshot:
         self.last_seen = self.last_seen or self.created
 
     def to_pandas(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path)
+        return storage.read_parquet(self.path)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -59,10 +60,7 @@ def fingerprint(frame: pd.DataFrame) -> str:
 
 
 def _write_json(path: str, data: Any) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)  # atomic: a reader never sees half a record
+    storage.write_json(path, data)  # atomic: a reader never sees half a record
 
 
 class _SchemaChanged(Exception):
@@ -73,14 +71,13 @@ def _stream_to_parquet(dataset: ray.data.Dataset, path: str) -> tuple[str, int, 
     """Write ``dataset`` block by block to one Parquet file, hashing as it goes: memory stays at a
     few blocks whatever the source's size. Returns (fingerprint, rows, columns)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     digest, rows, writer, schema = hashlib.sha256(), 0, None, None
     try:
         for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
             if writer is None:
                 schema = table.schema
-                writer = pq.ParquetWriter(path, schema)
+                writer = storage.parquet_writer(path, schema)
                 digest.update(json.dumps([[f.name, str(f.type)] for f in schema]).encode())
             elif not table.schema.equals(schema):
                 try:
@@ -108,8 +105,9 @@ def ingest(source: Source, snapshot_dir: str, keep: int | None = None) -> Snapsh
     """
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     dataset: ray.data.Dataset = source.read()
-    os.makedirs(snapshot_dir, exist_ok=True)
-    tmp = os.path.join(os.path.abspath(snapshot_dir), f".ingest-{os.getpid()}-{time.time_ns()}.parquet")
+    snapshot_dir = storage.normalize(snapshot_dir)
+    storage.makedirs(snapshot_dir)
+    tmp = storage.join(snapshot_dir, f".ingest-{os.getpid()}-{time.time_ns()}.parquet")
     try:
         try:
             fp, n_rows, columns = _stream_to_parquet(dataset, tmp)
@@ -118,26 +116,24 @@ def ingest(source: Source, snapshot_dir: str, keep: int | None = None) -> Snapsh
                            source.describe(), exc)
             frame = dataset.to_pandas().reset_index(drop=True)
             fp, n_rows, columns = fingerprint(frame), len(frame), [str(c) for c in frame.columns]
-            frame.to_parquet(tmp, index=False)
+            storage.write_parquet(frame, tmp)
         if n_rows == 0:
             raise DataError(f"the source {source.describe()} has no rows; point data.* at data with rows")
-        path = os.path.join(os.path.abspath(snapshot_dir), f"{fp}.parquet")
+        path = storage.join(snapshot_dir, f"{fp}.parquet")
         meta_path = path.replace(".parquet", ".json")
         now = time.time()
-        if os.path.exists(path) and os.path.exists(meta_path):
+        if storage.exists(path) and storage.exists(meta_path):
             logger.info("snapshot %s already stored (%d rows); not writing it again", fp, n_rows)
-            with open(meta_path) as fh:
-                snap = Snapshot(**json.load(fh))
+            snap = Snapshot(**storage.read_json(meta_path))
             snap.last_seen = now
         else:
-            os.replace(tmp, path)  # atomic: a reader never sees half a snapshot
+            storage.replace(tmp, path)  # atomic: a reader never sees half a snapshot
             snap = Snapshot(path, fp, n_rows, columns, now, source.describe(), now, new=True)
             logger.info("snapshot %s: %d rows x %d columns -> %s", fp, n_rows, len(columns), path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        storage.remove(tmp)
     _write_json(meta_path, snap.to_dict())
-    _write_json(os.path.join(snapshot_dir, CURRENT), {"fingerprint": fp, "time": now})
+    _write_json(storage.join(snapshot_dir, CURRENT), {"fingerprint": fp, "time": now})
     if keep is not None:
         prune_snapshots(snapshot_dir, keep, protect=[fp])
     return snap
@@ -146,28 +142,24 @@ def ingest(source: Source, snapshot_dir: str, keep: int | None = None) -> Snapsh
 def current_fingerprint(snapshot_dir: str) -> str | None:
     """The fingerprint of the snapshot the last ingestion produced (None before the first one)."""
     try:
-        with open(os.path.join(snapshot_dir, CURRENT)) as fh:
-            return json.load(fh)["fingerprint"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return storage.read_json(storage.join(snapshot_dir, CURRENT))["fingerprint"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
         return None
 
 
 def list_snapshots(snapshot_dir: str) -> list[Snapshot]:
     """Every stored snapshot, most recently seen first."""
-    if not os.path.isdir(snapshot_dir):
-        return []
     snaps = []
-    for name in os.listdir(snapshot_dir):
+    for name in storage.listdir(snapshot_dir):
         if not name.endswith(".json") or name.startswith(CURRENT):
             continue
-        meta_path = os.path.join(snapshot_dir, name)
+        meta_path = storage.join(snapshot_dir, name)
         try:
-            with open(meta_path) as fh:
-                snap = Snapshot(**json.load(fh))
+            snap = Snapshot(**storage.read_json(meta_path))
         except (OSError, json.JSONDecodeError, TypeError) as exc:
             logger.warning("skipping unreadable snapshot record %s: %s", meta_path, exc)
             continue
-        if os.path.exists(snap.path):
+        if storage.exists(snap.path):
             snaps.append(snap)
     return sorted(snaps, key=lambda s: (s.last_seen, s.created), reverse=True)
 
@@ -185,10 +177,7 @@ def prune_snapshots(snapshot_dir: str, keep: int, protect: Iterable[str] = ()) -
         if snap.fingerprint in protected:
             continue
         for path in (snap.path, snap.path.replace(".parquet", ".json")):
-            try:
-                os.remove(path)
-            except FileNotFoundError:
-                pass
+            storage.remove(path)
         removed.append(snap)
     if removed:
         logger.info("pruned %d snapshot(s) (keep %d): %s", len(removed), keep, [s.fingerprint for s in removed])

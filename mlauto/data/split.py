@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,7 @@ import pandas as pd
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
+from mlauto import storage
 from mlauto.config.schema import CleanConf, SplitMethod
 from mlauto.data.clean import CleanResult, clean_frame
 from mlauto.errors import DataError
@@ -202,7 +202,7 @@ def prepare_snapshot(
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # reproducible splits
     cleaned = clean_dataset(
         ray.data.read_parquet(path), target, rules, fingerprint=fingerprint, quarantine_dir=quarantine_dir,
-        kept_path=os.path.join(os.path.abspath(clean_dir), f"{fingerprint}.parquet"),
+        kept_path=storage.join(storage.normalize(clean_dir), f"{fingerprint}.parquet"),
         profiler=lambda plan: ProfileAccumulator(plan.kinds, target, sample_size=profile_sample_rows,
                                                  reference=reference),
     )
@@ -215,10 +215,10 @@ def prepare_snapshot(
     else:
         report = {**check_schema(reference, profile), "reference": schema_path}
     profile["schema_check"] = report
-    profile_path = save_json(profile, os.path.join(os.path.abspath(profile_dir), f"{fingerprint}.json"))
+    profile_path = save_json(profile, storage.join(storage.normalize(profile_dir), f"{fingerprint}.json"))
     logger.info("profile (%s) -> %s\n%s", profile.get("approximate"), profile_path, profile_table(profile))
     enforce_schema(report, schema_check, schema_path)
-    splits = splits_from_clean(cleaned, pd.read_parquet(cleaned.kept_path), target, **split_args)
+    splits = splits_from_clean(cleaned, storage.read_parquet(cleaned.kept_path), target, **split_args)
     splits.quality = {"profile_path": profile_path, "schema_path": schema_path, "schema_check": report,
                       "cleaning": cleaned.summary()}
     return splits

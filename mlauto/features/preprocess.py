@@ -10,12 +10,8 @@ and the columns no step touched pass through. Every column must be numeric at th
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import tempfile
-import time
 from typing import Any
 
 import numpy as np
@@ -23,6 +19,7 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_integer_dtype, is_numeric_dtype
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from mlauto import storage
 from mlauto.errors import ConfigError, DataError
 from mlauto.features.selection import SELECTORS, Selector
 from mlauto.features.transforms import (
@@ -258,18 +255,14 @@ class Preprocessor(BaseEstimator, TransformerMixin):
 def write_report(prep: Preprocessor, root: str) -> dict[str, str]:
     """Write ``features.json`` (steps, kept features, selection scores) and ``feature_scores.csv`` to a
     new folder under ``root``; returns ``{artifact folder: file}`` for ``track_experiment(artifacts=...)``."""
-    os.makedirs(root, exist_ok=True)
-    directory = tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=root)
+    directory = storage.new_folder(root)
     report = prep.report()
-    path = os.path.join(directory, "features.json")
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=2, default=str)
+    path = storage.write_json(storage.join(directory, "features.json"), report)
     files = {"features": path}
     if report["selection"]:
         rows = [{"selector": i, "method": s["method"], "feature": name, "score": score,
                  "kept": name in s["kept"]} for i, s in enumerate(report["selection"])
                 for name, score in s["scores"].items()]
-        scores = os.path.join(directory, "feature_scores.csv")
-        pd.DataFrame(rows).to_csv(scores, index=False)
+        scores = storage.write_csv(pd.DataFrame(rows), storage.join(directory, "feature_scores.csv"))
         files["feature_selection"] = scores
     return files

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from mlauto import storage
 from mlauto.tasks import metric_mode
 from mlauto.report import plots
 
@@ -145,10 +146,10 @@ def _profile_summary(entry: dict[str, Any]) -> str:
 def profile_section(profile: dict[str, Any] | str | None, task: str = "binary") -> str:
     title = "Data profile"
     if isinstance(profile, (str, os.PathLike)):
-        if not os.path.exists(profile):
+        loaded = storage.read_json(str(profile))
+        if loaded is None:
             return section("profile", title, note(f"Skipped: the profile file {profile} does not exist."))
-        with open(profile) as fh:
-            profile = json.load(fh)
+        profile = loaded
     if not profile or not profile.get("features"):
         return section("profile", title, note("Skipped: no data profile was given."))
     rows = []
@@ -371,11 +372,7 @@ def write_report(path: str, content: ReportContent) -> str:
         f'{esc(time.strftime("%Y-%m-%d %H:%M:%S %Z"))}</p><nav>{nav}</nav>\n'
         + "\n".join(parts) + f"\n<script>{SCRIPT}</script>\n</body></html>\n"
     )
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(document)
-    os.replace(tmp, path)
+    storage.write_text(path, document)  # atomic; any filesystem
     logger.info("report written to %s", path)
     return path
 

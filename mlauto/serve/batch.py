@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+from mlauto import storage
 from mlauto.config.schema import PredictConf, PredictFormat
 from mlauto.data.sources import matching_files
 from mlauto.errors import DataError
@@ -68,7 +69,7 @@ def input_files(path: str) -> tuple[list[str], str]:
     if len(kinds) != 1 or None in kinds:
         raise DataError(f"predict.input {path!r} mixes or holds unknown formats ({sorted(map(str, kinds))}); "
                         "point it at .csv files or at .parquet files")
-    empty = [f for f in files if os.path.getsize(f) == 0]
+    empty = [f for f in files if storage.size(f) == 0]
     if empty:
         raise DataError(f"{empty[0]} is empty (0 bytes); remove it or point predict.input at a file with rows")
     return files, kinds.pop()
@@ -91,7 +92,7 @@ def output_paths(input_path: str, output: str | None, fmt: str | None) -> tuple[
                             "make them agree")
     if fmt not in PredictFormat.values():
         raise DataError(f"predict.format {fmt!r} is not one of {PredictFormat.values()}")
-    output = os.path.abspath(os.path.expanduser(output))
+    output = storage.normalize(output)  # absolute, or an object-store URI
     return output, fmt, f"{os.path.splitext(output)[0]}.quarantine.parquet"
 
 
@@ -223,8 +224,11 @@ class _Writer:
     """One output file written batch by batch (Parquet with a fixed schema, or CSV), renamed into place."""
 
     def __init__(self, path: str, fmt: str) -> None:
-        self.path, self.fmt, self.tmp = path, fmt, path + ".tmp"
+        # on an object store the upload lands whole at close, so there is no temp name to move
+        self.path, self.fmt = path, fmt
+        self.tmp = path if storage.is_uri(path) else path + ".tmp"
         self.rows = 0
+        self._out: Any = None  # the output stream, on any filesystem
         self._pq: Any = None
         self._schema: Any = None
         self._header = True
@@ -233,9 +237,12 @@ class _Writer:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        if self._out is None:
+            storage.makedirs(storage.dirname(self.path))
+            fs, tmp = storage.resolve(self.tmp)
+            self._out = fs.open_output_stream(tmp)
         if self.fmt == "csv":
-            frame.to_csv(self.tmp, mode="w" if self._header else "a", header=self._header, index=False)
+            self._out.write(frame.to_csv(header=self._header, index=False).encode("utf-8"))
             self._header = False
         else:
             table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -243,7 +250,7 @@ class _Writer:
                 # an all-null column of the first batch would pin the type to null: make it text
                 self._schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
                                           for f in table.schema]).remove_metadata()
-                self._pq = pq.ParquetWriter(self.tmp, self._schema)
+                self._pq = pq.ParquetWriter(self._out, self._schema)
             try:
                 table = table.select(self._schema.names).cast(self._schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError) as exc:
@@ -252,16 +259,24 @@ class _Writer:
             self._pq.write_table(table)
         self.rows += len(frame)
 
-    def finish(self) -> None:
+    def _close(self) -> None:
         if self._pq is not None:
             self._pq.close()
-        os.replace(self.tmp, self.path)
+            self._pq = None
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def finish(self) -> None:
+        self._close()
+        if self.tmp != self.path:
+            storage.replace(self.tmp, self.path)
 
     def abort(self) -> None:
-        if self._pq is not None:
-            self._pq.close()
-        if os.path.exists(self.tmp):
-            os.remove(self.tmp)
+        opened = self._out is not None
+        self._close()
+        if opened:  # never delete what an earlier run left at ``path`` on an object store
+            storage.remove(self.tmp)
 
 
 def _quarantined(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -334,7 +349,7 @@ def score_file(conf: PredictConf, tracking_uri: str, model_name: str, version: s
     start = time.perf_counter()
     files, in_fmt = input_files(input_path)
     out_path, out_fmt, q_path = output_paths(input_path, output, fmt)
-    if any(os.path.abspath(f) == out_path for f in files):
+    if any(storage.normalize(f) == out_path for f in files):
         raise DataError(f"predict.output {out_path} is one of the input files; choose another path")
     bundle = BundleLoader(tracking_uri, model_name, with_reference=False)(version)  # fails now, naming what to do, when nothing is registered
     # the dtype predictions are written with: the classes' own, or float for a regressor
@@ -362,8 +377,8 @@ def score_file(conf: PredictConf, tracking_uri: str, model_name: str, version: s
     writer, qwriter = _Writer(out_path, out_fmt), _Writer(q_path, "parquet")
     rows_in, reasons = 0, {}
     last: pd.DataFrame | None = None
-    if os.path.exists(q_path):
-        os.remove(q_path)  # a stale quarantine from an earlier run would be read as this run's
+    if storage.exists(q_path):
+        storage.remove(q_path)  # a stale quarantine from an earlier run would be read as this run's
     try:
         for frame in _batches(ds):
             rows_in += len(frame)

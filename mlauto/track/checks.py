@@ -3,6 +3,7 @@ a run id, ``compare`` two or more runs."""
 
 from __future__ import annotations
 
+from mlauto import storage
 from mlauto.config.checks import check
 from mlauto.config.schema import Action, Config
 from mlauto.errors import ConfigError
@@ -22,3 +23,13 @@ def check_run_actions(cfg: Config) -> None:
         if len(runs) < 2 or any(not str(r).strip() for r in runs):
             raise ConfigError("runs", runs, "a list of two or more run ids",
                               f"action=compare needs runs=[<id>,<id>]; {RUNS_HINT}")
+
+
+@check
+def check_tracking_store(cfg: Config) -> None:
+    """An object-store root holds no SQLite file: the default tracking store needs a local root."""
+    if storage.is_uri(cfg.root) and not cfg.tracking.uri:
+        raise ConfigError("tracking.uri", cfg.tracking.uri, "a tracking server URL or a database URI",
+                          f"root={cfg.root} is an object store, where MLflow's default SQLite file cannot live; "
+                          "use tracking=server (tracking.uri=http://HOST:5000, an MLflow server on PostgreSQL), "
+                          "or on one machine tracking.uri=sqlite:////abs/path/mlflow.db")

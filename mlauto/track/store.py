@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 import mlauto
 from mlauto.redact import redact
+from mlauto import storage
 from mlauto.errors import ModelNotFoundError
 from mlauto.models import epoch_history
 from mlauto.track.lineage import (
@@ -56,9 +57,13 @@ def ensure_experiment(uri: str, name: str, artifact_root: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    os.makedirs(artifact_root, exist_ok=True)
+    # A tracking server (http://) stores artifacts where it was told (--artifacts-destination) and proxies
+    # them to every node; a file or SQLite store writes them under the run's root (any filesystem).
+    location = None if uri.startswith(("http://", "https://")) else storage.normalize(artifact_root)
+    if location is not None:
+        storage.makedirs(location)
     try:
-        return client.create_experiment(name, artifact_location=os.path.abspath(artifact_root))
+        return client.create_experiment(name, artifact_location=location)
     except MlflowException:  # created concurrently
         return client.get_experiment_by_name(name).experiment_id
 
@@ -182,7 +187,8 @@ def track_experiment(target: TrackTarget, search: SearchResult, final: FinalMode
         mlflow.log_dict(config, "config.yaml")
         mlflow.log_dict(packages, "packages.json")
         for name, path in (artifacts or {}).items():
-            mlflow.log_artifact(path, artifact_path=name)
+            with storage.local_copy(path) as local:  # a file under an object-store root is fetched first
+                mlflow.log_artifact(local, artifact_path=name)
         with tempfile.TemporaryDirectory() as tmp:
             board = os.path.join(tmp, "leaderboard.csv")
             leaderboard = search.leaderboard()

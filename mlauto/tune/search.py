@@ -19,6 +19,7 @@ from ray.tune.execution.placement_groups import PlacementGroupFactory
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from sklearn.pipeline import Pipeline
 
+from mlauto import storage
 from mlauto.config.schema import SchedulerConf, SchedulerName, SearchAlgorithm, SearchConf, TuneConf
 from mlauto.errors import MlautoError
 from mlauto.models import build_estimator, epoch_history
@@ -297,9 +298,9 @@ def run_search(
         ),
         TrialResources(t.cpus_per_trial, gpus, gpu_families(families)),
     )
-    storage_path = os.path.abspath(run.storage_path)
-    os.makedirs(storage_path, exist_ok=True)
-    path = os.path.join(storage_path, name)
+    storage_path = storage.normalize(run.storage_path)  # absolute, or an object-store URI Tune writes through pyarrow
+    storage.makedirs(storage_path)
+    path = storage.join(storage_path, name)
     progress = SearchProgress(total, mode=mode, interval_s=t.progress_interval_s, label=metric)
     if t.resume:
         # Tune saves its experiment state every ~10 s or more ("auto"); what finished since is rerun after

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -21,6 +19,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
+from mlauto import storage
 from mlauto.models import build_estimator
 from mlauto.models.ensemble import build_ensemble
 from mlauto.tune.final import FinalModel
@@ -167,15 +166,11 @@ def save_selection(root: str, board: pd.DataFrame, curves: Any = None) -> dict[s
 
     Returns {MLflow artifact folder: file}, for ``track_experiment(artifacts=...)``.
     """
-    os.makedirs(root, exist_ok=True)
-    directory = tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=root)
-    out = {"selection": os.path.join(directory, "family_leaderboard.csv")}
-    board.to_csv(out["selection"], index=False)
+    directory = storage.new_folder(root)
+    out = {"selection": storage.write_csv(board, storage.join(directory, "family_leaderboard.csv"))}
     if curves is not None:
-        out["curves"] = os.path.join(directory, "learning_curves.csv")
-        out["pareto"] = os.path.join(directory, "pareto.csv")
-        curves.frame.to_csv(out["curves"], index=False)
-        curves.pareto.to_csv(out["pareto"], index=False)
+        out["curves"] = storage.write_csv(curves.frame, storage.join(directory, "learning_curves.csv"))
+        out["pareto"] = storage.write_csv(curves.pareto, storage.join(directory, "pareto.csv"))
     return out
 
 

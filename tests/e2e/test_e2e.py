@@ -28,6 +28,9 @@ NUM_SAMPLES, RETRAIN_SAMPLES = 4, 2
 def quickstart(ray_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     port = free_port()
+    # Serve's HTTP options apply only when Serve first starts on a cluster: integration tests may have
+    # started it on another port, so the run must find none, as on a fresh cluster.
+    serve.shutdown()
     cmd = [
         sys.executable, "-m", "mlauto", "experiment=quickstart", f"root={root}", f"hydra.run.dir={root}/out",
         f"cluster.address={ray_session['address']}", "cluster.namespace=e2e", f"serve.port={port}",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import ray.data
 
+from mlauto import storage
 from mlauto.data.sources.base import SOURCES, Source
 from mlauto.errors import DataError
 
@@ -25,7 +26,10 @@ _SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "j
 def matching_files(path: str, suffixes: Iterable[str], key: str, accepted: str, names: str | None = None) -> list[str]:
     """The files behind ``path``: itself, the files of a folder that end in one of ``suffixes``, or a
     glob's files. None fails naming ``key``; ``accepted`` words what to give ("a CSV or Parquet"),
-    ``names`` the suffixes looked for (default: all of them)."""
+    ``names`` the suffixes looked for (default: all of them). An object-store URI (``s3://``) is listed
+    through :mod:`mlauto.storage` the same way."""
+    if storage.is_uri(path):
+        return _remote_files(path, suffixes, key, accepted, names)
     full = os.path.abspath(os.path.expanduser(path))
     if any(ch in full for ch in "*?["):
         files = sorted(f for f in glob.glob(full) if os.path.isfile(f))
@@ -39,6 +43,26 @@ def matching_files(path: str, suffixes: Iterable[str], key: str, accepted: str, 
     if not files:
         raise DataError(f"{key} {path!r} matches no {names or '/'.join(sorted(suffixes))} file")
     return files
+
+
+def _remote_files(path: str, suffixes: Iterable[str], key: str, accepted: str, names: str | None) -> list[str]:
+    import fnmatch
+
+    path = storage.normalize(path)
+    if any(ch in path for ch in "*?["):
+        folder = storage.dirname(path)
+        files = [storage.join(folder, n) for n in storage.listdir(folder)
+                 if fnmatch.fnmatchcase(n, storage.basename(path)) and storage.isfile(storage.join(folder, n))]
+    elif storage.isfile(path):
+        files = [path]
+    elif storage.isdir(path):
+        files = [storage.join(path, n) for n in storage.listdir(path)
+                 if os.path.splitext(n)[1].lower() in suffixes and storage.isfile(storage.join(path, n))]
+    else:
+        raise DataError(f"{key} {path!r} does not exist; give {accepted} file, a folder or a glob")
+    if not files:
+        raise DataError(f"{key} {path!r} matches no {names or '/'.join(sorted(suffixes))} file")
+    return sorted(files)
 
 
 @SOURCES.register("file")
@@ -74,9 +98,9 @@ class FileSource(Source):
         fmt = self._format(files)
         logger.info("reading %d %s file(s) from %s", len(files), fmt, self.path)
         for f in files:
-            if os.path.getsize(f) == 0:
+            if storage.size(f) == 0:
                 raise DataError(f"{f} is empty; remove it or point data.path at a file with rows")
         return _READERS[fmt](files)
 
     def describe(self) -> dict[str, Any]:
-        return {"source": "file", "path": os.path.abspath(self.path), "format": self.format}
+        return {"source": "file", "path": storage.normalize(self.path), "format": self.format}

@@ -26,5 +26,7 @@ __all__ = ["DETECTORS", "CVMDetector", "CVMOnlineDetector", "Detector", "KSDetec
 
 def __getattr__(name: str) -> Any:
     if name == "CachedCVMDriftOnline":  # built on first use (Alibi Detect); its old home, for old pickles
+        from mlauto.monitor.detectors import cvm_online
+
         return cvm_online.CachedCVMDriftOnline
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
