@@ -85,6 +85,7 @@ def run_ray(files: list[str]) -> dict:
     import ray.data
 
     from mlauto.data import ProfileAccumulator, clean_dataset, clean_rules
+    from mlauto.data.clean import CleanOutput
 
     ray.init(num_cpus=2, object_store_memory=1 << 30, include_dashboard=False, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
@@ -96,8 +97,8 @@ def run_ray(files: list[str]) -> dict:
     start = time.perf_counter()
     ds = ray.data.read_csv(files, convert_options=pcsv.ConvertOptions(
         column_types={c.strip('"'): pa.string() for c in header}))
-    result = clean_dataset(ds, TARGET, clean_rules(RULES), fingerprint="bench", quarantine_dir=out,
-                           kept_path=os.path.join(out, "kept-ray.parquet"), progress=False,
+    result = clean_dataset(ds, TARGET, clean_rules(RULES), CleanOutput("bench", out, os.path.join(out, "kept-ray.parquet")),
+                           progress=False,
                            profiler=lambda plan: ProfileAccumulator(plan.kinds, TARGET))
     seconds = time.perf_counter() - start
     ray.shutdown()

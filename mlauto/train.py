@@ -20,7 +20,7 @@ from mlauto import storage
 from mlauto.config import Config
 from mlauto.config.schema import plain
 from mlauto.context import Paths, data_source, model_name, stage, tracking_uri
-from mlauto.data import Snapshot, Splits, ingest, prepare_snapshot
+from mlauto.data import PrepareDirs, Snapshot, Splits, ingest, prepare_snapshot
 from mlauto.features import Preprocessor, write_report
 from mlauto.models import plan_families
 from mlauto.registry import import_plugins
@@ -82,14 +82,11 @@ def prepare_stage(cfg: Config, snapshot: Snapshot, timings: dict[str, float],
         path, fingerprint = snapshot.path, snapshot.fingerprint
         if add_rows is not None:
             path, fingerprint = add_rows(snapshot)
-        splits = prepare_snapshot(
-            path, cfg.data.target, fingerprint=fingerprint,
-            rules=p.clean, quarantine_dir=paths.quarantine, clean_dir=paths.clean,
-            profile_dir=paths.profiles, schema_path=storage.join(paths.profiles, f"schema-{cfg.name}.json"),
-            schema_check=p.schema_check, profile_sample_rows=p.profile_sample_rows, test_size=p.test_size,
-            val_size=p.val_size, stratify=p.stratify and cfg.tune.task != "regression", seed=cfg.seed, method=p.split, group_column=p.group_column,
-            time_column=p.time_column,
-        )
+        # A regression target has no classes to stratify on, whatever prepare.stratify says.
+        conf = dataclasses.replace(p, stratify=p.stratify and cfg.tune.task != "regression")
+        dirs = PrepareDirs(paths.quarantine, paths.clean, paths.profiles,
+                           storage.join(paths.profiles, f"schema-{cfg.name}.json"))
+        splits = prepare_snapshot(path, cfg.data.target, conf, cfg.seed, fingerprint=fingerprint, dirs=dirs)
         # What was trained on, for lineage: the snapshot, or the snapshot plus production rows (a retrain).
         splits.quality.update(data_path=path, data_fingerprint=fingerprint)
         prep = Preprocessor(p.numeric_impute, p.max_categories, cfg.features.steps, cfg.features.selection)

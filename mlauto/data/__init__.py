@@ -23,12 +23,12 @@ from mlauto.data.sources import (
     make_source,
     resolve_data,
 )
-from mlauto.data.split import Splits, make_splits, prepare_snapshot, split
+from mlauto.data.split import PrepareDirs, Splits, make_splits, prepare_snapshot, split
 
 __all__ = [
     "SOURCES", "CleanResult", "FileSource", "IngestScheduler", "ProfileAccumulator",
     "SQLSource", "SampleSource", "Snapshot", "Source", "Splits", "absolute_url", "check_schema", "clean_dataset",
     "clean_frame", "clean_rules", "current_fingerprint", "fingerprint", "format_snapshots", "ingest",
-    "list_snapshots", "make_source", "make_splits", "prepare_snapshot", "prune_snapshots", "resolve_data",
+    "list_snapshots", "make_source", "make_splits", "PrepareDirs", "prepare_snapshot", "prune_snapshots", "resolve_data",
     "schedule_status", "schema_from_profile", "split", "start_schedule", "stop_schedule",
 ]

@@ -430,8 +430,18 @@ def clean_frame(frame: pd.DataFrame, target: str, rules: CleanConf, *, fingerpri
     return collector.finish()
 
 
-def clean_dataset(dataset: Any, target: str, rules: CleanConf, *, fingerprint: str, quarantine_dir: str,
-                  kept_path: str, profiler: Callable[[CleanPlan], Any] | None = None, batch_size: int = 65536,
+@dataclass(frozen=True)
+class CleanOutput:
+    """Where one cleaning pass writes: quarantined rows under ``quarantine_dir`` and the kept rows to
+    ``kept_path``, both named by the data's ``fingerprint``."""
+
+    fingerprint: str
+    quarantine_dir: str
+    kept_path: str
+
+
+def clean_dataset(dataset: Any, target: str, rules: CleanConf, out: CleanOutput, *,
+                  profiler: Callable[[CleanPlan], Any] | None = None, batch_size: int = 65536,
                   sample_rows: int = 20000, progress: bool = True) -> CleanResult:
     """Stream a Ray Dataset through :func:`clean_batch` (on the workers) and the :class:`Collector`.
 
@@ -445,10 +455,10 @@ def clean_dataset(dataset: Any, target: str, rules: CleanConf, *, fingerprint: s
     sample = dataset.limit(sample_rows).to_pandas()
     if sample.empty:
         raise DataError("the data has no rows; point data.path at a file with a header and rows")
-    plan = make_plan(sample, target, rules, fingerprint)
-    kept_path = storage.normalize(kept_path)
+    plan = make_plan(sample, target, rules, out.fingerprint)
+    kept_path = storage.normalize(out.kept_path)
     staging = storage.temp_path(kept_path)
-    collector = Collector(plan, quarantine_file(quarantine_dir, fingerprint), staging, profiler)
+    collector = Collector(plan, quarantine_file(out.quarantine_dir, out.fingerprint), staging, profiler)
     cleaned = dataset.map_batches(clean_batch, fn_kwargs={"plan": plan}, batch_format="pandas",
                                   batch_size=batch_size)
     with tqdm(desc="clean", unit="rows", disable=None if progress else True, mininterval=2.0) as bar:
@@ -463,5 +473,5 @@ def clean_dataset(dataset: Any, target: str, rules: CleanConf, *, fingerprint: s
     return result
 
 
-__all__ = ["CleanConf", "CleanPlan", "CleanResult", "Collector", "ColumnRule", "clean_batch", "clean_dataset",
+__all__ = ["CleanConf", "CleanOutput", "CleanPlan", "CleanResult", "Collector", "ColumnRule", "clean_batch", "clean_dataset",
            "clean_frame", "infer_kind", "make_plan", "quarantine_file"]

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from mlauto import storage
-from mlauto.config.schema import CleanConf, SplitMethod
+from mlauto.config.schema import CleanConf, PrepareConf, SplitMethod
 from mlauto.data.clean import CleanResult, clean_frame
 from mlauto.errors import DataError
 
@@ -102,17 +102,18 @@ def _by_time(frame: pd.DataFrame, target: str, column: str, test_size: float, va
     return ordered.iloc[: n - n_test - n_val], ordered.iloc[n - n_test - n_val: n - n_test], ordered.iloc[n - n_test:]
 
 
-def split(
-    frame: pd.DataFrame, target: str, *, test_size: float, val_size: float, stratify: bool = True, seed: int,
-    method: str = "auto", group_column: str | None = None, time_column: str | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def split(frame: pd.DataFrame, target: str, conf: PrepareConf, seed: int
+          ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Seeded train/validation/test split. ``auto``: stratified on the target unless ``stratify`` is false
-    or the target is a regression target (numbers with many distinct values: no classes to stratify on)."""
+    or the target is a regression target (numbers with many distinct values: no classes to stratify on).
+    ``conf`` gives the sizes, the method (``split``) and its group or time column."""
+    test_size, val_size, method = conf.test_size, conf.val_size, str(conf.split)
+    group_column, time_column = conf.group_column, conf.time_column
     if method == "auto":
         from mlauto.tasks import detect_task
 
         regression = target in frame.columns and detect_task(frame[target]) == "regression"
-        method = "stratified" if stratify and not regression else "random"
+        method = "stratified" if conf.stratify and not regression else "random"
     if method not in SplitMethod.values():
         raise DataError(f"unknown split method {method!r}; use one of {', '.join(SplitMethod.values())}")
     for key, col in (("group_column", group_column), ("time_column", time_column)):
@@ -134,56 +135,47 @@ def with_required(rules: CleanConf, columns: list[str | None]) -> CleanConf:
     return dataclasses.replace(rules, required=list(dict.fromkeys([*rules.required, *(c for c in columns if c)])))
 
 
-def splits_from_clean(cleaned: CleanResult, frame: pd.DataFrame, target: str, **split_args) -> Splits:
+def required_columns(rules: CleanConf, conf: PrepareConf) -> CleanConf:
+    """The cleaning rules with the split's group or time column also required (a row without it
+    cannot be placed, so it is quarantined)."""
+    method = str(conf.split)
+    return with_required(rules, [conf.group_column if method == "group" else None,
+                                 conf.time_column if method == "time" else None])
+
+
+def splits_from_clean(cleaned: CleanResult, frame: pd.DataFrame, target: str, conf: PrepareConf, seed: int) -> Splits:
     """Split the kept rows of a cleaning result; the quarantine counts travel with the splits."""
-    train, val, test = split(frame, target, **split_args)
+    train, val, test = split(frame, target, conf, seed)
     return Splits(train, val, test, target, cleaned.rows_quarantined, dict(cleaned.reasons), cleaned.quarantine_path)
 
 
-def make_splits(
-    frame: pd.DataFrame,
-    target: str,
-    *,
-    fingerprint: str,
-    quarantine_dir: str,
-    test_size: float,
-    val_size: float,
-    stratify: bool = True,
-    seed: int,
-    method: str = "auto",
-    group_column: str | None = None,
-    time_column: str | None = None,
-    rules: CleanConf | None = None,
-) -> Splits:
-    """Clean an in-memory frame (quarantining bad rows) and split what is kept."""
-    required = [c for c in (group_column if method == "group" else None,
-                            time_column if method == "time" else None) if c]
-    rules = with_required(rules or CleanConf(), required)
-    cleaned = clean_frame(frame, target, rules, fingerprint=fingerprint, quarantine_dir=quarantine_dir)
-    return splits_from_clean(cleaned, cleaned.frame, target, test_size=test_size, val_size=val_size,
-                             stratify=stratify, seed=seed, method=method, group_column=group_column,
-                             time_column=time_column)
+def make_splits(frame: pd.DataFrame, target: str, conf: PrepareConf, seed: int, *, fingerprint: str,
+                quarantine_dir: str) -> Splits:
+    """Clean an in-memory frame by ``conf.clean`` (quarantining bad rows) and split what is kept."""
+    cleaned = clean_frame(frame, target, required_columns(conf.clean, conf), fingerprint=fingerprint,
+                          quarantine_dir=quarantine_dir)
+    return splits_from_clean(cleaned, cleaned.frame, target, conf, seed)
 
 
-def prepare_snapshot(
-    path: str,
-    target: str,
-    *,
-    fingerprint: str,
-    rules: CleanConf,
-    quarantine_dir: str,
-    clean_dir: str,
-    profile_dir: str,
-    schema_path: str,
-    schema_check: str = "warn",
-    profile_sample_rows: int = 10000,
-    **split_args: Any,
-) -> Splits:
+@dataclass(frozen=True)
+class PrepareDirs:
+    """Where preparing a snapshot writes: quarantined rows, kept (clean) rows, profiles, and the saved
+    schema later snapshots are checked against."""
+
+    quarantine: str
+    clean: str
+    profiles: str
+    schema_path: str
+
+
+def prepare_snapshot(path: str, target: str, conf: PrepareConf, seed: int, *, fingerprint: str,
+                     dirs: PrepareDirs) -> Splits:
     """Stream a Parquet snapshot through cleaning and profiling (Ray Data), check it against the saved
-    schema, then split the kept rows. ``splits.quality`` holds what the summary and MLflow report."""
+    schema (``conf.schema_check``), then split the kept rows. ``splits.quality`` holds what the summary
+    and MLflow report."""
     import ray.data
 
-    from mlauto.data.clean import clean_dataset
+    from mlauto.data.clean import CleanOutput, clean_dataset
     from mlauto.data.profile import (
         ProfileAccumulator,
         check_schema,
@@ -194,16 +186,14 @@ def prepare_snapshot(
         schema_from_profile,
     )
 
-    method = split_args.get("method", "auto")
-    required = [split_args.get("group_column") if method == "group" else None,
-                split_args.get("time_column") if method == "time" else None]
-    rules = with_required(rules, required)
+    rules = required_columns(conf.clean, conf)
+    schema_path = dirs.schema_path
     reference = load_json(schema_path)
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # reproducible splits
     cleaned = clean_dataset(
-        ray.data.read_parquet(path), target, rules, fingerprint=fingerprint, quarantine_dir=quarantine_dir,
-        kept_path=storage.join(storage.normalize(clean_dir), f"{fingerprint}.parquet"),
-        profiler=lambda plan: ProfileAccumulator(plan.kinds, target, sample_size=profile_sample_rows,
+        ray.data.read_parquet(path), target, rules,
+        CleanOutput(fingerprint, dirs.quarantine, storage.join(storage.normalize(dirs.clean), f"{fingerprint}.parquet")),
+        profiler=lambda plan: ProfileAccumulator(plan.kinds, target, sample_size=conf.profile_sample_rows,
                                                  reference=reference),
     )
     profile = cleaned.profile or {}
@@ -215,10 +205,10 @@ def prepare_snapshot(
     else:
         report = {**check_schema(reference, profile), "reference": schema_path}
     profile["schema_check"] = report
-    profile_path = save_json(profile, storage.join(storage.normalize(profile_dir), f"{fingerprint}.json"))
+    profile_path = save_json(profile, storage.join(storage.normalize(dirs.profiles), f"{fingerprint}.json"))
     logger.info("profile (%s) -> %s\n%s", profile.get("approximate"), profile_path, profile_table(profile))
-    enforce_schema(report, schema_check, schema_path)
-    splits = splits_from_clean(cleaned, storage.read_parquet(cleaned.kept_path), target, **split_args)
+    enforce_schema(report, str(conf.schema_check), schema_path)
+    splits = splits_from_clean(cleaned, storage.read_parquet(cleaned.kept_path), target, conf, seed)
     splits.quality = {"profile_path": profile_path, "schema_path": schema_path, "schema_check": report,
                       "cleaning": cleaned.summary()}
     return splits

@@ -9,6 +9,7 @@ import pytest
 import ray.data
 
 from mlauto.data import clean_dataset, clean_frame, clean_rules
+from mlauto.data.clean import CleanOutput
 from tests.helpers import CLEAN_RULES, dirty_frame, make_config
 
 
@@ -19,8 +20,8 @@ def test_streamed_cleaning_matches_in_memory_and_dedupes_across_batches(ray_sess
     memory = clean_frame(frame, "y", rules, fingerprint="m", quarantine_dir=str(tmp_path / "qm"))
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     ds = ray.data.from_pandas(frame).repartition(5)
-    streamed = clean_dataset(ds, "y", rules, fingerprint="s", quarantine_dir=str(tmp_path / "qs"),
-                             kept_path=str(tmp_path / "kept.parquet"), batch_size=64, progress=False)
+    streamed = clean_dataset(ds, "y", rules, CleanOutput("s", str(tmp_path / "qs"), str(tmp_path / "kept.parquet")),
+                             batch_size=64, progress=False)
     assert streamed.reasons == memory.reasons and streamed.reasons["duplicate row"] >= 30
     assert streamed.rows_in == len(frame) == streamed.rows_kept + streamed.rows_quarantined
     kept = pd.read_parquet(streamed.kept_path)

@@ -117,10 +117,11 @@ def test_metric_auto_and_mismatch_are_resolved_per_task():
 
 
 def test_a_regression_target_is_split_at_random(tmp_path):
+    from mlauto.config.schema import PrepareConf
     from mlauto.data.split import split
 
     frame = load_diabetes(as_frame=True).frame
-    train, val, test = split(frame, "target", test_size=0.2, val_size=0.2, seed=0)  # stratify=True by default
+    train, val, test = split(frame, "target", PrepareConf(), 0)  # stratify=True by default
     assert len(train) + len(val) + len(test) == len(frame) and len(test) == math.ceil(0.2 * len(frame))
 
 
