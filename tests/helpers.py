@@ -14,6 +14,8 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
+import sysconfig
 import threading
 import time
 from html.parser import HTMLParser
@@ -305,3 +307,31 @@ TUNE_FAMILIES = {
     "logreg": {"space": {"C": {"type": "loguniform", "low": 0.01, "high": 10.0}}, "fixed": {"max_iter": 500}},
     "hist_gb": {"space": {"max_leaf_nodes": {"type": "int", "low": 4, "high": 16}}, "fixed": {"max_iter": 30}},
 }
+
+
+def venv_without_mlauto(path: Path) -> Path:
+    """A fresh venv at ``path`` that sees this venv's installed packages but not mlauto; its python.
+
+    Honest isolation, and fast (no dependency is installed): the new venv's own site-packages holds a
+    ``.pth`` file with one line, this venv's site-packages folder. Python appends such a line to
+    ``sys.path`` but never reads the ``.pth`` files inside the folder it names, so the hook of mlauto's
+    editable install (``__editable__.mlauto-*.pth``) does not run there and ``import mlauto`` fails, while
+    ray, mlflow, scikit-learn and the rest import as usual. Run it with :func:`clean_env` and a cwd
+    outside the checkout, so neither PYTHONPATH nor the current folder brings the checkout back.
+    """
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(path)], check=True)
+    python = path / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True, env=clean_env()).stdout.strip()
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    Path(purelib, "_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
+    return python
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without PYTHONPATH and the user site (nothing can reach the checkout),
+    and with PYTHONSAFEPATH so ``python -m``/``-c`` do not put the current folder first on ``sys.path``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env.update({"PYTHONNOUSERSITE": "1", "PYTHONSAFEPATH": "1", **extra})
+    return env
