@@ -13,6 +13,15 @@ RUN mkdir -p mlauto && touch mlauto/__init__.py && pip install -e . && rm -rf ml
 COPY mlauto ./mlauto
 RUN pip install --no-deps -e .
 
+# Run as an unprivileged user: a compromised request handler gets no root in the container.
+RUN useradd --create-home --uid 10001 mlauto && mkdir -p /app/runs && chown -R mlauto:mlauto /app
+USER mlauto
+
+# /health is the one route that never needs the admin token.
+ENV MLAUTO_HEALTH_URL=http://127.0.0.1:8000/health
+HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen(os.environ['MLAUTO_HEALTH_URL'], timeout=4)"
+
 # Serve endpoint, Ray dashboard, MLflow UI (mlflow ui --host 0.0.0.0 --backend-store-uri sqlite:////app/runs/mlflow.db).
 EXPOSE 8000 8265 5000
 VOLUME ["/app/runs"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from mlauto.redact import redact_url
+
 
 class MlautoError(Exception):
     """Base class for mlauto errors."""
@@ -22,7 +24,7 @@ class ConfigError(MlautoError):
         self.key, self.given, self.allowed, self.hint = key, given, allowed_list, hint
 
     def __str__(self) -> str:
-        msg = f"config key '{self.key}' has invalid value {self.given!r}"
+        msg = f"config key '{self.key}' has invalid value {redact_url(repr(self.given))}"
         if self.allowed is not None:
             allowed = self.allowed if isinstance(self.allowed, str) else ", ".join(map(str, self.allowed))
             msg += f"; allowed: {allowed}"

@@ -48,7 +48,7 @@ def with_admin_token(cfg: Config) -> Config:
     if cfg.serve.admin_token:
         return cfg
     cfg = dataclasses.replace(cfg, serve=dataclasses.replace(cfg.serve, admin_token=secrets.token_urlsafe(24)))
-    logger.info("admin token for POST /admin/* (Authorization: Bearer ...): %s", cfg.serve.admin_token)
+    show_token(cfg.serve.admin_token)
     return cfg
 
 
@@ -127,13 +127,18 @@ def execute(cfg: Config, output_dir: str) -> RunResult:
         raise
     finally:
         if owns_ray:
-            if served:
-                from ray import serve
+            runtime.stop(owned=True, served=served)
 
-                serve.shutdown()
-            import ray
 
-            ray.shutdown()
+def show_token(token: str) -> None:
+    """A generated token is logged only by its prefix (logs are files others read); the whole token goes
+    to the terminal alone, when there is one."""
+    from mlauto.serve.guard import token_hint
+
+    logger.info("admin token %s generated for the routes that need it (Authorization: Bearer ...); set "
+                "serve.admin_token to choose your own", token_hint(token))
+    if sys.stderr.isatty():
+        sys.stderr.write(f"admin token (shown once, not logged): {token}\n")
 
 
 def log_where(cfg: Config, summary: dict[str, Any], output_dir: str, stays_up: bool) -> None:
@@ -193,14 +198,16 @@ def serve_config(cfg: Config, path: str) -> dict[str, Any]:
     import yaml
 
     from mlauto.serve.app import APP_KEYS
+    from mlauto.serve.guard import token_hint
 
     s = cfg.serve
     options = {key: getattr(s, key) for key in APP_KEYS}
     if options["autoscaling"]:
         options["autoscaling"] = dict(options["autoscaling"])
+    options["public_routes"] = [str(r) for r in options["public_routes"] or []]
     if not options["admin_token"]:
         options["admin_token"] = secrets.token_urlsafe(24)
-        logger.info("admin token for POST /admin/* (Authorization: Bearer ...): %s", options["admin_token"])
+        logger.info("generated an admin token (%s) into %s (mode 600)", token_hint(options["admin_token"]), path)
     content = {
         "proxy_location": "EveryNode",
         "http_options": {"host": s.host, "port": s.port},

@@ -60,10 +60,19 @@ def with_production_rows(snapshot: Snapshot, rows: pd.DataFrame, directory: str)
     base = pd.read_parquet(snapshot.path)
     rows = rows[[c for c in base.columns if c in rows.columns]].copy()
     for col in rows.columns:
+        if base[col].dtype == object or pd.api.types.is_string_dtype(base[col].dtype):
+            # text: a stored number among strings would fail the Parquet write
+            rows[col] = rows[col].map(lambda v: None if v is None or v != v else str(v)).astype(object)
+            continue
         try:
             rows[col] = rows[col].astype(base[col].dtype)
-        except (TypeError, ValueError):
-            pass  # e.g. null in a numpy int column: pandas picks a wider type
+        except (TypeError, ValueError, OverflowError):
+            # e.g. null in a numpy int column, or one stored value of another kind: a value that does not
+            # fit becomes missing (cleaning quarantines it), so one bad label never fails the retrain
+            if pd.api.types.is_numeric_dtype(base[col].dtype) and not pd.api.types.is_bool_dtype(base[col].dtype):
+                rows[col] = pd.to_numeric(rows[col], errors="coerce")
+            else:
+                rows[col] = rows[col].map(lambda v: None if v is None or v != v else str(v)).astype(object)
     digest = hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes()).hexdigest()
     fingerprint = f"{snapshot.fingerprint[:8]}p{digest[:7]}"
     os.makedirs(directory, exist_ok=True)

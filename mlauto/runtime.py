@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import socket
+from typing import Any
 
 import ray
 
@@ -78,6 +79,87 @@ def connect(address: str | None, namespace: str, num_cpus: int | None = None,
     ray.init(address=address, namespace=namespace)
     logger.info("connected to the Ray cluster at %s (%s CPUs)", address, ray.cluster_resources().get("CPU"))
     return False
+
+
+SERVE_SHUTDOWN_S = 4.0  # what a graceful Serve shutdown gets before Ray is stopped under it
+REAP_S = 3.0  # what Ray's processes get to exit after SIGTERM before SIGKILL
+
+
+def stop(owned: bool, served: bool) -> None:
+    """Stop what this process started, within about 10 s, even under a second Ctrl-C or SIGTERM.
+
+    Serve's own shutdown waits up to 30 s for its controller, and a signal during that wait used to
+    leave its HAProxy child holding the port. Here further signals are ignored while stopping; Serve
+    gets :data:`SERVE_SHUTDOWN_S` to stop gracefully; then Ray is shut down, and any process this
+    one started (Ray's GCS, raylet, workers and their HAProxy) still alive is terminated, then killed.
+    """
+    import signal
+    import threading
+
+    if not owned:
+        if ray.is_initialized():
+            ray.shutdown()
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        for sig in previous:
+            signal.signal(sig, lambda *_: logger.info("already stopping (at most ~10 s)"))
+    try:
+        started = _descendants()
+        if served:
+            from ray import serve
+
+            worker = threading.Thread(target=_quietly, args=(serve.shutdown,), name="serve-shutdown", daemon=True)
+            worker.start()
+            worker.join(SERVE_SHUTDOWN_S)
+            if worker.is_alive():
+                logger.info("Serve did not stop within %.0fs; stopping Ray under it", SERVE_SHUTDOWN_S)
+        _quietly(ray.shutdown)
+        _reap(started + _descendants())
+    finally:
+        if in_main:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _quietly(fn: Any) -> None:
+    try:
+        fn()
+    except Exception as exc:  # stopping must go on
+        logger.warning("while stopping: %s", exc)
+
+
+def _descendants() -> list[Any]:
+    try:
+        import psutil
+
+        return psutil.Process().children(recursive=True)
+    except Exception:
+        return []
+
+
+def _reap(procs: list[Any]) -> None:
+    """SIGTERM the processes still alive, then SIGKILL those that outlive :data:`REAP_S`."""
+    import psutil
+
+    alive = []
+    for proc in {p.pid: p for p in procs}.values():
+        try:
+            if proc.is_running():
+                proc.terminate()
+                alive.append(proc)
+        except psutil.Error:
+            pass
+    _, left = psutil.wait_procs(alive, timeout=REAP_S)
+    for proc in left:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    if left:
+        psutil.wait_procs(left, timeout=1.0)
+        logger.info("killed %d process(es) left by Ray: %s", len(left), sorted({p.pid for p in left}))
 
 
 @check

@@ -280,9 +280,12 @@ class ServeConf:
     blocking: bool = True
     monitor_flush_s: float = 0.5
     monitor_buffer: int = 10000
-    max_body_bytes: int = 8388608
-    admin_token: Optional[str] = None  # None: generated at start and logged once
-    protect_predict: bool = False  # also require the token on /predict and /feedback
+    max_body_bytes: int = 8388608  # counted as the body streams in (chunked bodies too): 413 over it
+    max_records: int = 5000  # records per /predict request, and labels per /feedback call: 413 over it
+    admin_token: Optional[str] = None  # None: generated at start; only its first characters are logged
+    protect_predict: bool = False  # on a loopback host, also require the token on /predict and /feedback
+    # routes that need no token when host is not loopback (there every route but /health needs it)
+    public_routes: List[str] = field(default_factory=list)
     batch_max_size: int = 32  # concurrent /predict requests scored in one pass
     batch_wait_s: float = 0.002  # how long the first request of a batch waits for others
     poll_s: float = 2.0  # replicas check the champion alias this often and swap in place
@@ -329,6 +332,9 @@ class MonitorConf:
     label_warmup: int = 2000
     # labelled rows behind the validation error rate; null: the model bundle's val_rows (1,000 if absent)
     label_reference_rows: Optional[int] = None
+    # a well-typed label of a class the model never saw is quarantined (an event, counted in /drift);
+    # true: it joins the labelled rows a retrain learns from
+    accept_new_classes: bool = False
 
 
 @dataclass

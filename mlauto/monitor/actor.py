@@ -34,7 +34,7 @@ MAX_EVENTS = 500
 SAVE_EVERY_S = 1.0
 # What a restart restores; everything else is rebuilt from the model bundle.
 PERSISTED = ("rows_seen", "tests_run", "drift_count", "last_test", "retrains", "_buffer", "_buffered",
-             "performance", "_retrain_started", "label_detector", "concept_drift_count")
+             "performance", "_retrain_started", "label_detector", "concept_drift_count", "labels_quarantined")
 
 
 RetrainFn = Callable[[str, Any], dict[str, Any]]
@@ -76,6 +76,8 @@ class Monitor:
         self.label_warmup, self.label_reference_rows = conf.label_warmup, conf.label_reference_rows
         self.label_detector: ErrorRateDetector | None = None
         self.concept_drift_count = 0
+        self.accept_new_classes = conf.accept_new_classes
+        self.labels_quarantined = 0
         self.rows_seen = 0
         self.tests_run = 0
         self.drift_count = 0
@@ -190,9 +192,30 @@ class Monitor:
             self._save()
         return self.rows_seen
 
-    def feedback(self, row_ids: list[str], labels: list[Any]) -> dict[str, Any]:
-        """Join true labels to served rows. Raises UnknownRows or DuplicateFeedback, changing nothing."""
+    def feedback(self, row_ids: list[str], labels: list[Any], unseen: list[int] | None = None) -> dict[str, Any]:
+        """Join true labels to served rows. Raises UnknownRows or DuplicateFeedback, changing nothing.
+
+        ``unseen``: indices of labels of a class the model never saw (checked by the replica). Unless
+        ``accept_new_classes``, they are quarantined (an event with the labels and the reason, counted)
+        and join neither training, the accuracy nor the judging window.
+        """
         self._poll_retrain()
+        if unseen and not self.accept_new_classes:
+            skip = set(unseen)
+            held = [(row_ids[i], labels[i]) for i in sorted(skip)]
+            row_ids = [r for i, r in enumerate(row_ids) if i not in skip]
+            labels = [v for i, v in enumerate(labels) if i not in skip]
+            if row_ids:
+                self._join(row_ids, labels)  # raises before the quarantine counts anything
+            self.labels_quarantined += len(held)
+            self._event("label_quarantined", reason="a class the model has never seen (a possible new class; "
+                        "monitor.accept_new_classes=true lets such labels train)", row_ids=[r for r, _ in held],
+                        labels=[v for _, v in held], count=len(held), model_version=self.model_version)
+            self._save(force=True)
+            return self.status_performance()
+        return self._join(row_ids, labels)
+
+    def _join(self, row_ids: list[str], labels: list[Any]) -> dict[str, Any]:
         if self.task == "regression":
             self.performance.add_errors(self.traffic.add_labels(row_ids, labels, numeric=True))
             correct = []
@@ -224,7 +247,7 @@ class Monitor:
     def status_performance(self) -> dict[str, Any]:
         label = self.label_detector.status() if self.label_detector is not None else None
         return {**self.performance.status(), **self.traffic.counts(), "concept_drift_count": self.concept_drift_count,
-                "error_rate_cusum": label}
+                "labels_quarantined": self.labels_quarantined, "error_rate_cusum": label}
 
     def _test(self, window: np.ndarray, predictions: np.ndarray) -> None:
         result = self.detector.test(window)

@@ -3,7 +3,6 @@
 
 import asyncio
 import logging
-import secrets
 import threading
 import time
 import uuid
@@ -12,12 +11,17 @@ from typing import Any
 import numpy as np
 import ray
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
 from mlauto.config.schema import ServeConf
 from mlauto.errors import DuplicateFeedback, UnknownRows
+from mlauto.serve.body import BodyError, brief, read_json
+from mlauto.serve.guard import Guard
+from mlauto.serve.labels import check_labels
 from mlauto.serve.metrics import CONTENT_TYPE, replica_metrics
+from mlauto.serve.openapi import document
 from mlauto.serve.predict import Scored, score_many
 from mlauto.serve.sender import MonitorSender
 from mlauto.serve.validation import InvalidRequest, RequestValidator
@@ -30,10 +34,24 @@ api = FastAPI(
     title="mlauto model server",
     description="POST /predict with one record or a list of records keyed by feature name; "
     "POST /feedback with a request id and its true label(s); GET /model for the feature schema.",
+    docs_url=None, redoc_url=None, openapi_url=None,  # served by the replica, from the model it serves
 )
-# The ``serve`` keys the app itself reads (the rest say where it listens: :func:`deploy`'s business).
-APP_KEYS = ("num_replicas", "replica_cpus", "max_body_bytes", "admin_token", "protect_predict", "batch_max_size",
-            "batch_wait_s", "poll_s", "autoscaling", "monitor_flush_s", "monitor_buffer")
+# The ``serve`` keys the app itself reads (the rest say where it listens: :func:`deploy`'s business;
+# ``host`` decides which routes need the token).
+APP_KEYS = ("num_replicas", "replica_cpus", "max_body_bytes", "max_records", "admin_token", "protect_predict",
+            "public_routes", "host", "batch_max_size", "batch_wait_s", "poll_s", "autoscaling", "monitor_flush_s",
+            "monitor_buffer")
+# Requests of more records than this are validated and scored in worker threads, in chunks, so the
+# replica's event loop (health checks, small requests) keeps running; smaller ones take the fast path.
+LARGE_REQUEST = 256
+SCORE_CHUNK = 1024
+MAX_DETAIL = 50  # validation errors listed per response
+
+
+def route_of(request: Request) -> str:
+    """The route template without the app's prefix (``/predict``), or ``unmatched``: bounded metric labels."""
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
 
 
 @api.middleware("http")
@@ -42,10 +60,14 @@ async def measure(request: Request, call_next: Any) -> Response:
     metrics = replica_metrics()
     start = time.perf_counter()
     response = await call_next(request)
-    route = request.url.path
+    route = request.scope.get("root_path", "") + route_of(request) if request.scope.get("route") else "unmatched"
     metrics.requests.labels(route, str(response.status_code)).inc()
     metrics.latency.labels(route).observe(time.perf_counter() - start)
     return response
+
+
+def _error(status: int, detail: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
 
 
 @serve.deployment(name=DEPLOYMENT, max_ongoing_requests=64, health_check_period_s=2.0)
@@ -59,18 +81,20 @@ class ModelServer:
         self._score_batch.set_max_batch_size(int(conf.batch_max_size))
         self._score_batch.set_batch_wait_timeout_s(float(conf.batch_wait_s))
         self.max_body_bytes = conf.max_body_bytes
-        self.admin_token = conf.admin_token
-        self.protect_predict = conf.protect_predict
+        self.max_records = conf.max_records
+        self.guard = Guard(conf.admin_token, conf.host, conf.public_routes or [], conf.protect_predict)
         self._loader = loader
         # (bundle, validator), replaced in one assignment so a request never mixes two models.
         self._current: tuple[Any, RequestValidator] | None = None
         self._pinned: str | None = None
         self._swap_lock = threading.Lock()
+        self._openapi: dict[tuple[str, str], dict[str, Any]] = {}
         self.poll_s = conf.poll_s
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="champion-watcher", daemon=True)
         self.served = 0
         self.errors = 0
+        self._in_flight = 0  # /predict requests in this replica now (read and written on the event loop only)
         self.sender = (
             MonitorSender(monitor["name"], monitor["namespace"], conf.monitor_flush_s, conf.monitor_buffer)
             if monitor else None
@@ -120,60 +144,64 @@ class ModelServer:
         if self._current is None:  # deployed without user_config: serve the champion
             self.reconfigure({})
 
-    def _refuse(self, request: Request) -> JSONResponse | None:
-        """401/403 unless the request carries the admin token (constant-time compare)."""
-        if not self.admin_token:
-            return JSONResponse({"detail": "no admin token is configured (serve.admin_token)"}, status_code=403)
-        given = request.headers.get("authorization", "")
-        if not given.startswith("Bearer "):
-            return JSONResponse({"detail": "send Authorization: Bearer <admin token>"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
-        if not secrets.compare_digest(given[7:].encode(), self.admin_token.encode()):
-            return JSONResponse({"detail": "wrong admin token"}, status_code=403)
-        return None
+    async def _body(self, request: Request) -> Any:
+        """The JSON body, read within ``max_body_bytes`` as it streams (raises :class:`BodyError`)."""
+        return await read_json(request, self.max_body_bytes)
 
-    def _gate(self, request: Request) -> JSONResponse | None:
-        """What /predict and /feedback refuse before reading the body: oversize, and no token when protected."""
-        refused = self._too_big(request)
-        if refused is None and self.protect_predict:
-            refused = self._refuse(request)
-        return refused
-
-    def _too_big(self, request: Request) -> JSONResponse | None:
-        """A 413 before the body is read, when Content-Length is over ``max_body_bytes``."""
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            return JSONResponse({"detail": f"body of {length} bytes is over the limit of {self.max_body_bytes}; "
-                                           "send fewer records per request"}, status_code=413)
+    def _too_many(self, n: int, what: str) -> JSONResponse | None:
+        if n > self.max_records:
+            return _error(413, f"{n} {what} in one call is over the limit of {self.max_records} "
+                               "(serve.max_records); split them over several calls")
         return None
 
     @api.post("/predict")
     async def predict(self, request: Request) -> JSONResponse:
+        self._in_flight += 1
+        try:
+            return await self._predict(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _predict(self, request: Request) -> JSONResponse:
         self._ensure_loaded()
-        if (refused := self._gate(request)) is not None:
+        if (refused := self.guard.refuse(request.headers, "/predict")) is not None:
             return refused
         try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"detail": [{"loc": ["body"], "msg": "the body is not valid JSON"}]}, status_code=400)
+            body = await self._body(request)
+        except BodyError as exc:
+            return _error(exc.status, exc.detail)
         bundle, validator = self._current
+        n = len(body) if isinstance(body, list) else 1
+        if (refused := self._too_many(n, "records")) is not None:
+            return refused
+        large = n > LARGE_REQUEST
         try:
-            records = validator(body)
+            records = await asyncio.to_thread(validator, body) if large else validator(body)
         except InvalidRequest as exc:
-            return JSONResponse({"detail": exc.detail}, status_code=422)
+            return _error(422, exc.detail[:MAX_DETAIL])
         try:
-            scored = await self._score_batch((bundle, validator.columns, records))
+            if large:
+                scored = await self._score_large(bundle, validator.columns, records)
+            elif self._in_flight == 1:  # no other /predict in flight: a batch would only wait for nobody
+                scored = score_many(bundle.pipeline, validator.columns, [records])[0]
+            else:
+                scored = await self._score_batch((bundle, validator.columns, records))
+            if isinstance(scored, Exception):
+                raise scored
+        except (ValueError, ArithmeticError) as exc:  # the model's own input checks, e.g. values that overflow it
+            return _error(422, [{"loc": ["body"], "msg": "the model cannot score these values (extreme numbers?): "
+                                                         f"{type(exc).__name__}"}])
         except Exception as exc:
             self.errors += 1
             replica_metrics().errors.inc()
             logger.exception("prediction failed")
-            return JSONResponse({"detail": f"prediction failed: {exc}"}, status_code=500)
+            return _error(500, f"prediction failed: {type(exc).__name__}")
         finite = scored.finite
         if not finite.all():  # e.g. 1e308 in a field: the model overflows; say which records
             bad = [int(i) for i in np.flatnonzero(~finite)[:20]]
-            return JSONResponse({"detail": [{"loc": ["body", *([i] if isinstance(body, list) else [])],
-                                             "msg": "the model cannot score this record (non-finite output); "
-                                                    "check it for extreme values"} for i in bad]}, status_code=422)
+            return _error(422, [{"loc": ["body", *([i] if isinstance(body, list) else [])],
+                                 "msg": "the model cannot score this record (non-finite output); "
+                                        "check it for extreme values"} for i in bad])
         request_id = uuid.uuid4().hex
         if self.sender is not None:
             self.sender.add(scored.features, scored.predictions, scored.confidence,
@@ -184,6 +212,14 @@ class ModelServer:
             for label, count in zip(*np.unique(scored.predictions.astype(str), return_counts=True)):
                 counter.labels(label).inc(int(count))
         return JSONResponse(scored.body(request_id, bundle.model_name, bundle.version))
+
+    async def _score_large(self, bundle: Any, columns: list[str], records: list[dict[str, Any]]) -> Scored:
+        """A large request, scored chunk by chunk in a worker thread: the event loop runs in between."""
+        parts = []
+        for start in range(0, len(records), SCORE_CHUNK):
+            chunk = records[start:start + SCORE_CHUNK]
+            parts.append((await asyncio.to_thread(score_many, bundle.pipeline, columns, [chunk]))[0])
+        return Scored.concat(parts)
 
     # The schema's defaults; __init__ sets the configured ones.
     @serve.batch(max_batch_size=ServeConf.batch_max_size, batch_wait_timeout_s=ServeConf.batch_wait_s)
@@ -198,31 +234,45 @@ class ModelServer:
             groups.setdefault(id(bundle), []).append(i)
         for idx in groups.values():
             bundle, columns, _ = items[idx[0]]
-            for i, scored in zip(idx, score_many(bundle.pipeline, columns, [items[i][2] for i in idx])):
-                out[i] = scored
+            try:
+                for i, scored in zip(idx, score_many(bundle.pipeline, columns, [items[i][2] for i in idx])):
+                    out[i] = scored
+            except Exception:  # one request's values broke the model: score each alone, so only it fails
+                for i in idx:
+                    try:
+                        out[i] = score_many(bundle.pipeline, columns, [items[i][2]])[0]
+                    except Exception as exc:
+                        out[i] = exc  # type: ignore[call-overload]
         return out  # type: ignore[return-value]
 
     @api.post("/feedback")
     async def feedback(self, request: Request) -> JSONResponse:
         """``{"request_id": ..., "label": ...}`` or, for a request of several records, ``"labels": [...]``."""
-        if (refused := self._gate(request)) is not None:
+        self._ensure_loaded()
+        if (refused := self.guard.refuse(request.headers, "/feedback")) is not None:
             return refused
         try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"detail": "the body is not valid JSON"}, status_code=400)
+            body = await self._body(request)
+        except BodyError as exc:
+            return _error(exc.status, exc.detail)
         if not isinstance(body, dict) or not isinstance(body.get("request_id"), str) or (
-                ("label" in body) == ("labels" in body)) or ("labels" in body and not isinstance(body["labels"], list)):
-            return JSONResponse({"detail": 'send {"request_id": "<id from /predict>", "label": <true label>} '
-                                           'or "labels": [one per record of that request]'}, status_code=422)
+                ("label" in body) == ("labels" in body)) or ("labels" in body and not isinstance(body["labels"], list)) \
+                or len(body["request_id"]) > 64 or set(body) - {"request_id", "label", "labels"}:
+            return _error(422, 'send {"request_id": "<id from /predict>", "label": <true label>} '
+                               'or "labels": [one per record of that request]')
         labels = body["labels"] if "labels" in body else [body["label"]]
-        if self.bundle.task == "regression" and not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in labels):
-            return JSONResponse({"detail": "this model is a regressor: each label must be a finite number, "
-                                           f"got {labels[:5]!r}"}, status_code=422)
-        row_ids = [f"{body['request_id']}:{i}" for i in range(len(labels))]
+        if (refused := self._too_many(len(labels), "labels")) is not None:
+            return refused
+        if not labels:
+            return _error(422, "labels is empty: send one label per record of the request")
+        bundle = self.bundle
+        classes = None if bundle.task == "regression" else list(getattr(bundle.pipeline, "classes_", []))
+        checked = check_labels(labels, classes)
+        if checked.errors:
+            return _error(422, checked.errors[:MAX_DETAIL])
         if self.sender is None:
-            return JSONResponse({"detail": "this endpoint was deployed without a monitor"}, status_code=404)
+            return _error(404, "this endpoint was deployed without a monitor")
+        row_ids = [f"{body['request_id']}:{i}" for i in range(len(labels))]
         # Rows this replica served just now must reach the monitor first; rows another replica served
         # arrive within its flush period, so an unknown id is tried once more after that.
         sent = await asyncio.to_thread(self.sender.flush)
@@ -231,41 +281,47 @@ class ModelServer:
                 await sent
         except Exception:  # a lost ingest shows up below as unknown rows
             pass
+        args = (row_ids, checked.labels, checked.unseen)
         try:
             actor = ray.get_actor(self.sender.name, namespace=self.sender.namespace)
             try:
-                status = await actor.feedback.remote(row_ids, labels)
+                status = await actor.feedback.remote(*args)
             except UnknownRows:
                 await asyncio.sleep(2 * self.sender.flush_s + 0.1)
-                status = await actor.feedback.remote(row_ids, labels)
+                status = await actor.feedback.remote(*args)
         except UnknownRows:
-            return JSONResponse({"detail": f"unknown request id {body['request_id']!r} (or more labels than "
-                                           "records); ids come from POST /predict"}, status_code=404)
+            return _error(404, f"unknown request id {brief(body['request_id'])} (or more labels than records); "
+                               "ids come from POST /predict")
         except DuplicateFeedback:
-            return JSONResponse({"detail": f"request {body['request_id']!r} already has feedback; "
-                                           "it is counted once"}, status_code=409)
-        except ValueError as exc:
-            return JSONResponse({"detail": f"monitor unavailable: {exc}"}, status_code=503)
-        return JSONResponse({"accepted": len(labels), "performance": status})
+            return _error(409, f"request {brief(body['request_id'])} already has feedback; it is counted once")
+        except Exception as exc:  # the monitor is down or restarting: not the caller's fault, try later
+            logger.warning("feedback not delivered to the monitor: %s", exc)
+            return _error(503, f"monitor unavailable ({type(exc).__name__}); retry later")
+        if checked.unseen:
+            replica_metrics().labels_unseen.inc(len(checked.unseen))
+        return JSONResponse({"accepted": len(labels) - len(checked.unseen), "unseen_class": len(checked.unseen),
+                             "performance": status})
 
     @api.post("/admin/retrain")
     async def admin_retrain(self, request: Request) -> JSONResponse:
         """Start a retrain now (admin token required); the live model serves on throughout."""
-        if (refused := self._refuse(request)) is not None:
+        if (refused := self.guard.refuse(request.headers, "/admin/retrain")) is not None:
             return refused
         if self.sender is None:
-            return JSONResponse({"detail": "this endpoint was deployed without a monitor"}, status_code=404)
+            return _error(404, "this endpoint was deployed without a monitor")
         try:
             actor = ray.get_actor(self.sender.name, namespace=self.sender.namespace)
             started = await actor.trigger_retrain.remote("manual (POST /admin/retrain)")
-        except ValueError as exc:
-            return JSONResponse({"detail": f"monitor unavailable: {exc}"}, status_code=503)
+        except Exception as exc:
+            return _error(503, f"monitor unavailable ({type(exc).__name__})")
         if not started:
-            return JSONResponse({"detail": "not started: retraining is off or one is running"}, status_code=409)
+            return _error(409, "not started: retraining is off or one is running")
         return JSONResponse({"started": True, "status": "GET /drift shows its progress"}, status_code=202)
 
     @api.get("/metrics")
-    async def metrics(self) -> Response:
+    async def metrics(self, request: Request) -> Response:
+        if (refused := self.guard.refuse(request.headers, "/metrics")) is not None:
+            return refused
         return Response(replica_metrics().render(self.sender), media_type=CONTENT_TYPE)
 
     @api.get("/health")
@@ -275,33 +331,58 @@ class ModelServer:
                 "replica": serve.get_replica_context().replica_id.unique_id}
 
     @api.get("/model")
-    async def model(self) -> dict[str, Any]:
+    async def model(self, request: Request) -> Any:
+        if (refused := self.guard.refuse(request.headers, "/model")) is not None:
+            return refused
         self._ensure_loaded()
         return self.bundle.describe()
 
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi(self, request: Request) -> Any:
+        """The OpenAPI document, with /predict's and /feedback's bodies built from the served model."""
+        if (refused := self.guard.refuse(request.headers, "/openapi.json")) is not None:
+            return refused
+        self._ensure_loaded()
+        bundle, root = self.bundle, request.scope.get("root_path", "")
+        key = (str(bundle.version), root)
+        if key not in self._openapi:
+            self._openapi = {key: document(api.routes, bundle, self.max_records, root)}
+        return JSONResponse(self._openapi[key])
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(self, request: Request) -> Any:
+        if (refused := self.guard.refuse(request.headers, "/docs")) is not None:
+            return refused
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title="mlauto model server")
+
     @api.get("/events")
-    async def events(self, limit: int = 100) -> JSONResponse:
+    async def events(self, request: Request, limit: int = 100) -> JSONResponse:
         """The monitor's persisted events, newest last: drift, performance drops, retrains, promotions."""
+        if (refused := self.guard.refuse(request.headers, "/events")) is not None:
+            return refused
         if self.sender is None:
-            return JSONResponse({"detail": "this endpoint was deployed without a monitor"}, status_code=404)
+            return _error(404, "this endpoint was deployed without a monitor")
         if not 1 <= limit <= 10000:
-            return JSONResponse({"detail": f"limit must be in [1, 10000], got {limit}"}, status_code=422)
+            return _error(422, f"limit must be in [1, 10000], got {limit}")
         try:
             actor = ray.get_actor(self.sender.name, namespace=self.sender.namespace)
             events = await actor.events_log.remote(limit)
         except Exception as exc:
-            return JSONResponse({"detail": f"monitor unavailable: {exc}"}, status_code=503)
+            return _error(503, f"monitor unavailable ({type(exc).__name__})")
         return JSONResponse({"events": events})
 
     @api.get("/drift")
-    async def drift(self) -> JSONResponse:
+    async def drift(self, request: Request) -> JSONResponse:
+        if (refused := self.guard.refuse(request.headers, "/drift")) is not None:
+            return refused
         if self.sender is None:
-            return JSONResponse({"detail": "this endpoint was deployed without a monitor"}, status_code=404)
+            return _error(404, "this endpoint was deployed without a monitor")
         try:
             actor = ray.get_actor(self.sender.name, namespace=self.sender.namespace)
             status = await actor.status.remote()
         except Exception as exc:
-            return JSONResponse({"detail": f"monitor unavailable: {exc}"}, status_code=503)
+            return _error(503, f"monitor unavailable ({type(exc).__name__})")
         status["sender"] = {"sent": self.sender.sent, "dropped": self.sender.dropped}
         return JSONResponse(status)
 

@@ -6,6 +6,7 @@ from mlauto.config.checks import check
 from mlauto.config.schema import Config, Ingress
 from mlauto.errors import ConfigError
 from mlauto.runtime import haproxy_binary
+from mlauto.serve.guard import ROUTES
 
 
 @check
@@ -30,6 +31,12 @@ def check_serve(cfg: Config) -> None:
         raise ConfigError("serve.poll_s", s.poll_s, "seconds > 0")
     if s.max_body_bytes < 1024:
         raise ConfigError("serve.max_body_bytes", s.max_body_bytes, "an integer >= 1024")
+    if s.max_records < 1:
+        raise ConfigError("serve.max_records", s.max_records, "an integer >= 1")
+    unknown = [r for r in s.public_routes or [] if "/" + str(r).strip("/") not in ROUTES]
+    if unknown:
+        raise ConfigError("serve.public_routes", list(s.public_routes), list(ROUTES),
+                          "/admin/* always needs the token")
 
 
 @check

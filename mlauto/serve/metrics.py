@@ -21,6 +21,9 @@ class ReplicaMetrics:
         self.errors = Counter("mlauto_prediction_errors", "Predictions that raised", registry=self.registry)
         self.predictions = Counter("mlauto_predictions", "Predicted rows by class", ["label"],
                                    registry=self.registry)
+        self.labels_unseen = Counter("mlauto_labels_unseen_class", "Feedback labels of a class the model never "
+                                     "saw (quarantined by the monitor unless monitor.accept_new_classes)",
+                                     registry=self.registry)
         self.monitor_sent = Gauge("mlauto_monitor_rows_sent", "Rows handed to the monitor", registry=self.registry)
         self.monitor_dropped = Gauge("mlauto_monitor_rows_dropped",
                                      "Rows the monitor buffer dropped (full buffer or monitor unreachable)",

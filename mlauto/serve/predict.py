@@ -35,6 +35,14 @@ class Scored:
             return np.full(len(self.predictions), np.nan)
         return self.proba.max(axis=1)
 
+    @staticmethod
+    def concat(parts: list["Scored"]) -> "Scored":
+        """The parts of one request scored in chunks, as one."""
+        if len(parts) == 1:
+            return parts[0]
+        return Scored(np.concatenate([p.features for p in parts]), np.concatenate([p.predictions for p in parts]),
+                      None if parts[0].proba is None else np.concatenate([p.proba for p in parts]), parts[0].classes)
+
     def body(self, request_id: str, model_name: str, version: str) -> dict[str, Any]:
         out = {
             "request_id": request_id,

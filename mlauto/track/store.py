@@ -24,6 +24,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 import mlauto
+from mlauto.redact import redact
 from mlauto.errors import ModelNotFoundError
 from mlauto.models import epoch_history
 from mlauto.track.lineage import (
@@ -177,6 +178,7 @@ def track_experiment(target: TrackTarget, search: SearchResult, final: FinalMode
         )
         for chunk in batches(history_metrics(history)):
             client.log_batch(run_id, metrics=chunk)
+        config = redact(config)  # a password inside data.url or tracking.uri must not reach the store
         mlflow.log_dict(config, "config.json")
         mlflow.log_dict(config, "config.yaml")
         mlflow.log_dict(packages, "packages.json")

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mlauto"
 # The layers, lowest first (BRIEF.md, docs' design notes). A module belongs to the longest name here
 # that is it or a package above it.
 LAYERS: dict[str, int] = {
-    "mlauto": 0, "mlauto.errors": 0, "mlauto.registry": 0, "mlauto.tasks": 0,
+    "mlauto": 0, "mlauto.errors": 0, "mlauto.registry": 0, "mlauto.tasks": 0, "mlauto.redact": 0,
     "mlauto.config": 1,
     "mlauto.runtime": 2, "mlauto.console": 2,
     "mlauto.data": 3,
