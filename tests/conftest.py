@@ -17,7 +17,7 @@ from tests.helpers import free_port, make_config
 
 TESTS_DIR = Path(__file__).parent
 # Directory -> markers every test under it gets, so no test of a tier can forget its marker.
-TIER_MARKERS = {"integration": ("ray",), "e2e": ("slow", "ray"), "cluster": ("cluster",)}
+TIER_MARKERS = {"integration": ("ray",), "e2e": ("slow", "ray"), "cluster": ("cluster",), "package": ("package",)}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -14,6 +14,8 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
+import sysconfig
 import threading
 import time
 from html.parser import HTMLParser
@@ -314,3 +316,31 @@ def s3_keys(uri: str) -> list[str]:
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+def venv_without_mlauto(path: Path) -> Path:
+    """A fresh venv at ``path`` that sees this venv's installed packages but not mlauto; its python.
+
+    Honest isolation, and fast (no dependency is installed): the new venv's own site-packages holds a
+    ``.pth`` file with one line, this venv's site-packages folder. Python appends such a line to
+    ``sys.path`` but never reads the ``.pth`` files inside the folder it names, so the hook of mlauto's
+    editable install (``__editable__.mlauto-*.pth``) does not run there and ``import mlauto`` fails, while
+    ray, mlflow, scikit-learn and the rest import as usual. Run it with :func:`clean_env` and a cwd
+    outside the checkout, so neither PYTHONPATH nor the current folder brings the checkout back.
+    """
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(path)], check=True)
+    python = path / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True, env=clean_env()).stdout.strip()
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    Path(purelib, "_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
+    return python
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without PYTHONPATH and the user site (nothing can reach the checkout),
+    and with PYTHONSAFEPATH so ``python -m``/``-c`` do not put the current folder first on ``sys.path``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env.update({"PYTHONNOUSERSITE": "1", "PYTHONSAFEPATH": "1", **extra})
+    return env

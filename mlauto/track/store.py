@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -218,10 +219,12 @@ def track_experiment(target: TrackTarget, search: SearchResult, final: FinalMode
             mlflow.log_artifact(os.path.join(tmp, "meta.json"), BUNDLE_DIR)
             mlflow.log_artifact(os.path.join(tmp, "reference.npy"), BUNDLE_DIR)
         signature = infer_signature(record.sample_input, final.pipeline.predict(record.sample_input))
-        info = mlflow.sklearn.log_model(
-            final.pipeline, name="model", signature=signature, registered_model_name=model_name,
-            serialization_format="cloudpickle", pip_requirements=_requirements(),
-        )
+        with tempfile.TemporaryDirectory() as code:
+            info = mlflow.sklearn.log_model(
+                final.pipeline, name="model", signature=signature, registered_model_name=model_name,
+                serialization_format="cloudpickle", pip_requirements=_requirements(),
+                code_paths=[package_source(code)],
+            )
     version = str(info.registered_model_version)
     for key, value in {"run_id": run_id, "family": final.family, "fingerprint": fingerprint,
                        f"val_{search.metric}": final.val_metrics[search.metric],
@@ -231,12 +234,30 @@ def track_experiment(target: TrackTarget, search: SearchResult, final: FinalMode
     return TrackedModel(run_id, model_name, version, trial_ids)
 
 
+def package_source(dest: str) -> str:
+    """A copy of the mlauto package (no byte code) under ``dest``, for the model's ``code_paths``.
+
+    The pickled pipeline references mlauto's classes (the preprocessor, the transforms, the MLP), and
+    mlauto is not on any package index: shipped with the model, its code lands in ``model/code`` and
+    MLflow puts that folder on ``sys.path`` when it loads the model, so ``mlflow models predict/serve``
+    works in an environment built from the requirements alone. Where mlauto is already imported (the
+    Serve replicas, the monitor), the imported package wins: ``sys.path`` is consulted only for a
+    top-level package that is not imported yet.
+    """
+    target = os.path.join(dest, "mlauto")
+    shutil.copytree(os.path.dirname(os.path.abspath(mlauto.__file__)), target,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
 def _requirements() -> list[str]:
+    """What loading the pickled pipeline imports (mlauto itself ships as code, see :func:`package_source`)."""
+    import scipy
     import sklearn
     import torch
 
-    return [f"mlauto=={mlauto.__version__}", f"scikit-learn=={sklearn.__version__}",
-            f"numpy=={np.__version__}", f"pandas=={pd.__version__}", f"torch=={torch.__version__.split('+')[0]}"]
+    return [f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
+            f"scipy=={scipy.__version__}", f"torch=={torch.__version__.split('+')[0]}"]
 
 
 def set_alias(uri: str, model_name: str, version: str, alias: str = CHAMPION) -> None:
