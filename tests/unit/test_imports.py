@@ -16,7 +16,6 @@ LAYERS: dict[str, int] = {
     "mlauto": 0, "mlauto.errors": 0, "mlauto.registry": 0, "mlauto.tasks": 0, "mlauto.redact": 0,
     "mlauto.config": 1,
     "mlauto.runtime": 2, "mlauto.console": 2,
-    "mlauto.runtime": 2,
     "mlauto.storage": 2,
     "mlauto.data": 3,
     "mlauto.features": 4,
