@@ -27,6 +27,7 @@ CONF_MODULE = "mlauto.conf"
 CONF_PATH = f"pkg://{CONF_MODULE}"  # what hydra.main and compose load
 EXPERIMENTS_DIR = PACKAGE_DIR / "experiments"
 GLOBAL_HEADER = "# @package _global_"
+_registered: dict[str, object] = {}  # the search path compose() last registered the configs for
 
 
 def experiment_files(directory: Path = EXPERIMENTS_DIR) -> list[Path]:
@@ -47,6 +48,10 @@ def model_options(overrides: Sequence[str] = (), config_dir: str | None = None) 
     return sorted(loader.get_group_options("model", config_name="config", overrides=list(overrides)))
 
 
+def _search_key(overrides: Sequence[str], config_dir: str | None) -> tuple:
+    return tuple(o for o in overrides if o.lstrip("+~").startswith("hydra.searchpath")), config_dir
+
+
 def register_configs(overrides: Sequence[str] = (), config_dir: str | None = None,
                      experiments_dir: Path = EXPERIMENTS_DIR) -> None:
     """Store the schema as ``base_config``, every experiment file under group ``experiment``, and
@@ -63,6 +68,7 @@ def register_configs(overrides: Sequence[str] = (), config_dir: str | None = Non
     # models/all.yaml pulls this in: one entry per model file, wherever it lives.
     every = [{f"/model@families.{name}": name} for name in model_options(overrides, config_dir)]
     cs.store(group="generated", name="every_model", node={"defaults": every}, package="_global_")
+    _registered["key"] = _search_key(overrides, config_dir)
     register_help_resolvers(experiments_dir)
 
 
@@ -81,7 +87,11 @@ def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> Dic
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    register_configs(overrides, config_dir)
+    # What the registration depends on: the search path (``hydra.searchpath``, ``config_dir``). The same
+    # search path registers the same nodes, so a process that composes often (the API, the tests)
+    # registers once per search path.
+    if _registered.get("key") != _search_key(overrides, config_dir):
+        register_configs(overrides, config_dir)
     overrides = list(overrides)
     if config_dir:  # as --config-dir: one more folder on the search path
         overrides = _with_searchpath(overrides, f"file://{Path(config_dir).resolve()}")
