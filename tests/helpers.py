@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import ray
 
 from mlauto.cli import to_config
 from mlauto.config import Config
@@ -115,6 +116,24 @@ def clear_serve() -> None:
 
     for app in list(serve.status().applications):
         serve.delete(app)
+
+
+def shutdown_serve(timeout: float = 60.0) -> None:
+    """Stop Serve and wait until its controller and proxy actors are gone, so the next ``serve.run``
+    starts a fresh Serve instead of racing the dying one (an HAProxy proxy actor killed under it)."""
+    import time
+
+    from ray import serve
+
+    serve.shutdown()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        left = [a for a in ray.util.list_named_actors(all_namespaces=True)
+                if a["namespace"] == "serve" and a["name"].startswith("SERVE_")]
+        if not left:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"Serve actors still alive {timeout:.0f}s after serve.shutdown(): {left}")
 
 
 def wait_for_actor(handle, until, timeout: float = 40.0) -> dict:

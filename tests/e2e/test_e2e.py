@@ -13,9 +13,8 @@ import pytest
 import ray
 import requests
 from mlflow.tracking import MlflowClient
-from ray import serve
 
-from tests.helpers import free_port
+from tests.helpers import free_port, shutdown_serve
 from mlauto.monitor import stop_monitor
 from mlauto.track import CHAMPION
 
@@ -30,7 +29,7 @@ def quickstart(ray_session, tmp_path_factory):
     port = free_port()
     # Serve's HTTP options apply only when Serve first starts on a cluster: integration tests may have
     # started it on another port, so the run must find none, as on a fresh cluster.
-    serve.shutdown()
+    shutdown_serve()
     cmd = [
         sys.executable, "-m", "mlauto", "experiment=quickstart", f"root={root}", f"hydra.run.dir={root}/out",
         f"cluster.address={ray_session['address']}", "cluster.namespace=e2e", f"serve.port={port}",
@@ -44,7 +43,7 @@ def quickstart(ray_session, tmp_path_factory):
         yield root, port, log
     finally:
         stop_monitor("mlauto-monitor", "e2e")
-        serve.shutdown()
+        shutdown_serve()
 
 
 def test_console_shows_predictions_drift_and_retrain(quickstart):

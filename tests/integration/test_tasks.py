@@ -101,7 +101,8 @@ def test_regression_predict_feedback_and_monitor_over_http(regression, tmp_path)
         labels = s.test[s.target].head(12).tolist()
         bad = requests.post(f"{url}/feedback", json={"request_id": body["request_id"],
                                                       "labels": ["high", *labels[1:]]}, timeout=30)
-        assert bad.status_code == 422 and "finite number" in bad.json()["detail"]  # refused, nothing counted
+        detail = bad.json()["detail"]  # refused, nothing counted; the error names the label's index
+        assert bad.status_code == 422 and detail[0]["loc"] == ["body", "labels", 0] and "finite number" in detail[0]["msg"]
         fb = requests.post(f"{url}/feedback", json={"request_id": body["request_id"], "labels": labels}, timeout=30)
         assert fb.status_code == 200, fb.text
         perf = fb.json()["performance"]
