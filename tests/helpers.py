@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 
 from mlauto.cli import to_config
 from mlauto.config import Config
@@ -123,6 +122,7 @@ def shutdown_serve(timeout: float = 60.0) -> None:
     starts a fresh Serve instead of racing the dying one (an HAProxy proxy actor killed under it)."""
     import time
 
+    import ray
     from ray import serve
 
     serve.shutdown()
