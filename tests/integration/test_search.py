@@ -169,3 +169,22 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     for tid in finished:  # ... nor ran again in place: their results are byte for byte the same
         assert (dirs[tid] / "result.json").read_bytes() == before[tid], tid
     assert _terminated(exp) >= finished and len(_terminated(exp)) == 6
+
+
+def test_a_time_budget_alone_runs_uncapped_and_cut_trials_are_stopped_not_failed(ray_session, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="mlauto.tune")
+    # an MLP that cannot finish in the budget (no ASHA: it reports once, at the end) beside quick logregs
+    slow = {"space": {"lr": {"type": "choice", "values": [1e-3]}},
+            "fixed": {"hidden": 8, "max_epochs": 10**6, "patience": 10**6, "batch_size": 8}}
+    result = _search(tmp_path, {"logreg": LOGREG, "mlp": slow}, num_samples=None, time_budget_s=40, max_concurrent=2)
+    statuses = {t.status for t in result.trials}
+    assert "failed" not in statuses and "stopped" in statuses, [(t.family, t.status) for t in result.trials]
+    assert all(t.family == "mlp" for t in result.trials if t.status == "stopped")
+    assert any(t.status == "ok" for t in result.trials)
+    # the progress callback agrees: stopped, not failed, and says so on its last line
+    assert result.progress["failed"] == 0
+    assert result.progress["stopped"] == sum(t.status == "stopped" for t in result.trials)
+    assert result.progress["first_result_s"] is not None and result.progress["total"] == -1
+    lines = [r.getMessage() for r in caplog.records if r.name == "mlauto.tune.progress"]
+    assert "stopped by the budget" in lines[-1] and "/?" in lines[-1]
+    assert any("until the 40s budget" in r.getMessage() for r in caplog.records)

@@ -167,7 +167,7 @@ CASES = [
     (['tune.task=regression', 'tune.metric=accuracy'],
      "config key 'tune.metric' has invalid value 'accuracy'; allowed: auto, mae, r2, rmse. the metric must fit the task, which is regression"),
     (['tune.num_samples=0'],
-     "config key 'tune.num_samples' has invalid value 0; allowed: an integer >= 1"),
+     "config key 'tune.num_samples' has invalid value 0; allowed: null (16, or no cap when tune.time_budget_s is set) or an integer >= 1"),
     (['tune.cpus_per_trial=0'],
      "config key 'tune.cpus_per_trial' has invalid value 0.0; allowed: a number > 0"),
     (['tune.ensemble.method=blend'],
