@@ -7,7 +7,7 @@ a search without LightGBM never loads it.
 
 from __future__ import annotations
 
-import inspect
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -18,9 +18,6 @@ EARLY_STOPPING_ROUNDS = 50
 # How often a trial reports: the rounds of one "fidelity" unit are n_estimators / RUNG_UNITS, and a
 # report is sent only at the units in ``rungs`` (ASHA's milestones) and at the end.
 RUNG_UNITS = 100
-
-# lightgbm >= 4.6 takes eval_X/eval_y (eval_set is deprecated there); older ones take eval_set
-_EVAL_XY = "eval_X" in inspect.signature(LGBMClassifier.fit).parameters
 
 
 class _Partial:
@@ -57,13 +54,16 @@ def _fit(model: Any, parent: Any, X: np.ndarray, y: np.ndarray, on_epoch: Callab
          validation: tuple[np.ndarray, np.ndarray] | None) -> Any:
     callbacks, kwargs = [], {}
     if validation is not None:
-        kwargs.update({"eval_X": (validation[0],), "eval_y": (validation[1],)} if _EVAL_XY
-                      else {"eval_set": [validation]})
+        # eval_set, though lightgbm 4.7 deprecates it: its classifier label-encodes eval_set's labels,
+        # not eval_y's (string classes would fail there)
+        kwargs["eval_set"] = [validation]
         callbacks.append(early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False))
     if on_epoch is not None and validation is not None:
         classes = np.unique(y) if isinstance(model, LGBMClassifier) else None
         callbacks.append(_rung_callback(on_epoch, int(model.n_estimators), model.rungs, classes))
-    parent.fit(model, X, y, callbacks=callbacks, **kwargs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*eval_set.*deprecated", category=Warning)
+        parent.fit(model, X, y, callbacks=callbacks, **kwargs)
     # rounds kept: early stopping's best, or every round when it did not stop (or had no validation)
     best = getattr(model, "best_iteration_", 0) or 0
     model.n_rounds_ = int(best) if best > 0 else int(model.n_estimators)

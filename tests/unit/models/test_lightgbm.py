@@ -35,6 +35,13 @@ def test_lightgbm_early_stops_on_validation_and_reports_only_at_the_rungs(task):
     assert clone(model).get_params()["rungs"] == (1, 3, 9, 27)
 
 
+def test_string_classes_are_encoded_for_validation_too():
+    X, y, Xv, yv = _data("binary")
+    names = np.array(["no", "yes"])
+    model = build_estimator("lightgbm", PARAMS, seed=0).fit(X, names[y], validation=(Xv, names[yv]))
+    assert set(model.predict(Xv)) <= {"no", "yes"} and model.stopped_early_
+
+
 def test_refit_scales_the_early_stopped_rounds():
     X, y, Xv, yv = _data("binary")
     fam = FAMILIES.get("lightgbm")()
