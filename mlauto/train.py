@@ -29,6 +29,7 @@ from mlauto.track import TrackedModel, TrackTarget, TrainingRecord, track_experi
 from mlauto.tune import FinalModel, SearchResult, SearchRun, fit_final, run_search, warm_start_point
 from mlauto.tune.search import search_run_name
 from mlauto.tune.curves import Curves, sample_size_runs
+from mlauto.tune.cv import cv_data, use_cv
 from mlauto.tune.select import (
     EnsembleDecision,
     choose_ensemble,
@@ -130,7 +131,13 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
                                  seed=seed),
             storage_path=paths.ray_results, metric=metric, mode=metric_mode(metric), seed=seed,
             points_to_evaluate=[p] if warm_start and (p := warm_start_point(families, *warm_start)) else None)
-        search = run_search(data, task, t, cfg.search, cfg.scheduler, families, run)
+        n_rows = len(data[1]) + len(data[3])
+        cv = use_cv(n_rows, t.cv_folds, t.cv_max_rows)
+        if cv:
+            logger.info("%d training + validation rows <= tune.cv_max_rows=%d: trials score by %d-fold CV",
+                        n_rows, t.cv_max_rows, t.cv_folds)
+        search = run_search(cv_data(data, task, t.cv_folds, seed) if cv else data, task, t, cfg.search,
+                            cfg.scheduler, families, run)
         final = fit_final(prep, search.best.family, search.best.params, splits, seed, X_train=X_train, task=task,
                           refit=str(t.refit))
         # Model selection: best per family, a top-k ensemble kept only if it wins on validation, sample-size runs.

@@ -268,6 +268,10 @@ class TuneConf:
     # train | train_val | all: the rows the chosen config is refit on (early-stopped rounds and epochs
     # are scaled to the larger data); the test score always comes from a model that never saw test rows
     refit: RefitMode = RefitMode.train_val
+    # Below cv_max_rows training+validation rows, trials score by k-fold cross-validation on those rows
+    # (mean and std over the folds on the leaderboard); above it, or with cv_folds < 2, the holdout
+    cv_folds: int = 5
+    cv_max_rows: int = 10000
     max_failures: int = 1  # retries of a crashed trial; after them it is marked failed and the search goes on
     gpus_per_trial: float = 0.0  # GPUs per MLP trial when the cluster has them (none: CPU, one warning)
     resume: bool = False  # continue the experiment of the same command (name, run_name, data, seed)

@@ -48,6 +48,10 @@ def check_tune(cfg: Config) -> None:
                           "null (16, or no cap when tune.time_budget_s is set) or an integer >= 1")
     if t.cpus_per_trial <= 0:
         raise ConfigError("tune.cpus_per_trial", t.cpus_per_trial, "a number > 0")
+    if t.cv_folds < 0 or t.cv_folds == 1:
+        raise ConfigError("tune.cv_folds", t.cv_folds, "0 (holdout) or an integer >= 2")
+    if t.cv_max_rows < 0:
+        raise ConfigError("tune.cv_max_rows", t.cv_max_rows, "an integer >= 0")
     if t.time_budget_s is not None and not t.time_budget_s > 0:
         raise ConfigError("tune.time_budget_s", t.time_budget_s, "null (no limit) or seconds > 0")
 

@@ -24,6 +24,7 @@ from mlauto.config.schema import DEFAULT_TRIALS, SchedulerConf, SchedulerName, S
 from mlauto.errors import MlautoError
 from mlauto.models import build_estimator, epoch_history
 from mlauto.models.families import FAMILIES
+from mlauto.tune.cv import cross_validate
 from mlauto.tune.metrics import evaluate
 from mlauto.tune.progress import SearchProgress
 from mlauto.tune.space import ConditionalSpace, PerFamilyBayesOpt, grid_configs
@@ -63,6 +64,8 @@ class SearchResult:
     def leaderboard(self) -> pd.DataFrame:
         rows = [
             {"trial_id": t.trial_id, "family": t.family, "status": t.status, "score": t.score,
+             **({"score_std": t.metrics["score_std"], "folds": t.metrics.get("folds")} if "score_std" in t.metrics
+                else {}),
              "train_seconds": t.metrics.get("train_seconds", math.nan), **{f"param_{k}": v for k, v in t.params.items()}}
             for t in self.trials
         ]
@@ -158,10 +161,18 @@ def _trainable(config: dict[str, Any], data: tuple, families: dict, seed: int, m
     """One trial. ``rungs`` (a scheduler's milestones, empty under fifo): an iterative model reports at
     them (the MLP every epoch, a booster only at these units) so the scheduler can stop it early.
     A model whose fit takes ``validation`` (LightGBM) early-stops on the trial's validation split."""
-    X_tr, y_tr, X_va, y_va = data
     family, params = trial_params(_flat(config), families)
     _set_threads(families[family].get("family"), threads)
-    est = build_estimator(families[family].get("family", family), params, seed, task)  # the class: see plan_families
+    cls = families[family].get("family", family)  # the class: see plan_families
+    if len(data) == 3:  # (X, y, folds): k-fold CV on training + validation rows (tune.cv_folds)
+        tune.report(cross_validate(
+            lambda: build_estimator(cls, params, seed, task), data,
+            lambda model, X_va, y_va: _report(model, X_va, y_va, task, metric, 0.0, 0),
+            lambda model, X_va, y_va: {"validation": (X_va, y_va)} if _accepts(model, "validation")
+            and not isinstance(model, Pipeline) else {}))
+        return
+    X_tr, y_tr, X_va, y_va = data
+    est = build_estimator(cls, params, seed, task)
     start = time.perf_counter()
     iterative = is_iterative(est)
     fit_kwargs = _epoch_reporter(est, X_va, y_va, task, metric, start, len(y_tr)) if rungs and iterative else {}
@@ -309,7 +320,7 @@ def trial_cap(conf: TuneConf) -> int:
 
 
 def run_search(
-    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    data: tuple,
     task: str,
     tune_conf: TuneConf,
     search_conf: SearchConf,
@@ -318,6 +329,9 @@ def run_search(
     run: SearchRun,
 ) -> SearchResult:
     """Run the search; trials get the data from the object store, placed there once.
+
+    ``data``: (X_train, y_train, X_val, y_val) for a holdout, or (X, y, folds) for k-fold CV
+    (:func:`mlauto.tune.cv.cv_data`).
 
     ``run.points_to_evaluate`` (e.g. the champion's config, see :func:`warm_start_point`) run first.
     ``tune_conf.resume``: when ``storage_path/name`` holds an experiment, continue it (finished trials are
@@ -417,5 +431,5 @@ def _restored_progress(tuner: tune.Tuner) -> SearchProgress | None:
     return next((c for c in callbacks if isinstance(c, SearchProgress)), None)
 
 
-_KEEP = {"score", "train_seconds", "infer_ms_per_row", "n_train", "val_accuracy", "val_f1", "val_roc_auc",
+_KEEP = {"score", "score_std", "folds", "train_seconds", "infer_ms_per_row", "n_train", "val_accuracy", "val_f1", "val_roc_auc",
          "val_log_loss", "val_rmse", "val_mae", "val_r2", "time_total_s", "epoch"}

@@ -188,3 +188,13 @@ def test_a_time_budget_alone_runs_uncapped_and_cut_trials_are_stopped_not_failed
     lines = [r.getMessage() for r in caplog.records if r.name == "mlauto.tune.progress"]
     assert "stopped by the budget" in lines[-1] and "/?" in lines[-1]
     assert any("until the 40s budget" in r.getMessage() for r in caplog.records)
+
+
+def test_cv_data_scores_trials_by_fold_mean_and_std(ray_session, tmp_path):
+    from mlauto.tune.cv import cv_data
+
+    result = search(cv_data(_data(), "binary", 3, seed=0), {"logreg": LOGREG}, metric="accuracy", mode="max",
+                    num_samples=2, algorithm="random", seed=0, storage_path=str(tmp_path), name="cv")
+    assert all(t.status == "ok" and t.metrics["folds"] == 3 for t in result.trials)
+    board = result.leaderboard()
+    assert {"score", "score_std", "folds"} <= set(board.columns) and (board["score_std"] >= 0).all()
