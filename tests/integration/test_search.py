@@ -198,3 +198,13 @@ def test_cv_data_scores_trials_by_fold_mean_and_std(ray_session, tmp_path):
     assert all(t.status == "ok" and t.metrics["folds"] == 3 for t in result.trials)
     board = result.leaderboard()
     assert {"score", "score_std", "folds"} <= set(board.columns) and (board["score_std"] >= 0).all()
+
+
+def test_lightgbm_trials_early_stop_and_report_at_asha_rungs(ray_session, tmp_path):
+    lgbm = {"space": {"learning_rate": {"type": "loguniform", "low": 0.05, "high": 0.3}},
+            "fixed": {"n_estimators": 400, "num_leaves": 8, "min_child_samples": 5, "verbose": -1, "n_jobs": 1}}
+    result = _search(tmp_path, {"lightgbm": lgbm}, num_samples=3, scheduler="asha",
+                     scheduler_options={"grace_period": 1, "reduction_factor": 3, "max_t": 100})
+    assert all(t.status == "ok" for t in result.trials)
+    # "epoch" is the rounds kept: early stopping on the trial's validation split ended every trial early
+    assert all(0 < t.metrics["epoch"] < 400 for t in result.trials), [t.metrics for t in result.trials]

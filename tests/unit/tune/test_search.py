@@ -110,3 +110,21 @@ def test_progress_counts_budget_cut_trials_as_stopped():
     assert (counts["done"], counts["failed"], counts["stopped"]) == (1, 1, 1)
     assert counts["first_result_s"] is not None
     assert progress.line().startswith("trials 1/? done, 0 running, 1 failed, 1 stopped by the budget; best accuracy 0.9000")
+
+
+def test_a_budget_that_ends_before_any_report_still_scores_one_quick_config():
+    import numpy as np
+
+    from mlauto.tune.cv import cv_data
+    from mlauto.tune.search import SearchRun, _fallback_trial
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] > 0).astype(int)
+    holdout = (X[:90], y[:90], X[90:], y[90:])
+    run = SearchRun("t", "/tmp", "accuracy", "max", 0)
+    trial = _fallback_trial(holdout, "binary", {"mlp": MLP, "logreg": LOGREG}, run)
+    assert (trial.status, trial.family, trial.params) == ("ok", "logreg", {"max_iter": 500})
+    assert trial.score > 0.8
+    cv = _fallback_trial(cv_data(holdout, "binary", 3, 0), "binary", {"logreg": LOGREG}, run)
+    assert cv.metrics["folds"] == 3 and cv.score > 0.8
