@@ -178,7 +178,7 @@ class Monitor:
         unwindowed rows, the rolling accuracy and the label CUSUM only if they judge the same model."""
         saved = self.store.load_state()
         self.events.extend(self.store.events(MAX_EVENTS))
-        self.retrains = [r for r in self.store.retrains(self.keep.retrains) if r["status"] != "running"]
+        self.retrains = [r for r in self.store.retrains(self.keep.retrains) if r["handled"]]
         if not saved:
             return
         self._restore_counters(saved)
@@ -406,6 +406,8 @@ class Monitor:
                 status, result = rows[0]["status"], {k: v for k, v in rows[0].items() if k not in runners.RECORD_KEYS}
             elif runners.find_runner(r["runner"], self.namespace) is None:
                 status, result = "lost", {"error": "the retrain's runner is gone (its node or worker died)"}
+            elif rows and runners.never_began(rows[0]):
+                status, result = "lost", {"error": "the retrain's runner never began (its monitor died first)"}
             else:
                 return
         self._retrain = None
@@ -449,8 +451,7 @@ class Monitor:
                 self._outcome(record, r["status"], {k: v for k, v in r.items() if k not in runners.RECORD_KEYS})
                 continue
             actor = runners.find_runner(r["runner"], self.namespace)
-            stale = r["running_since"] is None and time.time() - r["started"] > runners.RUNNER_START_S
-            if actor is not None and not stale and self._retrain is None:
+            if actor is not None and not runners.never_began(r) and self._retrain is None:
                 self._retrain = record
                 self._retrain_started = r["started"]
                 self._event("retrain_adopted", reason=r["reason"], runner=r["runner"])

@@ -66,6 +66,12 @@ def start_runner(monitor: str, namespace: str | None, retrain_id: int, retrain_f
     return actor, actor.run.remote(retrain_fn, reason, labelled, (url, monitor), retrain_id)
 
 
+def never_began(record: dict[str, Any]) -> bool:
+    """A runner that has not begun ``RUNNER_START_S`` after it was started never will: the monitor that
+    started it died before its call reached it."""
+    return record["running_since"] is None and time.time() - record["started"] > RUNNER_START_S
+
+
 def find_runner(name: str, namespace: str | None) -> Any | None:
     try:
         return ray.get_actor(name, namespace=namespace)
