@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlauto import runtime
+from mlauto import runtime, storage
 from mlauto.config import Config
 from mlauto.context import Paths, block_until_stopped, data_source, loader_for, model_name, stage, tracking_uri, \
     write_summary

@@ -22,12 +22,13 @@ import ray
 
 from mlauto.config.schema import MonitorConf
 from mlauto.monitor import retrains as runners
+from mlauto.monitor.retrains import Retraining
 from mlauto.monitor import state as codec
 from mlauto.monitor.detectors import DETECTORS, make_detector, prediction_drift
 from mlauto.monitor.history import MlflowExporter, RayMetrics, entry
 from mlauto.monitor.label_drift import ErrorRateDetector
 from mlauto.monitor.performance import PerformanceTracker
-from mlauto.monitor.store import MonitorStore, Retention, retrains as retrains_table
+from mlauto.monitor.store import MonitorStore, Retention
 from mlauto.monitor.traffic import TrafficLog
 from mlauto.redact import redact_url
 
@@ -37,9 +38,20 @@ MAX_EVENTS = 500  # kept in memory for status(); the store keeps monitor.keep_ev
 COUNTERS = ("rows_seen", "tests_run", "drift_count", "concept_drift_count", "labels_quarantined", "_retrain_started")
 
 RetrainFn = Callable[[str, Any], dict[str, Any]]
+NICE = 10  # the monitor actor's CPU priority below the replicas': their request path comes first
 
 
-class Monitor:
+def _yield_cpu() -> None:
+    """Inside the monitor actor's own process, lower its CPU priority, so that where it shares cores
+    with replicas its window tests and writes wait for the request path, not the other way round."""
+    try:
+        if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+            os.nice(NICE - os.nice(0))
+    except (OSError, AttributeError):
+        pass
+
+
+class Monitor(Retraining):
     """Tumbling windows of ``window`` rows of the watched model version, each tested against its
     training features; rows scored by another version are stored and counted, never windowed.
 
@@ -56,6 +68,7 @@ class Monitor:
         """``conf``: the ``monitor`` section (``conf.retrain`` false ignores ``retrain_fn``); ``target``: the
         label column; ``version`` pins a model (default: the champion). The database: ``state_url``,
         else ``conf.state_url``, else a SQLite file in ``state_dir``, else memory (nothing survives)."""
+        _yield_cpu()
         self.loader = loader
         self.name = conf.actor_name
         self.detector_name = conf.detector
@@ -359,106 +372,6 @@ class Monitor:
                         prediction_drift=result["prediction_drift"]["is_drift"])
             self._want_retrain(f"drift on {name}")
 
-    # -- retraining --------------------------------------------------------------------------
-    def _want_retrain(self, reason: str) -> None:
-        if self._wanted is None:
-            self._wanted = reason
-
-    def _maybe_retrain(self, reason: str) -> None:
-        if self.retrain_fn is None or self._retrain is not None:
-            return  # retraining off, or one at a time
-        if time.time() - self._retrain_started < self.cooldown_s:
-            return
-        now = self._retrain_started = time.time()
-        labelled = self.traffic.labelled(self.target)
-        ids: list[int] = []
-
-        def record(conn: Any) -> None:
-            ids.append(self.store.add_retrain(conn, reason, None, now))
-            self.store.update_retrain(conn, ids[0], runner=runners.runner_name(self.name, ids[0]))
-
-        self._event("retrain_started", reason=reason, labelled_rows=len(labelled))
-        self._history("retrain_started", reason=reason, labelled_rows=len(labelled))
-        self._commit(record)  # the record exists before the runner that writes into it
-        actor, ref = runners.start_runner(self.name, self.namespace, ids[0], self.retrain_fn, reason, labelled,
-                                          self.state_url)
-        self._retrain = {"id": ids[0], "runner": runners.runner_name(self.name, ids[0]), "reason": reason,
-                         "ref": ref, "actor": actor, "started": now, "checked": now}
-
-    def _poll_retrain(self) -> None:
-        r = self._retrain
-        if r is None:
-            return
-        if r["ref"] is not None:
-            ready, _ = ray.wait([r["ref"]], timeout=0)
-            if not ready:
-                return
-            try:
-                status, result = "finished", ray.get(r["ref"])
-            except Exception as exc:  # the live model keeps serving; only the record changes
-                status, result = "failed", {"error": str(exc)[:2000]}
-        else:  # adopted after a restart: the runner writes its outcome to the store
-            if time.time() - r["checked"] < 1.0:
-                return
-            r["checked"] = time.time()
-            rows = self.store.retrains(1, retrains_table.c.id == r["id"])
-            if rows and rows[0]["status"] != "running":
-                status, result = rows[0]["status"], {k: v for k, v in rows[0].items() if k not in runners.RECORD_KEYS}
-            elif runners.find_runner(r["runner"], self.namespace) is None:
-                status, result = "lost", {"error": "the retrain's runner is gone (its node or worker died)"}
-            elif rows and runners.never_began(rows[0]):
-                status, result = "lost", {"error": "the retrain's runner never began (its monitor died first)"}
-            else:
-                return
-        self._retrain = None
-        self._outcome(r, status, result)
-        runners.kill_runner(r["runner"], self.namespace)
-
-    def _outcome(self, r: dict[str, Any], status: str, result: dict[str, Any]) -> None:
-        """Record a retrain's outcome (once: the record is marked handled in the same transaction)."""
-        now = time.time()
-        self.retrains.append({**result, "status": status, "reason": r["reason"], "time": now})
-        self.retrains = self.retrains[-self.keep.retrains :]
-        if status != "finished":
-            self._event("retrain_failed", reason=r["reason"], error=result.get("error"), status=status)
-            self._history("retrain_failed", reason=r["reason"], error=result.get("error"))
-            abandoned = runners.resolve_undecided(getattr(self.loader, "uri", None),
-                                                  getattr(self.loader, "model_name", None), self.model_version,
-                                                  since=r.get("started"))
-            if abandoned:
-                self._event("versions_abandoned", versions=abandoned)
-        else:
-            self._event("retrain_finished", **result)
-            kind = "promotion" if result.get("promoted") else "rejection"
-            evidence = {k: result.get(k) for k in ("version", "challenger_score", "champion_score")}
-            self._event(kind, **evidence)
-            self._history(kind, **evidence, reason=result.get("reason", r["reason"]))
-            if result.get("promoted"):
-                self._switch(None)  # whatever the champion alias points to now, not what the retrain made
-
-        def mark(conn: Any) -> None:
-            self.store.update_retrain(conn, r["id"], status=status, handled=True, finished=now, body=result)
-
-        self._commit(mark)
-
-    def _reconcile(self) -> None:
-        """On start: adopt a retrain still running, record one that ended while no monitor watched, and
-        mark one whose runner is gone as lost."""
-        for r in self.store.retrains(None, retrains_table.c.handled.is_(False)):
-            record = {"id": r["id"], "runner": r["runner"], "reason": r["reason"], "ref": None,
-                      "started": r["started"], "checked": 0.0}
-            if r["status"] != "running":
-                self._outcome(record, r["status"], {k: v for k, v in r.items() if k not in runners.RECORD_KEYS})
-                continue
-            actor = runners.find_runner(r["runner"], self.namespace)
-            if actor is not None and not runners.never_began(r) and self._retrain is None:
-                self._retrain = record
-                self._retrain_started = r["started"]
-                self._event("retrain_adopted", reason=r["reason"], runner=r["runner"])
-                continue
-            runners.kill_runner(r["runner"], self.namespace)
-            self._outcome(record, "lost", {"error": "the monitor restarted and the retrain's runner is gone"})
-
     def _switch(self, version: str | None) -> None:
         """Watch another model version: new reference, fresh windows, accuracy and label CUSUM."""
         before = self.model_version
@@ -473,39 +386,6 @@ class Monitor:
         self._switch(version)
         self._commit()
         return self.model_version
-
-    def _schedule_loop(self) -> None:
-        """Wake at each cron time and ask the actor (through its own queue, so calls never overlap)."""
-        from croniter import croniter
-
-        handle = ray.get_runtime_context().current_actor
-        times = croniter(self.retrain_schedule, time.time())
-        while True:
-            due = times.get_next(float)
-            if self._stop.wait(max(0.0, due - time.time())):
-                return
-            handle.scheduled_retrain.remote()
-
-    def scheduled_retrain(self) -> bool:
-        """The ``retrain_schedule`` fired: retrain unless one runs or the cooldown holds."""
-        self._poll_retrain()
-        before = self._retrain
-        self._maybe_retrain(f"schedule {self.retrain_schedule}")
-        started = self._retrain is not None and self._retrain is not before
-        if not started:
-            self._event("schedule_skipped", schedule=self.retrain_schedule,
-                        why="a retrain is running" if before is not None else "cooldown or retraining off")
-            self._commit()
-        return started
-
-    def trigger_retrain(self, reason: str = "manual") -> bool:
-        """Start a retrain now (cooldown ignored); False when retraining is off or one is running."""
-        self._poll_retrain()
-        if self.retrain_fn is None or self._retrain is not None:
-            return False
-        self._retrain_started = -float("inf")
-        self._maybe_retrain(reason)
-        return True
 
     def status(self) -> dict[str, Any]:
         self._poll_retrain()

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import ray
 
-from mlauto.monitor.store import MonitorStore, Retention
+from mlauto.monitor.store import MonitorStore, Retention, retrains as retrains_table
 
 logger = logging.getLogger(__name__)
 
@@ -130,3 +130,156 @@ def resolve_undecided(tracking_uri: str | None, model_name: str | None, champion
                                      "its retrain was lost (monitor restart) before a decision; not promoted")
         tagged.append(str(mv.version))
     return tagged
+
+
+class Retraining:
+    """The monitor's retrain control (a part of :class:`mlauto.monitor.actor.Monitor`, kept here to keep
+    that module small): start one runner at a time, poll it, record its outcome once, and reconcile
+    with the store on start. Uses the monitor's store, events, history and loader."""
+
+    retrain_fn: Any
+    _retrain: dict[str, Any] | None
+
+    def _want_retrain(self, reason: str) -> None:
+        if self._wanted is None:
+            self._wanted = reason
+
+    def _maybe_retrain(self, reason: str) -> None:
+        if self.retrain_fn is None or self._retrain is not None:
+            return  # retraining off, or one at a time
+        if time.time() - self._retrain_started < self.cooldown_s:
+            return
+        now = self._retrain_started = time.time()
+        labelled = self.traffic.labelled(self.target)
+        ids: list[int] = []
+
+        def record(conn: Any) -> None:
+            ids.append(self.store.add_retrain(conn, reason, None, now))
+            self.store.update_retrain(conn, ids[0], runner=runner_name(self.name, ids[0]))
+
+        self._event("retrain_started", reason=reason, labelled_rows=len(labelled))
+        self._history("retrain_started", reason=reason, labelled_rows=len(labelled))
+        self._commit(record)  # the record exists before the runner that writes into it
+        actor, ref = start_runner(self.name, self.namespace, ids[0], self.retrain_fn, reason, labelled,
+                                  self.state_url)
+        self._retrain = {"id": ids[0], "runner": runner_name(self.name, ids[0]), "reason": reason,
+                         "ref": ref, "actor": actor, "started": now, "checked": now}
+
+    def _poll_retrain(self) -> None:
+        r = self._retrain
+        if r is None:
+            return
+        if r["ref"] is not None:
+            ready, _ = ray.wait([r["ref"]], timeout=0)
+            if not ready:
+                return
+            try:
+                status, result = "finished", ray.get(r["ref"])
+            except Exception as exc:  # the live model keeps serving; only the record changes
+                status, result = "failed", {"error": str(exc)[:2000]}
+        else:  # adopted after a restart: the runner writes its outcome to the store
+            if time.time() - r["checked"] < 1.0:
+                return
+            r["checked"] = time.time()
+            rows = self.store.retrains(1, retrains_table.c.id == r["id"])
+            if rows and rows[0]["status"] != "running":
+                status, result = rows[0]["status"], {k: v for k, v in rows[0].items() if k not in RECORD_KEYS}
+            elif find_runner(r["runner"], self.namespace) is None:
+                status, result = "lost", {"error": "the retrain's runner is gone (its node or worker died)"}
+            elif rows and never_began(rows[0]):
+                status, result = "lost", {"error": "the retrain's runner never began (its monitor died first)"}
+            else:
+                return
+        self._retrain = None
+        self._outcome(r, status, result)
+        kill_runner(r["runner"], self.namespace)
+
+    def _outcome(self, r: dict[str, Any], status: str, result: dict[str, Any]) -> None:
+        """Record a retrain's outcome (once: the record is marked handled in the same transaction)."""
+        now = time.time()
+        self.retrains.append({**result, "status": status, "reason": r["reason"], "time": now})
+        self.retrains = self.retrains[-self.keep.retrains :]
+        if status != "finished":
+            self._event("retrain_failed", reason=r["reason"], error=result.get("error"), status=status)
+            self._history("retrain_failed", reason=r["reason"], error=result.get("error"))
+            abandoned = resolve_undecided(getattr(self.loader, "uri", None),
+                                                  getattr(self.loader, "model_name", None), self.model_version,
+                                                  since=r.get("started"))
+            if abandoned:
+                self._event("versions_abandoned", versions=abandoned)
+        else:
+            self._event("retrain_finished", **result)
+            kind = "promotion" if result.get("promoted") else "rejection"
+            evidence = {k: result.get(k) for k in ("version", "challenger_score", "champion_score")}
+            self._event(kind, **evidence)
+            self._history(kind, **evidence, reason=result.get("superseded") or result.get("reason", r["reason"]))
+        self._follow_champion(bool(result.get("promoted")))
+
+        def mark(conn: Any) -> None:
+            self.store.update_retrain(conn, r["id"], status=status, handled=True, finished=now, body=result)
+
+        self._commit(mark)
+
+    def _follow_champion(self, promoted: bool) -> None:
+        """After a retrain (finished or failed): watch whatever the champion alias points to now, not
+        what the retrain produced (an operator may have moved it since, or it moved before a failure)."""
+        resolve = getattr(self.loader, "resolve", None)
+        try:
+            moved = resolve(None) != self.model_version if resolve is not None else promoted
+        except Exception as exc:  # noqa: BLE001  (the registry is unreachable: keep watching what we have)
+            logger.warning("could not read the champion alias after a retrain: %s", exc)
+            moved = promoted
+        if moved:
+            self._switch(None)
+
+    def _reconcile(self) -> None:
+        """On start: adopt a retrain still running, record one that ended while no monitor watched, and
+        mark one whose runner is gone as lost."""
+        for r in self.store.retrains(None, retrains_table.c.handled.is_(False)):
+            record = {"id": r["id"], "runner": r["runner"], "reason": r["reason"], "ref": None,
+                      "started": r["started"], "checked": 0.0}
+            if r["status"] != "running":
+                self._outcome(record, r["status"], {k: v for k, v in r.items() if k not in RECORD_KEYS})
+                continue
+            actor = find_runner(r["runner"], self.namespace)
+            if actor is not None and not never_began(r) and self._retrain is None:
+                self._retrain = record
+                self._retrain_started = r["started"]
+                self._event("retrain_adopted", reason=r["reason"], runner=r["runner"])
+                continue
+            kill_runner(r["runner"], self.namespace)
+            self._outcome(record, "lost", {"error": "the monitor restarted and the retrain's runner is gone"})
+
+    def _schedule_loop(self) -> None:
+        """Wake at each cron time and ask the actor (through its own queue, so calls never overlap)."""
+        from croniter import croniter
+
+        handle = ray.get_runtime_context().current_actor
+        times = croniter(self.retrain_schedule, time.time())
+        while True:
+            due = times.get_next(float)
+            if self._stop.wait(max(0.0, due - time.time())):
+                return
+            handle.scheduled_retrain.remote()
+
+    def scheduled_retrain(self) -> bool:
+        """The ``retrain_schedule`` fired: retrain unless one runs or the cooldown holds."""
+        self._poll_retrain()
+        before = self._retrain
+        self._maybe_retrain(f"schedule {self.retrain_schedule}")
+        started = self._retrain is not None and self._retrain is not before
+        if not started:
+            self._event("schedule_skipped", schedule=self.retrain_schedule,
+                        why="a retrain is running" if before is not None else "cooldown or retraining off")
+            self._commit()
+        return started
+
+    def trigger_retrain(self, reason: str = "manual") -> bool:
+        """Start a retrain now (cooldown ignored); False when retraining is off or one is running."""
+        self._poll_retrain()
+        if self.retrain_fn is None or self._retrain is not None:
+            return False
+        self._retrain_started = -float("inf")
+        self._maybe_retrain(reason)
+        return True
+

@@ -13,7 +13,6 @@ import threading
 import time
 from functools import partial
 
-import numpy as np
 import pytest
 import ray
 import sqlalchemy as sa
