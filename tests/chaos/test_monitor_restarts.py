@@ -66,12 +66,12 @@ def test_killed_mid_ingest_and_mid_feedback_loses_and_miscounts_nothing(trained,
             ids = [f"b{batch}:{i}" for i in range(10)]
             rows = X[(batch * 10) % 200 : (batch * 10) % 200 + 10]
             try:
-                ray.get(handle.ingest.remote(rows, preds[: len(rows)], ids[: len(rows)]), timeout=60)
+                ray.get(handle.ingest.remote(rows, preds[: len(rows)], ids[: len(rows)]), timeout=120)
                 acked_rows.update(ids[: len(rows)])
                 if batch % 2:  # labels for the batch before: a feedback call between ingests
                     labelled = [f"b{batch - 1}:{i}" for i in range(5)]
                     if set(labelled) <= acked_rows:
-                        ray.get(handle.feedback.remote(labelled, [0] * 5), timeout=60)
+                        ray.get(handle.feedback.remote(labelled, [0] * 5), timeout=120)
                         acked_labels.update(labelled)
             except LOST:
                 unsure_rows.update(ids)  # the call may or may not have committed: either is fine
@@ -86,14 +86,14 @@ def test_killed_mid_ingest_and_mid_feedback_loses_and_miscounts_nothing(trained,
         rng = random.Random(0)
         for _ in range(3):  # killed mid-call: ingest, feedback or the state write of either
             time.sleep(rng.uniform(1.0, 2.5))
-            wait_for_actor(handle, lambda s: True, timeout=90)
+            wait_for_actor(handle, lambda s: True, timeout=240)
             _kill9(handle)
         time.sleep(2.0)
     finally:
         stop.set()
         thread.join(timeout=120)
     try:
-        status = wait_for_actor(handle, lambda s: s["restored"], timeout=90)
+        status = wait_for_actor(handle, lambda s: s["restored"], timeout=240)
         stored, labelled = _stored(MonitorStore(f"sqlite:///{tmp_path / 'monitor.sqlite'}", name))
         assert acked_rows and acked_labels
         assert acked_rows <= stored and stored <= acked_rows | unsure_rows  # nothing acknowledged is lost
@@ -137,11 +137,11 @@ def test_a_retrain_survives_a_monitor_restart_and_a_lost_one_is_marked_failed(tr
         store = MonitorStore(f"sqlite:///{tmp_path / 'monitor.sqlite'}", name)
         _began(store, runner["id"])  # the runner is training
         _kill9(handle)  # killed mid-retrain
-        status = wait_for_actor(handle, lambda s: s["restored"] or s["retrain_running"], timeout=90)
+        status = wait_for_actor(handle, lambda s: s["restored"] or s["retrain_running"], timeout=240)
         assert status["retrain_running"] and status["retrain"]["id"] == runner["id"]  # adopted, not lost
         assert "retrain_adopted" in [e["event"] for e in status["events"]]
         gate.write_text("go")
-        status = wait_for_actor(handle, lambda s: s["retrains"] and not s["retrain_running"], timeout=90)
+        status = wait_for_actor(handle, lambda s: s["retrains"] and not s["retrain_running"], timeout=240)
         assert status["retrains"][-1]["status"] == "finished" and status["retrains"][-1]["version"] == "77"
         kinds = [h["kind"] for h in ray.get(handle.history.remote())]
         assert kinds.count("retrain_started") == 1 and kinds.count("rejection") == 1
@@ -154,7 +154,7 @@ def test_a_retrain_survives_a_monitor_restart_and_a_lost_one_is_marked_failed(tr
         _began(store, second["id"])
         _kill9(handle)  # the monitor dies, and so does its retrain's runner
         ray.kill(ray.get_actor(f"{name}-retrain-{second['id']}", namespace=NS), no_restart=True)
-        status = wait_for_actor(handle, lambda s: len(s["retrains"]) == 2 and not s["retrain_running"], timeout=90)
+        status = wait_for_actor(handle, lambda s: len(s["retrains"]) == 2 and not s["retrain_running"], timeout=240)
         assert status["retrains"][-1]["status"] == "lost" and status["retrains"][-1]["reason"] == "chaos again"
         kinds = [h["kind"] for h in ray.get(handle.history.remote())]
         assert kinds.count("retrain_failed") == 1
@@ -181,7 +181,7 @@ def test_corrupted_records_are_skipped_and_counted_and_the_monitor_answers(train
                          .values(body="{"))
             conn.execute(traffic.update().where(traffic.c.row_id == "r:20").values(prediction="{bad"))
         ray.kill(handle, no_restart=False)
-        status = wait_for_actor(handle, lambda s: s["restored"], timeout=90)
+        status = wait_for_actor(handle, lambda s: s["restored"], timeout=240)
         assert status["corrupt_records"] >= 2  # the counters and the buffer: skipped, never fatal
         assert status["rows_seen"] == 130  # counters rebuilt from the rows themselves
         assert status["performance"]["labelled_rows"] == 10
