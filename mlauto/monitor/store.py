@@ -155,26 +155,37 @@ def engine_for(url: str | None) -> Engine:
         return engine
 
 
-def insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
+_STATEMENTS: dict[tuple[str, str, str], Any] = {}
+
+
+def _insert(dialect: str) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    conn.execute(insert(table).on_conflict_do_nothing(), rows)
+    return insert
+
+
+def insert_new(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], key: sa.Column) -> int:
+    """Insert ``rows``, skipping those whose unique key is stored already; returns how many were new
+    (from ``RETURNING``, so no count query). The statement is built once per dialect."""
+    if not rows:
+        return 0
+    cache = (table.name, conn.dialect.name, "insert_new")
+    if cache not in _STATEMENTS:
+        _STATEMENTS[cache] = _insert(conn.dialect.name)(table).on_conflict_do_nothing().returning(key)
+    return len(conn.execute(_STATEMENTS[cache], rows).all())
 
 
 def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table)
-    update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
+    cache = (table.name, conn.dialect.name, "upsert")
+    if cache not in _STATEMENTS:
+        stmt = _insert(conn.dialect.name)(table)
+        update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        _STATEMENTS[cache] = stmt.on_conflict_do_update(index_elements=keys, set_=update)
+    conn.execute(_STATEMENTS[cache], rows)
 
 
 def dumps(value: Any) -> str:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlauto.errors import DuplicateFeedback, UnknownRows
-from mlauto.monitor.store import MonitorStore, dumps, insert_ignoring_duplicates, traffic
+from mlauto.monitor.store import MonitorStore, dumps, insert_new, traffic
 
 # Bound parameters per statement: SQLite allows 32,766, PostgreSQL 65,535.
 CHUNK = 5000
@@ -64,17 +64,13 @@ class TrafficLog:
                                         "model_version": model_version, "prediction": json.dumps(_plain(p),
                                                                                                    default=str),
                                         "confidence": c, "record": r, "time": now, "labelled": False})
-        ids = list(fresh)
-        for i in range(0, len(ids), CHUNK):  # ids stored before: an indexed lookup, not a count
-            part = ids[i : i + CHUNK]
-            for (rid,) in conn.execute(sa.select(traffic.c.row_id).where(self._mine(), traffic.c.row_id.in_(part))):
-                fresh.pop(rid, None)
         rows = list(fresh.values())
+        added = 0
         for i in range(0, len(rows), CHUNK // 10):
-            insert_ignoring_duplicates(conn, traffic, rows[i : i + CHUNK // 10])
-        self.rows_joinable += len(rows)
-        self.store.wrote(len(rows))
-        return len(rows)
+            added += insert_new(conn, traffic, rows[i : i + CHUNK // 10], traffic.c.seq)
+        self.rows_joinable += added
+        self.store.wrote(added)
+        return added
 
     def prune(self, conn: Connection) -> int:
         """Forget unlabelled rows beyond the newest ``keep.unlabelled_rows``."""
