@@ -148,6 +148,7 @@ class Monitor(Retraining):
                 self.store.add_events(conn, self._pending_events)
                 self.store.add_history(conn, self._pending_history)
         except Exception:
+            self.store.forget_written()
             self._resync()
             raise
         done, self._pending_events, self._pending_history = self._pending_history, [], []

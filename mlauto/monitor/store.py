@@ -219,6 +219,7 @@ class MonitorStore:
         self.engine = engine_for(url)
         self._corrupt: set[tuple[str, Any]] = set()  # (table, key) of records that did not decode
         self._since_prune = 0
+        self._written: dict[str, str] = {}  # the state values as last written, to skip unchanged ones
 
     # -- decoding --------------------------------------------------------------------------------
     def decode(self, table: str, key: Any, text: str | None) -> Any:
@@ -247,9 +248,19 @@ class MonitorStore:
 
     # -- state -----------------------------------------------------------------------------------
     def put_state(self, conn: Connection, items: dict[str, Any]) -> None:
+        """Upsert the keys whose value changed since the last write (a rolled-back transaction must call
+        :meth:`forget_written`)."""
         now = time.time()
-        _upsert(conn, state, [{"monitor": self.monitor, "key": k, "value": dumps(v), "updated": now}
-                              for k, v in items.items()], ["monitor", "key"])
+        rows = []
+        for key, value in items.items():
+            text = dumps(value)
+            if self._written.get(key) != text:
+                rows.append({"monitor": self.monitor, "key": key, "value": text, "updated": now})
+                self._written[key] = text
+        _upsert(conn, state, rows, ["monitor", "key"])
+
+    def forget_written(self) -> None:
+        self._written.clear()
 
     def load_state(self) -> dict[str, Any]:
         with self.engine.connect() as conn:
