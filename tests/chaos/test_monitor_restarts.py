@@ -125,6 +125,7 @@ def gated_retrain(gate, reason, labelled):
     return {"version": "77", "promoted": False, "challenger_score": 0.5, "champion_score": 0.9, "reason": reason}
 
 
+@pytest.mark.timeout(1200)  # two monitor restarts: minutes each on a loaded 2-core machine
 def test_a_retrain_survives_a_monitor_restart_and_a_lost_one_is_marked_failed(trained, tmp_path):
     cfg, X, preds = _rows(trained)
     name = "chaos-monitor-retrain"
