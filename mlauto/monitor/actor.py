@@ -427,10 +427,10 @@ class Monitor(Retraining):
 
 
 def start_monitor(loader: Any, conf: MonitorConf, namespace: str, retrain_fn: RetrainFn | None = None,
-                  **kwargs: Any) -> Any:
+                  options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     """Replace any monitor named ``conf.actor_name`` with a new detached one; returns its handle.
 
-    ``kwargs`` are :class:`Monitor`'s keywords (``target``, ``version``, ``state_dir``, ``state_url``).
+    ``options``: Ray actor options (placement). ``kwargs`` are :class:`Monitor`'s keywords (``target``, ``version``, ``state_dir``, ``state_url``).
     Restarts (``max_restarts=-1``) rerun ``__init__`` with the same arguments, which resumes from the
     store (and adopts a retrain still running).
     """
@@ -448,7 +448,7 @@ def start_monitor(loader: Any, conf: MonitorConf, namespace: str, retrain_fn: Re
     except ValueError:
         pass
     actor_cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(Monitor)
-    handle = actor_cls.options(name=name, namespace=namespace, lifetime="detached").remote(
+    handle = actor_cls.options(name=name, namespace=namespace, lifetime="detached", **(options or {})).remote(
         loader, conf, retrain_fn, **kwargs)
     ray.get(handle.status.remote())  # fail here, not on the first request, if the detector cannot be built
     return handle

@@ -59,7 +59,8 @@ def start_runner(monitor: str, namespace: str | None, retrain_id: int, retrain_f
                  labelled: Any, url: str | None) -> tuple[Any, Any]:
     """The runner actor and the ref of its ``run`` call. Detached when the state persists (it must outlive
     the monitor); otherwise owned by the monitor, as a task would be."""
-    options: dict[str, Any] = {"name": runner_name(monitor, retrain_id), "num_cpus": 0, "max_restarts": 0}
+    options: dict[str, Any] = {"name": runner_name(monitor, retrain_id), "num_cpus": 0, "max_restarts": 0,
+                               **getattr(retrain_fn, "ray_options", {})}  # placement, where the launcher sets it
     if url:
         options.update(lifetime="detached", namespace=namespace)
     actor = ray.remote(RetrainRunner).options(**options).remote()
