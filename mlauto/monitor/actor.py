@@ -276,7 +276,8 @@ class Monitor:
             return
         self._retrain_started = time.time()
         labelled = self.traffic.labelled(self.target)
-        task = ray.remote(num_cpus=0, max_retries=0)(_run_retrain)
+        task = ray.remote(num_cpus=0, max_retries=0)(_run_retrain).options(  # where: runtime.Placed
+            **getattr(self.retrain_fn, "ray_options", {}))
         self._retrain_ref = task.remote(self.retrain_fn, reason, labelled)
         self._retrain_reason = reason
         self._event("retrain_started", reason=reason, labelled_rows=len(labelled))
@@ -373,10 +374,10 @@ class Monitor:
 
 
 def start_monitor(loader: Any, conf: MonitorConf, namespace: str, retrain_fn: RetrainFn | None = None,
-                  **kwargs: Any) -> Any:
+                  options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     """Replace any monitor named ``conf.actor_name`` with a new detached one; returns its handle.
 
-    ``kwargs`` are :class:`Monitor`'s keywords (``target``, ``version``, ``state_dir``). Restarts
+    ``options``: Ray actor options (placement: ``runtime.placement``). ``kwargs`` are :class:`Monitor`'s keywords (``target``, ``version``, ``state_dir``). Restarts
     (``max_restarts=-1``) rerun ``__init__`` with the same arguments, which restores the persisted state
     when ``state_dir`` is given.
     """
@@ -394,7 +395,7 @@ def start_monitor(loader: Any, conf: MonitorConf, namespace: str, retrain_fn: Re
     except ValueError:
         pass
     actor_cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(Monitor)
-    handle = actor_cls.options(name=name, namespace=namespace, lifetime="detached").remote(
+    handle = actor_cls.options(name=name, namespace=namespace, lifetime="detached", **(options or {})).remote(
         loader, conf, retrain_fn, **kwargs)
     ray.get(handle.status.remote())  # fail here, not on the first request, if the detector cannot be built
     return handle
