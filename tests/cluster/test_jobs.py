@@ -60,7 +60,7 @@ def _overrides(mode: str, root: str, two_nodes, port: int) -> list[str]:
         f"data.path={root}/data/cancer.csv", "tracking=server", f"tracking.uri={two_nodes.tracking_uri}",
         "replay.enabled=false", "tune.num_samples=2", "tune.sample_sizes.fractions=[]", "monitor.retrain_num_samples=2",
         f"cluster.namespace=cl-{mode}", f"serve.app_name=cl-{mode}", f"serve.port={port}", "serve.blocking=false",
-        "serve.poll_s=0.5", f"cluster.placement={{serve:{PLACE},monitor:{PLACE},retrain:{PLACE}}}",
+        "serve.poll_s=0.5", *(f"+cluster.placement.{c}={PLACE}" for c in ("serve", "monitor", "retrain")),
         # the monitor's files would be node-local: its state goes to the database once monitor.state_url exists
         "monitor.persist=false", f"hydra.run.dir=/tmp/mlauto-cl-{mode}-{uuid.uuid4().hex[:6]}",
     ]
