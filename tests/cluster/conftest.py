@@ -115,6 +115,19 @@ def _wait_dashboard(url: str, timeout_s: float = 90.0) -> None:
     raise RuntimeError(f"the Ray dashboard at {url} did not answer in {timeout_s:.0f} s")
 
 
+def _wait_job_agent(url: str, env: dict[str, str], timeout_s: float = 180.0) -> None:
+    """Submit a no-op job until one succeeds: the dashboard answers before its job agent can take jobs
+    ("No available agent to submit job")."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        out = subprocess.run([RAY, "job", "submit", f"--address={url}", "--", "true"], env=env,
+                             capture_output=True, text=True)
+        if out.returncode == 0:
+            return
+        time.sleep(2)
+    raise RuntimeError(f"no job agent at {url} took a job in {timeout_s:.0f} s")
+
+
 @pytest.fixture(scope="session")
 def two_nodes(moto_server: dict[str, str], postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
     from mlauto.track.server import MlflowServer
@@ -130,6 +143,9 @@ def two_nodes(moto_server: dict[str, str], postgres, tmp_path_factory: pytest.Te
         subprocess.run([RAY, "get-auth-token", "--generate"], check=True, capture_output=True)
     # moto_server put the AWS variables in os.environ: both nodes inherit them, as cloud nodes have theirs
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    # the nodes' `python` is the environment mlauto is installed in, as in a cluster's image (a job's
+    # entrypoint `python -m mlauto` runs with the node's PATH)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     for key in ("RAY_ADDRESS", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED"):
         env.pop(key, None)
     port, dash = free_port(), free_port()
@@ -147,6 +163,7 @@ def two_nodes(moto_server: dict[str, str], postgres, tmp_path_factory: pytest.Te
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_nodes(nodes.address, env, 1)
         _wait_dashboard(nodes.dashboard)
+        _wait_job_agent(nodes.dashboard, env)
         nodes.start_worker()
         yield nodes
     finally:
