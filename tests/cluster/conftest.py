@@ -72,7 +72,7 @@ class TwoNodes:
         script = (f"mount --bind {self.shared} {self.hold} && mount -t tmpfs tmpfs {self.base} && "
                   f"mkdir {self.shared} && mount --move {self.hold} {self.shared} && "
                   f"exec {RAY} start --address=127.0.0.1:{port} --block --num-cpus 1 --disable-usage-stats "
-                  f"--labels {ROLE}=worker")
+                  f"--labels {ROLE}=worker --dashboard-agent-listen-port={free_port()}")
         self.worker = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                                        env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                        start_new_session=True)
@@ -159,7 +159,9 @@ def two_nodes(moto_server: dict[str, str], postgres, tmp_path_factory: pytest.Te
         nodes.tracking_uri = mlflow.url
         head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=true",
                                  "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}",
-                                 "--block", "--num-cpus", "1", "--disable-usage-stats", "--labels", f"{ROLE}=head"],
+                                 "--block", "--num-cpus", "1", "--disable-usage-stats", "--labels", f"{ROLE}=head",
+                                 # the agent's HTTP port (52365 by default) takes the jobs: one per node
+                                 f"--dashboard-agent-listen-port={free_port()}"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_nodes(nodes.address, env, 1)
         _wait_dashboard(nodes.dashboard)
