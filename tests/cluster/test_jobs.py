@@ -61,8 +61,9 @@ def _overrides(mode: str, root: str, two_nodes, port: int) -> list[str]:
         "replay.enabled=false", "tune.num_samples=2", "tune.sample_sizes.fractions=[]", "monitor.retrain_num_samples=2",
         f"cluster.namespace=cl-{mode}", f"serve.app_name=cl-{mode}", f"serve.port={port}", "serve.blocking=false",
         "serve.poll_s=0.5", *(f"+cluster.placement.{c}={PLACE}" for c in ("serve", "monitor", "retrain")),
-        # the monitor's files would be node-local: its state goes to the database once monitor.state_url exists
-        "monitor.persist=false", f"hydra.run.dir=/tmp/mlauto-cl-{mode}-{uuid.uuid4().hex[:6]}",
+        # the monitor's rows, labels and state in the fixture's PostgreSQL, not on a node's disk
+        f"monitor.state_url={two_nodes.postgres_url}", f"monitor.actor_name=monitor-{mode}",
+        f"hydra.run.dir=/tmp/mlauto-cl-{mode}-{uuid.uuid4().hex[:6]}",
     ]
 
 
@@ -146,11 +147,12 @@ def test_quickstart_job_serves_retrains_and_promotes(mode, two_nodes, driver, pl
 
         for component, where in {"trials": _nodes_of(classes=("ImplicitFunc", "_trainable", "trainable")),
                                  "serve": _nodes_of(classes=(f"ServeReplica:cl-{mode}",)),
-                                 "monitor": _nodes_of(names=("mlauto-monitor",)),
-                                 "retrain": _nodes_of(tasks=("_run_retrain",))}.items():
+                                 "monitor": _nodes_of(names=(f"monitor-{mode}",)),
+                                 # the retrain runs in a runner actor (mlauto.monitor.retrains)
+                                 "retrain": _nodes_of(classes=("RetrainRunner",))}.items():
             placements.setdefault(component, set()).update(where)
     finally:
-        stop_monitor("mlauto-monitor", f"cl-{mode}")
+        stop_monitor(f"monitor-{mode}", f"cl-{mode}")
         shutdown_serve()
 
 
