@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 
 import numpy as np
@@ -88,14 +87,16 @@ def _submit(mode: str, args: list[str], two_nodes) -> tuple[str, str]:
     return jobs[-1].submission_id, log
 
 
-def _nodes_of(names: tuple[str, ...] = (), classes: tuple[str, ...] = (), tasks: tuple[str, ...] = ()) -> set[str]:
+def _nodes_of(dashboard: str, names: tuple[str, ...] = (), classes: tuple[str, ...] = (),
+              tasks: tuple[str, ...] = ()) -> set[str]:
+    """The nodes where actors of these names or class prefixes, or tasks of these names, ran (Ray's state API)."""
     from ray.util.state import list_actors, list_tasks
 
     found = set()
-    for actor in list_actors(detail=True, limit=10000, raise_on_missing_output=False):
+    for actor in list_actors(address=dashboard, detail=True, limit=10000, raise_on_missing_output=False):
         if (actor.name in names or any(actor.class_name.startswith(c) for c in classes)) and actor.node_id:
             found.add(actor.node_id)
-    for task in list_tasks(detail=True, limit=10000, raise_on_missing_output=False) if tasks else ():
+    for task in list_tasks(address=dashboard, detail=True, limit=10000, raise_on_missing_output=False) if tasks else ():
         if task.name in tasks and task.node_id:
             found.add(task.node_id)
     return found
@@ -145,11 +146,12 @@ def test_quickstart_job_serves_retrains_and_promotes(mode, two_nodes, driver, pl
         assert answer.status_code == 200, answer.text
         assert answer.json()["model"]["version"] == str(retrain["version"]) != "1"
 
-        for component, where in {"trials": _nodes_of(classes=("ImplicitFunc", "_trainable", "trainable")),
-                                 "serve": _nodes_of(classes=(f"ServeReplica:cl-{mode}",)),
-                                 "monitor": _nodes_of(names=(f"monitor-{mode}",)),
+        dash = two_nodes.dashboard
+        for component, where in {"trials": _nodes_of(dash, classes=("ImplicitFunc", "_trainable", "trainable")),
+                                 "serve": _nodes_of(dash, classes=(f"ServeReplica:cl-{mode}",)),
+                                 "monitor": _nodes_of(dash, names=(f"monitor-{mode}",)),
                                  # the retrain runs in a runner actor (mlauto.monitor.retrains)
-                                 "retrain": _nodes_of(classes=("RetrainRunner",))}.items():
+                                 "retrain": _nodes_of(dash, classes=("RetrainRunner",))}.items():
             placements.setdefault(component, set()).update(where)
     finally:
         stop_monitor(f"monitor-{mode}", f"cl-{mode}")

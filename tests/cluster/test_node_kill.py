@@ -40,10 +40,11 @@ def champion(two_nodes, driver) -> str:
     return model
 
 
-def _node_of(name: str) -> str | None:
+def _node_of(name: str, dashboard: str) -> str | None:
     from ray.util.state import list_actors
 
-    alive = [a for a in list_actors(filters=[("name", "=", name)], detail=True, raise_on_missing_output=False)
+    alive = [a for a in list_actors(address=dashboard, filters=[("name", "=", name)], detail=True,
+                                    raise_on_missing_output=False)
              if a.state == "ALIVE"]
     return alive[0].node_id if alive else None
 
@@ -65,7 +66,7 @@ def test_monitor_comes_back_on_the_head_with_its_rows_and_labels(two_nodes, driv
     try:
         ops.start_monitoring(cfg)
         handle = ray.get_actor(ACTOR, namespace=NAMESPACE)
-        assert _node_of(ACTOR) in worker  # placed by its label
+        assert _node_of(ACTOR, two_nodes.dashboard) in worker  # placed by its label
 
         bundle = BundleLoader(two_nodes.tracking_uri, champion, with_reference=False)()
         rows = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(130)
@@ -80,7 +81,7 @@ def test_monitor_comes_back_on_the_head_with_its_rows_and_labels(two_nodes, driv
         two_nodes.kill_worker()
         status = wait_for_actor(handle, lambda s: s["pid"] != before["pid"], timeout=240)
         back_after = time.monotonic() - killed
-        assert _node_of(ACTOR) in head, "the monitor did not move to the head"
+        assert _node_of(ACTOR, two_nodes.dashboard) in head, "the monitor did not move to the head"
         assert status["restored"], status
         for key in ("rows_seen", "tests_run", "drift_count"):
             assert status[key] == before[key], key
