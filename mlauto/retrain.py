@@ -17,7 +17,7 @@ from mlauto.config import Config
 from mlauto.context import model_name, tracking_uri
 from mlauto.data import Snapshot
 from mlauto.tasks import metric_mode
-from mlauto.track import BundleLoader, promote
+from mlauto.track import BundleLoader, move_champion
 from mlauto.train import train
 from mlauto.tune import evaluate
 
@@ -93,28 +93,44 @@ def compare(champion: Any, challenger: Any, frame: pd.DataFrame, features: list[
     return metric, a[metric], b[metric]
 
 
-def promote_version(cfg: Config, version: str, *, reload_monitor: bool = True) -> dict[str, Any]:
-    """Make ``version`` the champion; the endpoint's replicas follow the alias in place (within
-    ``serve.poll_s``), and the running monitor, if any, is reloaded now."""
+def promote_version(cfg: Config, version: str | None, *, reload_monitor: bool = True,
+                    expected: str | None = None) -> dict[str, Any]:
+    """Make ``version`` the champion (``None``: roll back to ``previous``); the endpoint's replicas follow
+    the alias in place (within ``serve.poll_s``), and the running monitor, if any, reloads whatever the
+    alias points to now.
+
+    Without ``expected`` (an operator's promote or rollback) the move always lands. With it (a retrain:
+    the champion it was judged against) the alias is re-read right before the move and nothing moves
+    if it points elsewhere: ``superseded`` in the result says so, with the reason.
+    """
     import ray
     from ray import serve
 
-    old = promote(tracking_uri(cfg), model_name(cfg), version)
-    swapped = watched = False
+    move = move_champion(tracking_uri(cfg), model_name(cfg), version, expected)
+    out = {"model_name": model_name(cfg), "previous": move.previous, "champion": move.champion,
+           "endpoint_follows": False, "monitor_reloaded": False}
+    if not move.moved:
+        return {**out, "superseded": True, "reason": move.reason}
     if ray.is_initialized():
-        swapped = cfg.serve.app_name in serve.status().applications
+        out["endpoint_follows"] = cfg.serve.app_name in serve.status().applications
         if reload_monitor:
-            try:
-                actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
-            except ValueError:
-                actor = None
-            if actor is not None:
-                ray.get(actor.reload.remote(version))
-                watched = True
+            out["monitor_reloaded"] = reload_champion(cfg)
     logger.info("champion of %s: version %s -> %s (endpoint follows within %ss: %s, monitor reloaded: %s)",
-                model_name(cfg), old, version, cfg.serve.poll_s, swapped, watched)
-    return {"model_name": model_name(cfg), "previous": old, "champion": str(version), "endpoint_follows": swapped,
-            "monitor_reloaded": watched}
+                model_name(cfg), move.previous, move.champion, cfg.serve.poll_s, out["endpoint_follows"],
+                out["monitor_reloaded"])
+    return out
+
+
+def reload_champion(cfg: Config) -> bool:
+    """Ask the running monitor, if any, to watch whatever the champion alias points to now."""
+    import ray
+
+    try:
+        actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
+    except ValueError:
+        return False
+    ray.get(actor.reload.remote(None))
+    return True
 
 
 def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> dict[str, Any]:
@@ -156,20 +172,25 @@ def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> d
     better = (challenger_score >= champion_score + margin if mode == "max"
               else challenger_score <= champion_score - margin)
     version = trained.tracked.version
-    evidence = {"mlauto.decision": "promoted" if better else "rejected", "mlauto.trigger": reason,
-                "mlauto.champion_version": champion.version, "mlauto.judged_on": judged_on,
+    evidence = {"mlauto.trigger": reason, "mlauto.champion_version": champion.version, "mlauto.judged_on": judged_on,
                 "mlauto.judged_rows": len(judge_rows) if judge_rows is not None else len(trained.splits.test),
                 f"mlauto.challenger_{metric}": challenger_score, f"mlauto.champion_{metric}": champion_score,
                 "mlauto.promote_margin": margin}
     for key, value in evidence.items():
         client.set_model_version_tag(model_name(cfg), version, key, str(value))
-    if better:  # the monitor reloads itself when it reads this result
-        promote_version(cfg, version, reload_monitor=False)
-    return {"model_name": model_name(cfg), "version": version, "promoted": bool(better), "metric": metric,
+    decision, why = ("promoted" if better else "rejected"), ""
+    if better:  # compare-and-set: only if the champion is still the one this challenger beat
+        move = promote_version(cfg, version, reload_monitor=False, expected=champion.version)
+        if move.get("superseded"):
+            decision, why = "superseded", move["reason"]
+            client.set_model_version_tag(model_name(cfg), version, "mlauto.superseded", why)
+    client.set_model_version_tag(model_name(cfg), version, "mlauto.decision", decision)
+    return {"model_name": model_name(cfg), "version": version, "promoted": decision == "promoted",
+            "decision": decision, "superseded": why or None, "metric": metric,
             "task": trained.task,
             "challenger_score": challenger_score, "champion_score": champion_score, "judged_on": judged_on,
             "production_rows": 0 if train_rows is None else len(train_rows),
             "champion_version": champion.version, "reason": reason, "run_id": trained.tracked.run_id}
 
 
-__all__ = ["champion_config", "compare", "promote_version", "retrain", "split_labelled", "with_production_rows"]
+__all__ = ["champion_config", "compare", "promote_version", "reload_champion", "retrain", "split_labelled", "with_production_rows"]

@@ -294,18 +294,27 @@ class Monitor:
             self.retrains.append({"status": "failed", "reason": self._retrain_reason, "error": str(exc)[:2000],
                                   "time": time.time()})
             self._event("retrain_failed", reason=self._retrain_reason, error=str(exc)[:2000])
+            self._follow_champion(False)
             self._save(force=True)
             return
         self.retrains.append({"status": "finished", **result, "time": time.time()})
         self._event("retrain_finished", **result)
         self._event("promotion" if result.get("promoted") else "rejection", version=result.get("version"),
                     challenger_score=result.get("challenger_score"), champion_score=result.get("champion_score"))
-        if result.get("promoted"):
-            self._load(result["version"])
-            self._buffer, self._buffered = [], 0
-            self.performance.reset()
-            self._event("reference_updated", model_version=self.model_version)
+        self._follow_champion(bool(result.get("promoted")))
         self._save(force=True)
+
+    def _follow_champion(self, promoted: bool) -> None:
+        """After a retrain (finished or failed): watch whatever the champion alias points to now, not
+        what the retrain produced (an operator may have moved it since, or it moved before a failure)."""
+        resolve = getattr(self.loader, "resolve", None)
+        try:
+            moved = resolve(None) != self.model_version if resolve is not None else promoted
+        except Exception as exc:  # the registry is unreachable: keep watching what we have
+            logger.warning("could not read the champion alias after a retrain: %s", exc)
+            moved = promoted
+        if moved:
+            self.reload(None)
 
     def reload(self, version: str | None = None) -> str:
         """Watch another model version (a manual promotion or rollback): new reference, fresh accuracy."""
