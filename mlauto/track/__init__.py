@@ -1,6 +1,6 @@
 """MLflow tracking, registry aliases and model bundles."""
 
-from mlauto.track.aliases import AliasMove, move_champion, promote
+from mlauto.track.aliases import AliasMove, champion_generation, move_champion, promote
 from mlauto.track.bundle import BundleLoader, ModelBundle
 from mlauto.track.store import (
     CHAMPION,
@@ -17,6 +17,6 @@ from mlauto.track.store import (
 
 __all__ = [
     "CHAMPION", "PREVIOUS", "AliasMove", "BundleLoader", "ModelBundle", "TrackTarget", "TrackedModel", "TrainingRecord",
-    "ensure_experiment", "move_champion", "previous_champion",
+    "champion_generation", "ensure_experiment", "move_champion", "previous_champion",
     "promote", "set_alias", "sqlite_uri", "track_experiment",
 ]

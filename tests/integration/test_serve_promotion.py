@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import threading
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlauto.track import CHAMPION, PREVIOUS, move_champion, promote
+from mlauto.retrain import unseen_by
+from mlauto.track import CHAMPION, PREVIOUS, champion_generation, move_champion, promote
 
 
 @pytest.fixture
@@ -61,3 +63,23 @@ def test_concurrent_retrains_one_wins(registry):
     winners = [v for v, moved in results.items() if moved]
     assert len(winners) == 1 and _champion(client) == winners[0]
     assert str(client.get_model_version_by_alias("m", PREVIOUS).version) == "1"
+
+
+def test_promote_then_rollback_to_the_same_version_still_supersedes(registry):
+    """ABA: the operator promotes 4 and rolls back to 1 while a retrain judged against 1 runs."""
+    uri, client = registry
+    generation = champion_generation(uri, "m")
+    promote(uri, "m", "4")
+    move_champion(uri, "m", None)
+    assert _champion(client) == "1"
+    stale = move_champion(uri, "m", "5", expected="1", generation=generation)
+    assert not stale.moved and "1 again" in stale.reason and _champion(client) == "1"
+    fresh = move_champion(uri, "m", "5", expected="1", generation=champion_generation(uri, "m"))
+    assert fresh.moved and _champion(client) == "5"
+
+
+def test_judging_rows_leave_out_what_the_champion_saw():
+    seen = pd.DataFrame({"a": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+    test = pd.DataFrame({"a": [2.0, 4.0, 3.0, 5.0], "y": [1, 1, 1, 0]})
+    assert unseen_by(test, seen, ["a", "y"]).to_dict(orient="list") == {"a": [4.0, 3.0, 5.0], "y": [1, 1, 0]}
+    assert len(unseen_by(test, None, ["a", "y"])) == 4
