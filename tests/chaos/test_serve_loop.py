@@ -116,6 +116,23 @@ def _no_5xx(outcomes: list) -> None:
     assert not bad, {o: bad.count(o) for o in set(map(str, bad))}
 
 
+def _tree(folder: str) -> set[str]:
+    import os
+
+    return {os.path.join(b, n) for b, dirs, files in os.walk(folder) for n in (*dirs, *files)}
+
+
+def _wait_search_started(cfg, before: set[str], timeout: float = 300) -> None:
+    """Until the retrain's search writes under ray_results: by then it has read its champion."""
+    import os
+
+    folder = os.path.join(cfg.root, "ray_results")
+    deadline = time.time() + timeout
+    while not _tree(folder) - before:
+        assert time.time() < deadline, "the retrain's search never started"
+        time.sleep(0.2)
+
+
 def _wait_retrain(handle, timeout: float = 300) -> dict:
     status = wait_for_actor(handle, lambda s: not s["retrain_running"] and s["retrains"], timeout=timeout)
     return status["retrains"][-1]
@@ -154,9 +171,13 @@ def test_operator_promote_and_rollback_beat_a_running_retrain(loop):
     handle = _monitor(keen, partial(retrain, keen))
     start = _champion(cfg)
     other = _copy_version(cfg, start)
+    import os
+
+    before = _tree(os.path.join(cfg.root, "ray_results"))
     with RequestLoop(f"{url}/predict", record, clients=4) as clients:
         resp = requests.post(f"{url}/admin/retrain", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         assert resp.status_code == 202, resp.text
+        _wait_search_started(cfg, before)  # the retrain has read its champion and is training
         promote_version(cfg, other)  # while it runs: the operator promotes...
         promote_version(cfg, None)  # ...and rolls back, to the version the retrain was judged against
         outcome = _wait_retrain(handle)
