@@ -38,6 +38,17 @@ PERSISTED = ("rows_seen", "tests_run", "drift_count", "last_test", "retrains", "
 
 
 RetrainFn = Callable[[str, Any], dict[str, Any]]
+NICE = 10  # the monitor actor's CPU priority below the replicas': their request path comes first
+
+
+def _yield_cpu() -> None:
+    """Inside the monitor actor's own process, lower its CPU priority, so that where it shares cores
+    with replicas its window tests and writes wait for the request path, not the other way round."""
+    try:
+        if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+            os.nice(NICE - os.nice(0))
+    except (OSError, AttributeError):
+        pass
 
 
 def _run_retrain(retrain_fn: RetrainFn, reason: str, labelled: Any) -> dict[str, Any]:
@@ -59,6 +70,7 @@ class Monitor:
                  max_served: int = 100_000) -> None:
         """``conf``: the ``monitor`` section (``conf.retrain`` false ignores ``retrain_fn``); ``target``: the
         label column; ``version`` pins a model (default: the champion); ``state_dir`` persists state."""
+        _yield_cpu()
         self.loader = loader
         self.detector_name = conf.detector
         self.p_val = conf.p_val

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -31,6 +32,7 @@ SEND_CHUNK = 5000  # rows per ingest call: a large request goes in several calls
 BUFFER_FULL, UNREACHABLE, SENDER_ERROR, MONITOR_ERROR = ("buffer_full", "monitor_unreachable", "sender_error",
                                                          "monitor_error")
 AFTER_SEND = (MONITOR_ERROR,)
+LOOKUP_S = 5.0  # the monitor's handle is looked up again this often, and after any failed call
 
 
 @dataclass
@@ -81,6 +83,8 @@ class MonitorSender:
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()  # one flush at a time, so the last ref covers every row sent
         self._last_ref: Any = None
+        self._actor: Any = None
+        self._looked_up = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="monitor-sender", daemon=True)
         self._thread.start()
@@ -162,9 +166,7 @@ class MonitorSender:
         for rows in batch:
             by_version.setdefault(rows.version, []).append(rows)
         try:
-            # Looked up on every flush (one GCS call per flush_s): a cached handle to a replaced
-            # monitor would swallow rows without an error.
-            actor = ray.get_actor(self.name, namespace=self.namespace)
+            actor = self._handle()
         except Exception as exc:  # monitor absent or restarting: count the loss
             with self._lock:
                 self._count("dropped", sum(len(r) for r in batch), UNREACHABLE)
@@ -181,6 +183,15 @@ class MonitorSender:
                 self._send(actor, rows.part(start, start + SEND_CHUNK))
         return self._last_ref
 
+    def _handle(self) -> Any:
+        """The monitor's handle, cached for ``LOOKUP_S`` (one GCS call per flush costs the replica CPU).
+        A handle to a monitor that was replaced meanwhile fails its calls, which are counted as
+        ``monitor_error`` and make the next flush look the name up again."""
+        if self._actor is None or time.monotonic() - self._looked_up > LOOKUP_S:
+            self._actor = ray.get_actor(self.name, namespace=self.namespace)
+            self._looked_up = time.monotonic()
+        return self._actor
+
     def _send(self, actor: Any, rows: _Rows) -> None:
         args = (rows.features, rows.predictions, rows.row_ids, rows.confidence, rows.records)
         try:
@@ -194,6 +205,7 @@ class MonitorSender:
             if ref is None:
                 ref = actor.ingest.remote(*args)
         except Exception as exc:
+            self._actor = None
             with self._lock:
                 self.errors += 1
                 self._count("dropped", len(rows), SENDER_ERROR)
@@ -220,6 +232,7 @@ class MonitorSender:
                 state, reason = "acknowledged", ""
             except Exception as exc:
                 state, reason = "dropped", MONITOR_ERROR
+                self._actor = None  # a dead or replaced monitor: look the name up again
                 logger.warning("monitor %s refused %d row(s): %s", self.name, n, str(exc)[:300])
             with self._lock:
                 self._count(state, n, reason)
