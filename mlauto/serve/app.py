@@ -17,6 +17,7 @@ from ray import serve
 
 from mlauto.config.schema import ServeConf
 from mlauto.errors import DuplicateFeedback, UnknownRows
+from mlauto.serve.admin import move as admin_move
 from mlauto.serve.body import BodyError, brief, read_json
 from mlauto.serve.guard import Guard
 from mlauto.serve.labels import check_labels
@@ -329,6 +330,25 @@ class ModelServer:
         if not started:
             return _error(409, "not started: retraining is off or one is running")
         return JSONResponse({"started": True, "status": "GET /drift shows its progress"}, status_code=202)
+
+    @api.post("/admin/promote")
+    async def admin_promote(self, request: Request, version: str) -> JSONResponse:
+        """Make ``version`` the champion now (admin token); it always wins over a running retrain."""
+        return await self._admin_move(request, "/admin/promote", version)
+
+    @api.post("/admin/rollback")
+    async def admin_rollback(self, request: Request) -> JSONResponse:
+        """Restore the champion before the last promotion (admin token)."""
+        return await self._admin_move(request, "/admin/rollback", None)
+
+    async def _admin_move(self, request: Request, route: str, version: str | None) -> JSONResponse:
+        if (refused := self.guard.refuse(request.headers, route)) is not None:
+            return refused
+        if version is not None and (len(version) > 20 or not version.isdigit()):
+            return _error(422, "version must be a registered version number")
+        link = (self.sender.name, self.sender.namespace) if self.sender is not None else None
+        status, body = await asyncio.to_thread(admin_move, self._loader, version, link)
+        return JSONResponse(body, status_code=status)
 
     @api.get("/metrics")
     async def metrics(self, request: Request) -> Response:

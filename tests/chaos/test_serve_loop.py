@@ -179,7 +179,8 @@ def test_operator_promote_and_rollback_beat_a_running_retrain(loop):
         assert resp.status_code == 202, resp.text
         _wait_search_started(cfg, before)  # the retrain has read its champion and is training
         promote_version(cfg, other)  # while it runs: the operator promotes...
-        promote_version(cfg, None)  # ...and rolls back, to the version the retrain was judged against
+        back = requests.post(f"{url}/admin/rollback", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+        assert back.status_code == 200 and back.json()["champion"] == start, back.text  # ...and rolls back (route)
         outcome = _wait_retrain(handle)
     _no_5xx(clients.outcomes)
     assert outcome["status"] == "finished", outcome
@@ -190,6 +191,10 @@ def test_operator_promote_and_rollback_beat_a_running_retrain(loop):
     assert tags["mlauto.decision"] == "superseded" and "again" in tags["mlauto.superseded"]
     _wait_version(url, start)
     assert ray.get(handle.status.remote())["model_version"] == start
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert requests.post(f"{url}/admin/promote", params={"version": other}, timeout=30).status_code == 401
+    assert requests.post(f"{url}/admin/promote", params={"version": "999"}, headers=auth, timeout=60).status_code == 404
+    assert requests.post(f"{url}/admin/promote", params={"version": "x"}, headers=auth, timeout=30).status_code == 422
     _counts(url)
 
 
