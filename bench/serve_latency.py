@@ -135,6 +135,15 @@ def small_p99_with_large(url: str, records: list[dict], large: int, seconds: flo
     return percentile(alone, 0.99), percentile(mixed, 0.99), n_large
 
 
+def free_port() -> int:
+    """A free local port: other benches and servers may hold the usual ones on a shared machine."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_baseline(bundle, port: int):
     import uvicorn
 
@@ -167,7 +176,7 @@ def deploy_setups(cfg, version: str, large: int) -> dict[str, str]:
 
     loader = context.loader_for(cfg)
     start_monitor(loader, MonitorConf(actor_name="bench-monitor", window=50), "bench", target=cfg.data.target)
-    common = {"host": "127.0.0.1", "port": 8912, "max_records": max(large, 5000), "max_body_bytes": 64 << 20}
+    common = {"host": "127.0.0.1", "port": free_port(), "max_records": max(large, 5000), "max_body_bytes": 64 << 20}
     return {
         "nobatch": deploy(loader, ServeConf(app_name="nobatch", route_prefix="/nobatch", batch_max_size=1, **common),
                           version),
@@ -230,8 +239,9 @@ def main() -> None:
         from mlauto import context
 
         records = trained.splits.test[trained.splits.features].to_dict(orient="records")
-        server = start_baseline(context.loader_for(cfg)(), 8911)
-        urls = {"base": "http://127.0.0.1:8911", **deploy_setups(cfg, trained.tracked.version, args.large)}
+        port = free_port()
+        server = start_baseline(context.loader_for(cfg)(), port)
+        urls = {"base": f"http://127.0.0.1:{port}", **deploy_setups(cfg, trained.tracked.version, args.large)}
         for k in range(args.rounds):
             order = SETUPS[k % len(SETUPS):] + SETUPS[:k % len(SETUPS)]
             result: dict[str, dict[str, float]] = {}

@@ -23,7 +23,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serve_latency import percentile, trained_model  # noqa: E402
+from bench.serve_latency import free_port, percentile, trained_model  # noqa: E402
 
 logger = logging.getLogger("bench")
 
@@ -73,7 +73,7 @@ def main() -> None:
         loader = context.loader_for(cfg)
         monitor = start_monitor(loader, MonitorConf(actor_name="soak-monitor", window=50, retrain=False), "bench",
                                 target=cfg.data.target, state_dir=os.path.join(root, "monitor"))
-        url = deploy(loader, ServeConf(app_name="soak", host="127.0.0.1", port=8913, route_prefix="/soak"), None,
+        url = deploy(loader, ServeConf(app_name="soak", host="127.0.0.1", port=free_port(), route_prefix="/soak"), None,
                      {"name": "soak-monitor", "namespace": "bench"})
         test = trained.splits.test
         records = test[trained.splits.features].to_dict(orient="records")
