@@ -65,14 +65,25 @@ def percentile(values: list[float], q: float) -> float:
     return values[max(0, min(len(values) - 1, int(round(q * len(values))) - 1))]
 
 
+def request_records(frame, schema) -> list[dict]:
+    """Held-out rows as ``/predict`` takes them: the served model's features only."""
+    return frame[[c["name"] for c in schema]].to_dict(orient="records")
+
+
+def post(session, url: str, body) -> None:
+    r = session.post(f"{url}/predict", json=body, timeout=60)
+    if r.status_code != 200:
+        raise RuntimeError(f"{url}: {r.status_code} {r.text[:500]}")
+
+
 def sequential(url: str, records: list[dict], n: int) -> dict[str, float]:
     session = requests.Session()
     for i in range(20):  # warm-up
-        session.post(f"{url}/predict", json=records[i % len(records)], timeout=30).raise_for_status()
+        post(session, url, records[i % len(records)])
     latencies = []
     for i in range(n):
         t0 = time.perf_counter()
-        session.post(f"{url}/predict", json=records[i % len(records)], timeout=30).raise_for_status()
+        post(session, url, records[i % len(records)])
         latencies.append((time.perf_counter() - t0) * 1000)
     return {"p50_ms": statistics.median(latencies), "p99_ms": percentile(latencies, 0.99)}
 
@@ -83,7 +94,7 @@ def concurrent(url: str, records: list[dict], n: int, clients: int) -> float:
     def worker(k: int) -> None:
         session = requests.Session()
         for i in range(k, n, clients):
-            session.post(f"{url}/predict", json=records[i % len(records)], timeout=60).raise_for_status()
+            post(session, url, records[i % len(records)])
 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -238,9 +249,10 @@ def main() -> None:
         cfg, trained = trained_model(tempfile.mkdtemp(prefix="mlauto-bench-"))
         from mlauto import context
 
-        records = trained.splits.test[trained.splits.features].to_dict(orient="records")
+        bundle = context.loader_for(cfg)()
+        records = request_records(trained.splits.test, bundle.schema)
         port = free_port()
-        server = start_baseline(context.loader_for(cfg)(), port)
+        server = start_baseline(bundle, port)
         urls = {"base": f"http://127.0.0.1:{port}", **deploy_setups(cfg, trained.tracked.version, args.large)}
         for k in range(args.rounds):
             order = SETUPS[k % len(SETUPS):] + SETUPS[:k % len(SETUPS)]

@@ -23,7 +23,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serve_latency import free_port, percentile, trained_model  # noqa: E402
+from bench.serve_latency import free_port, percentile, request_records, trained_model  # noqa: E402
 
 logger = logging.getLogger("bench")
 
@@ -76,7 +76,7 @@ def main() -> None:
         url = deploy(loader, ServeConf(app_name="soak", host="127.0.0.1", port=free_port(), route_prefix="/soak"), None,
                      {"name": "soak-monitor", "namespace": "bench"})
         test = trained.splits.test
-        records = test[trained.splits.features].to_dict(orient="records")
+        records = request_records(test, loader().schema)
         labels = test[trained.splits.target].tolist()
         replica = replica_pid("soak")
         monitor_pid = ray.get(monitor.status.remote())["pid"]
