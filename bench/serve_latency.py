@@ -18,7 +18,6 @@ one client sends large requests, over the same without them (target <= 2x).
     python bench/serve_latency.py [--rounds 5] [--requests 300] [--large 5000] [--seconds 8]
 """
 
-from __future__ import annotations
 
 import argparse
 import logging
