@@ -37,7 +37,10 @@ def rss_mb(pid: int) -> float:
 def replica_pid(app: str) -> int:
     from ray.util.state import list_actors
 
-    actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+    import ray
+
+    actors = list_actors(address=ray.get_runtime_context().gcs_address, filters=[("state", "=", "ALIVE")],
+                         limit=1000)
     pids = [a.pid for a in actors if a.class_name.startswith("ServeReplica") and f":{app}:" in a.class_name]
     if len(pids) != 1:
         raise RuntimeError(f"expected one replica of {app}, found {pids}")
