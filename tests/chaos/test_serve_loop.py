@@ -48,7 +48,7 @@ def loop(ray_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("chaosloop")
     cfg = make_config([f"root={root}", "models=fast", "tune.num_samples=2", "name=chaosloop",
                        "monitor.retrain_num_samples=1", "monitor.actor_name=chaosloop-monitor",
-                       f"cluster.namespace={NS}", "monitor.cooldown_s=0", "monitor.window=20",
+                       f"cluster.namespace={NS}", "monitor.cooldown_s=0", "monitor.window=100000",  # no drift retrains: each case starts its own
                        f"serve.app_name={APP}", "monitor.persist=false"])
     result = train.train(cfg, {})
     uri, name = context.tracking_uri(cfg), context.model_name(cfg)
@@ -215,8 +215,7 @@ def test_retrain_failing_late_leaves_the_champion_serving(loop, margin, moves):
     for _ in range(20):  # and goes on serving it
         answer = requests.post(f"{url}/predict", json=record, timeout=30)
         assert answer.status_code == 200 and answer.json()["model"]["version"] == champion
-    status = wait_for_actor(handle, lambda s: s["model_version"] == champion, timeout=30)
-    assert status["retrain_running"] is False
+    wait_for_actor(handle, lambda s: s["model_version"] == champion, timeout=30)  # the monitor follows the alias
     _counts(url)
     if moves:
         promote_version(cfg, before)  # the next case starts from the first champion
