@@ -240,4 +240,5 @@ def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> d
             "champion_version": champion.version, "reason": reason, "run_id": trained.tracked.run_id}
 
 
-__all__ = ["champion_config", "compare", "promote_version", "reload_champion", "retrain", "split_labelled", "with_production_rows"]
+__all__ = ["champion_config", "champion_training_rows", "compare", "judging_rows", "promote_version",
+           "reload_champion", "retrain", "split_labelled", "unseen_by", "with_production_rows"]

@@ -46,9 +46,10 @@ def loop(ray_session, tmp_path_factory):
     from mlauto.monitor import stop_monitor
 
     root = tmp_path_factory.mktemp("chaosloop")
+    # a huge window: no drift-triggered retrains (a repeated record drifts); each case starts its own
     cfg = make_config([f"root={root}", "models=fast", "tune.num_samples=2", "name=chaosloop",
                        "monitor.retrain_num_samples=1", "monitor.actor_name=chaosloop-monitor",
-                       f"cluster.namespace={NS}", "monitor.cooldown_s=0", "monitor.window=100000",  # no drift retrains: each case starts its own
+                       f"cluster.namespace={NS}", "monitor.cooldown_s=0", "monitor.window=100000",
                        f"serve.app_name={APP}", "monitor.persist=false"])
     result = train.train(cfg, {})
     uri, name = context.tracking_uri(cfg), context.model_name(cfg)

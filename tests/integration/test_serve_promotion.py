@@ -43,7 +43,8 @@ def test_operator_wins_and_a_hand_edit_is_seen(registry):
     promote(uri, "m", "4")  # the operator, while a retrain judged against 1 runs
     assert not move_champion(uri, "m", "5", expected="1").moved
     rolled = move_champion(uri, "m", None)  # rollback
-    assert rolled.moved and _champion(client) == "1" and str(client.get_model_version_by_alias("m", PREVIOUS).version) == "4"
+    assert rolled.moved and _champion(client) == "1"
+    assert str(client.get_model_version_by_alias("m", PREVIOUS).version) == "4"
     client.set_registered_model_alias("m", CHAMPION, "3")  # moved by hand in MLflow's UI
     assert not move_champion(uri, "m", "5", expected="1").moved and _champion(client) == "3"
 
