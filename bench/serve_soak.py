@@ -35,13 +35,13 @@ def rss_mb(pid: int) -> float:
 
 
 def replica_pid(app: str) -> int:
-    from ray.util.state import list_actors
+    """The pid of the app's one replica: Ray titles its process ``ray::ServeReplica:<app>:<deployment>``."""
+    import psutil
 
-    import ray
-
-    actors = list_actors(address=ray.get_runtime_context().gcs_address, filters=[("state", "=", "ALIVE")],
-                         limit=1000)
-    pids = [a.pid for a in actors if a.class_name.startswith("ServeReplica") and f":{app}:" in a.class_name]
+    pids = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(f"ServeReplica:{app}:" in part for part in proc.info["cmdline"] or []):
+            pids.append(proc.pid)
     if len(pids) != 1:
         raise RuntimeError(f"expected one replica of {app}, found {pids}")
     return pids[0]

@@ -72,7 +72,7 @@ def test_versions_are_sent_apart_and_large_batches_in_chunks(sink):
     sender.add(*_rows(3, 4, "a"), version="1")
     sender.add(*_rows(2, 6, "b"), version="2")  # a model of another width, between two of the first
     sender.add(*_rows(SEND_CHUNK + 10, 4, "c"), version="1")
-    sender.settle(timeout=30)
+    sender.settle(timeout=120)  # a new actor's process can take long to start on a loaded machine
     calls = ray.get(actor.seen.remote())
     assert sorted(calls) == sorted([("1", 4, SEND_CHUNK), ("1", 4, 13), ("2", 6, 2)])
     c = sender.counts()
@@ -88,7 +88,7 @@ def test_refused_ingest_and_full_buffer_are_counted_drops(sink):
     sender.add(*_rows(4, 4, "a"), version="1")
     sender.add(*_rows(3, 6, "b"), version="2")  # the monitor refuses this width
     sender.add(*_rows(5, 4, "c"), version="1")  # 3 fit, 2 do not
-    sender.settle(timeout=30)
+    sender.settle(timeout=120)  # a new actor's process can take long to start on a loaded machine
     c = sender.counts()
     assert c["dropped"] == {BUFFER_FULL: 2, MONITOR_ERROR: 3}, c
     assert c["acknowledged"] == 7 and c["received"] == 12
@@ -102,7 +102,7 @@ def test_monitor_without_version_keyword_still_gets_rows(sink):
     name, actor = sink
     sender = MonitorSender(name, NS, flush_s=60, max_buffer=100)
     sender.add(*_rows(4, 4, "a"), version="1")
-    sender.settle(timeout=30)
+    sender.settle(timeout=120)  # a new actor's process can take long to start on a loaded machine
     assert ray.get(actor.seen.remote()) == 4 and sender.counts()["acknowledged"] == 4
     sender.close()
 
