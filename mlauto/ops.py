@@ -274,7 +274,8 @@ def monitor_events(cfg: Config, limit: int = 100) -> list[dict[str, Any]]:
 
 def rollback(cfg: Config) -> dict[str, Any]:
     """Restore the champion before the last promotion."""
-    return promote_version(cfg, previous_champion(tracking_uri(cfg), model_name(cfg)))
+    previous_champion(tracking_uri(cfg), model_name(cfg))  # fails early, naming the missing alias
+    return promote_version(cfg, None)  # the read of ``previous`` and the move happen under one lock
 
 
 @dataclass(frozen=True)
