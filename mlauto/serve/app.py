@@ -452,7 +452,7 @@ def _http_address(host: str, port: int) -> tuple[str, int]:
 
 
 def build_app(loader: Any, conf: ServeConf, version: str | None = None,
-              monitor: dict[str, str] | None = None) -> serve.Application:
+              monitor: dict[str, str] | None = None, placement: dict[str, Any] | None = None) -> serve.Application:
     """The bound Serve application, for ``serve.run`` here or a ``serve deploy`` config file
     (:mod:`mlauto.serve.entry`).
 
@@ -465,19 +465,20 @@ def build_app(loader: Any, conf: ServeConf, version: str | None = None,
     )
     return ModelServer.options(
         **scaling,
-        ray_actor_options={"num_cpus": conf.replica_cpus},
+        ray_actor_options={"num_cpus": conf.replica_cpus, **(placement or {})},  # placement: runtime.placement
         user_config={"version": version},
     ).bind(loader, conf, monitor)
 
 
-def deploy(loader: Any, conf: ServeConf, version: str | None = None, monitor: dict[str, str] | None = None) -> str:
+def deploy(loader: Any, conf: ServeConf, version: str | None = None, monitor: dict[str, str] | None = None,
+           placement: dict[str, Any] | None = None) -> str:
     """Start Serve if needed and (re)deploy the app serving ``version`` at ``conf.host``, ``conf.port``,
     ``conf.route_prefix`` as ``conf.app_name``; returns the base URL. The rest is :func:`build_app`'s."""
     host, port, route_prefix, app_name = conf.host, conf.port, conf.route_prefix, conf.app_name
     serve.start(http_options={"host": host, "port": port})
     host, port = _http_address(host, port)
     start = time.perf_counter()
-    serve.run(build_app(loader, conf, version, monitor), name=app_name, route_prefix=route_prefix)
+    serve.run(build_app(loader, conf, version, monitor, placement), name=app_name, route_prefix=route_prefix)
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
     logger.info("serving %s (%s) at %s (%.1fs)", app_name, f"version {version}" if version else "the champion", url,
                 time.perf_counter() - start)
