@@ -24,6 +24,18 @@ def _figure(width: float = 6.4, height: float = 4.0) -> tuple[Any, Any]:
     return fig, fig.subplots()
 
 
+def figure_grid(rows: int, cols: int, width: float = 6.4, height: float = 4.0, **kw: Any) -> Any:
+    """A headless figure with a grid of axes (``fig.axes``, row by row)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=96, layout="constrained")
+    fig.subplots(rows, cols, squeeze=False, **kw)
+    return fig
+
+
 def to_png(fig: Any) -> str:
     """The figure as a base64 PNG (a data: URI's payload)."""
     buffer = io.BytesIO()
@@ -139,4 +151,4 @@ def bars(labels: Sequence[str], values: Sequence[float], errors: Sequence[float]
     return to_png(fig)
 
 
-__all__ = ["bars", "confusion", "learning_curves", "pareto_front", "residuals", "time_vs_score", "to_png"]
+__all__ = ["bars", "confusion", "figure_grid", "learning_curves", "pareto_front", "residuals", "time_vs_score", "to_png"]

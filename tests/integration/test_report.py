@@ -23,4 +23,6 @@ def test_training_writes_the_report_and_logs_it_to_mlflow(trained, tmp_path):
     assert "profile" not in dom.skipped and "leaderboard" not in dom.skipped and "importance" not in dom.skipped
     assert_all_rendered(dom)
     assert dom.fact("best family") == result.final.family
-    assert {img["section"] for img in dom.images} >= {"profile", "time-vs-score", "confusion-matrix", "importance"}
+    figures = {img["section"] for img in dom.images}
+    assert figures >= {"profile", "time-vs-score", "confusion-matrix", "importance"}
+    assert ("binary-curves" in figures) == (result.task == "binary")  # ROC / PR / calibration of the champion
