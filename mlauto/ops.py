@@ -253,6 +253,41 @@ def monitor_events(cfg: Config, limit: int = 100) -> list[dict[str, Any]]:
     return StateStore(directory).events(limit)
 
 
+def monitor_history(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The monitor's history (and status): from the running actor when connected, else from its state on disk."""
+    import ray
+
+    from mlauto.errors import MlautoError
+
+    if ray.is_initialized():
+        try:
+            actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
+        except ValueError:
+            actor = None
+        if actor is not None:
+            return ray.get(actor.history.remote(None)), ray.get(actor.status.remote())
+    from mlauto.monitor.state import StateStore
+
+    directory = os.path.join(cfg.root, "monitor", cfg.monitor.actor_name)
+    if not os.path.isdir(directory) or not hasattr(StateStore, "history"):
+        raise MlautoError(f"no monitor history in {directory}: no monitor named {cfg.monitor.actor_name!r} has run "
+                          f"with root={cfg.root} and monitor.persist=true; set root, monitor.actor_name or "
+                          "cluster.address to reach a running one")
+    return StateStore(directory).history(None), None
+
+
+def monitor_report(cfg: Config, path: str) -> str:
+    """``action=monitor_report``: the drift timeline of the monitor's history, written to ``path``."""
+    from mlauto.report import monitor as report
+
+    if cfg.cluster.address:
+        runtime.connect(cfg.cluster.address, cfg.cluster.namespace)
+    history, status = monitor_history(cfg)
+    report.write(path, history, f"Monitor report: {cfg.monitor.actor_name}", status)
+    logger.info("monitor report (%d history entries) written to %s", len(history), path)
+    return path
+
+
 def rollback(cfg: Config) -> dict[str, Any]:
     """Restore the champion before the last promotion."""
     return promote_version(cfg, previous_champion(tracking_uri(cfg), model_name(cfg)))
@@ -438,7 +473,8 @@ def submit_job(address: str, argv: list[str]) -> int:
     return 0 if status == JobStatus.SUCCEEDED else 1
 
 
-__all__ = ["RetrainOnNewSnapshot", "RunResult", "execute", "manage", "monitor_events", "predict", "promote_version",
+__all__ = ["RetrainOnNewSnapshot", "RunResult", "execute", "manage", "monitor_events", "monitor_history",
+           "monitor_report", "predict", "promote_version",
            "rollback", "run", "start_monitoring", "with_admin_token",
            "monitor_link", "serve_config", "serve_version", "snapshots", "start_ingest_schedule", "submit_job",
            "tracked_runs"]
