@@ -130,6 +130,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     from mlauto import console
 
     console.install()  # before Ray starts: its workers inherit the quiet settings
+    console.filter_streams()  # printed noise (Tune's box, MLflow's registry lines, workers') to the log file
     hydra_conf = HydraConfig.get()
     try:
         conf = to_config(cfg)

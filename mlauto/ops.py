@@ -168,7 +168,7 @@ def log_where(cfg: Config, summary: dict[str, Any], output_dir: str, stays_up: b
         except Exception:  # noqa: BLE001 - no dashboard installed
             pass
     if summary.get("endpoint"):
-        lines.append(f"endpoint:  {summary['endpoint']} (POST /predict, POST /feedback, GET /drift, GET /docs)"
+        lines.append(f"endpoint:  {summary['endpoint']} (POST /predict, POST /feedback, GET /drift, GET /report, GET /docs)"
                      + ("" if stays_up else "; stopped with this command (serve.blocking=false)"))
     logger.info("where everything is:\n  %s", "\n  ".join(lines))
 
