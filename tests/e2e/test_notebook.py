@@ -36,7 +36,7 @@ def test_quickstart_notebook_runs_end_to_end(ray_session, tmp_path, monkeypatch)
     root.mkdir()
     overrides = [f"cluster.address={ray_session['address']}", "cluster.namespace=notebook",
                  f"serve.port={free_port()}", "serve.app_name=notebook", "monitor.actor_name=notebook-monitor",
-                 "models=fast", "tune.num_samples=2", "tune.sample_sizes.fractions=[0.5,1.0]",
+                 "models=fast", "tune.num_samples=2", "tune.sample_sizes.fractions=[]",
                  "monitor.retrain=false"]  # a retrain would outlive the notebook's endpoint.stop()
     monkeypatch.setenv("MLAUTO_NOTEBOOK_OVERRIDES", " ".join(overrides))
     monkeypatch.setenv("MLAUTO_NOTEBOOK_ROOT", str(root))
