@@ -126,12 +126,20 @@ def filter_streams() -> None:
     process: a Ray worker's output is filtered here too, as Ray prints it on the driver."""
     import atexit
 
+    swapped: dict[int, FilteredStream] = {}
     for name in ("stdout", "stderr"):
         current = getattr(sys, name)
         if not isinstance(current, FilteredStream):
             wrapped = FilteredStream(current, _to_log_files)
             setattr(sys, name, wrapped)
             atexit.register(wrapped.flush)
+            swapped[id(current)] = wrapped
+    # Third-party loggers whose console handler was made before (Optuna's, when a config import loaded it)
+    # still hold the bare stream: point them at the filtered one. The root's (Hydra's) is left as it is.
+    for logger in list(logging.root.manager.loggerDict.values()):
+        for handler in getattr(logger, "handlers", []):
+            if _is_console(handler) and id(handler.stream) in swapped:
+                handler.setStream(swapped[id(handler.stream)])
 
 
 def quiet_env(tty: bool) -> dict[str, str]:

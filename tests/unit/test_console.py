@@ -105,18 +105,24 @@ def test_filter_streams_wraps_once_and_writes_diverted_lines_to_the_log_file(tmp
     log_file = tmp_path / "mlauto.log"
     handler = logging.FileHandler(log_file)
     logging.getLogger().addHandler(handler)
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    monkeypatch.setattr(sys, "stderr", err)
+    early = logging.getLogger("optuna.early")  # a library logger whose handler was made before the wrap
+    early_handler = logging.StreamHandler(err)
+    early.addHandler(early_handler)
     try:
         console.filter_streams()
         console.filter_streams()
         assert isinstance(sys.stdout, console.FilteredStream) and sys.stdout.stream is out
         print("Created version '3' of model 'm'.")
         print("a line the user reads")
+        early.warning("A new study created in memory with name: x")
         sys.stdout.flush()
         handler.flush()
+        assert isinstance(early_handler.stream, console.FilteredStream) and err.getvalue() == ""
     finally:
+        early.removeHandler(early_handler)
         logging.getLogger().removeHandler(handler)
         handler.close()
     assert out.getvalue() == "a line the user reads\n"
