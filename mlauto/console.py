@@ -45,6 +45,9 @@ PRINTED: tuple[str, ...] = tuple(text for _, text in NOISE) + (
     "Successfully registered model", "Created version '", "already exists. Creating a new version of this model",
     "Throughput optimized Ray Serve enabled",
 )
+# Tracebacks Ray's workers print while Ray tears them down (a trial's actor killed under Python's garbage
+# collector, a Ray Data thread interrupted at the end of a read): diverted whole, up to the exception line.
+TEARDOWN = ("Exception ignored in: <function WeakSet", "Exception in thread pool-")
 BOX = "╭╮╰╯├┤│─"
 WORKER_PREFIX = re.compile(r"^\([\w.:-]+ pid=\d+(, ip=[\d.]+)?\)\s?")
 SERVE_BANNER = re.compile(r"^\s+• ")  # the bullet list under Serve's "Throughput optimized" line
@@ -88,6 +91,7 @@ class FilteredStream:
 
     def __init__(self, stream: Any, divert: Callable[[str], None]) -> None:
         self.stream, self.divert, self.buffer = stream, divert, ""
+        self.teardown: str | None = None  # the worker prefix of a teardown traceback being diverted
 
     def write(self, text: str) -> int:
         self.buffer += text
@@ -96,8 +100,24 @@ class FilteredStream:
             self._emit(line + "\n")
         return len(text)
 
+    def _teardown(self, text: str) -> bool:
+        """Whether ``text`` belongs to a worker's teardown traceback (:data:`TEARDOWN`)."""
+        match = WORKER_PREFIX.match(text)
+        prefix = match.group(0) if match else ""
+        body = text[len(prefix):]
+        if self.teardown is None:
+            if body.startswith(TEARDOWN):
+                self.teardown = prefix
+                return True
+            return False
+        if prefix != self.teardown:
+            return False
+        if not (body[:1].isspace() or body.startswith("Traceback")):
+            self.teardown = None  # the exception line closes it
+        return True
+
     def _emit(self, text: str) -> None:
-        if is_printed_noise(text):
+        if self._teardown(text) or is_printed_noise(text):
             if text.strip():
                 self.divert(text.rstrip("\n"))
         else:

@@ -73,12 +73,23 @@ Created version '1' of model 'mlauto-quickstart'.
 (_run_retrain pid=11228) │ Search algorithm                 SearchGenerator              │
 (_run_retrain pid=11228) Registered model 'mlauto-quickstart' already exists. Creating a new version of this model...
 (_run_retrain pid=11228, ip=10.0.0.2) [I 2026-12-06 01:23:02,749] A new study created in memory with name: optuna
+(_trainable pid=28426) Exception ignored in: <function WeakSet.__init__.<locals>._remove at 0x7f77fd4de520>
+(_trainable pid=28426) Traceback (most recent call last):
+(_trainable pid=28426)   File "/usr/lib/python3.11/_weakrefset.py", line 39, in _remove
+(_trainable pid=28426) SystemExit: 1
+(ListFiles pid=29467) Exception in thread pool-0/completion-signaler:
+(ListFiles pid=29467) Traceback (most recent call last):
+(ListFiles pid=29467)     raise InterruptedError()
+(ListFiles pid=29467) InterruptedError
 """
 KEPT = """\
 [2026-12-06 01:22:53,417][mlauto.context][INFO] - == stage serve done in 9.5s
 (_run_retrain pid=11228) quarantined 50 of 619 row(s) -> /tmp/q.parquet: duplicate row: 50
 INFO 2026-12-06 01:22:53,417 serve 10077 -- Application 'mlauto' is ready at http://127.0.0.1:8000/.
 (ServeController pid=1) ERROR something a user must see
+(_run_retrain pid=5) Traceback (most recent call last):
+(_run_retrain pid=5)   File "x.py", line 1, in <module>
+(_run_retrain pid=5) ValueError: a real failure stays on the console
 """
 
 
