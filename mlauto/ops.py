@@ -255,6 +255,11 @@ def monitor_events(cfg: Config, limit: int = 100) -> list[dict[str, Any]]:
             actor = None
         if actor is not None:
             return ray.get(actor.events_log.remote(limit))
+    return _stored(cfg, "events", limit)
+
+
+def _stored(cfg: Config, what: str, limit: int | None) -> list[dict[str, Any]]:
+    """The monitor's ``events`` or ``history`` from its database (no running monitor needed)."""
     from mlauto.errors import MlautoError
     from mlauto.monitor.store import MonitorStore, is_sqlite, state_url_for
     from mlauto.redact import redact_url
@@ -262,19 +267,17 @@ def monitor_events(cfg: Config, limit: int = 100) -> list[dict[str, Any]]:
     url = state_url_for(cfg.root, cfg.monitor) if cfg.monitor.persist else None
     path = url.split("///", 1)[-1] if url and is_sqlite(url) else None
     found = url is not None and (path is None or os.path.exists(path))
-    events = MonitorStore(url, cfg.monitor.actor_name).events(limit) if found else []
-    if not events:
-        raise MlautoError(f"no monitor events in {redact_url(url) if url else 'memory'}: no monitor named "
+    rows = getattr(MonitorStore(url, cfg.monitor.actor_name), what)(limit) if found else []
+    if not rows:
+        raise MlautoError(f"no monitor {what} in {redact_url(url) if url else 'memory'}: no monitor named "
                           f"{cfg.monitor.actor_name!r} has run with root={cfg.root} and monitor.persist=true; set "
                           "root, monitor.state_url, monitor.actor_name or cluster.address to reach a running one")
-    return events
+    return rows
 
 
 def monitor_history(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """The monitor's history (and status): from the running actor when connected, else from its state on disk."""
+    """The monitor's history (and status): from the running actor when connected, else from its database."""
     import ray
-
-    from mlauto.errors import MlautoError
 
     if ray.is_initialized():
         try:
@@ -283,14 +286,7 @@ def monitor_history(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any] |
             actor = None
         if actor is not None:
             return ray.get(actor.history.remote(None)), ray.get(actor.status.remote())
-    from mlauto.monitor.state import StateStore
-
-    directory = os.path.join(cfg.root, "monitor", cfg.monitor.actor_name)
-    if not os.path.isdir(directory) or not hasattr(StateStore, "history"):
-        raise MlautoError(f"no monitor history in {directory}: no monitor named {cfg.monitor.actor_name!r} has run "
-                          f"with root={cfg.root} and monitor.persist=true; set root, monitor.actor_name or "
-                          "cluster.address to reach a running one")
-    return StateStore(directory).history(None), None
+    return _stored(cfg, "history", None), None
 
 
 def monitor_report(cfg: Config, path: str) -> str:
