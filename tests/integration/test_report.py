@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from tests.helpers import assert_all_rendered, rendered
 
 
