@@ -75,7 +75,9 @@ def start_monitoring(cfg: Config) -> dict[str, Any]:
     m = cfg.monitor
     url = state_url_for(cfg.root, m)
     local = m.persist and not storage.is_uri(cfg.root)  # a folder for the detector's cache
-    start_monitor(loader_for(cfg), m, cfg.cluster.namespace, partial(retrain, cfg), target=cfg.data.target,
+    start_monitor(loader_for(cfg), m, cfg.cluster.namespace,
+                  runtime.Placed(partial(retrain, cfg), runtime.placement(cfg.cluster, "retrain")),
+                  options=runtime.placement(cfg.cluster, "monitor"), target=cfg.data.target,
                   state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if local else None, state_url=url)
     return {"actor": m.actor_name, "namespace": cfg.cluster.namespace, "detector": m.detector, "window": m.window,
             "state_url": redact_url(url) if url else None}
@@ -204,7 +206,7 @@ def monitor_link(cfg: Config) -> dict[str, str] | None:
 def serve_version(cfg: Config, version: str | None) -> str:
     from mlauto.serve import deploy
 
-    return deploy(loader_for(cfg), cfg.serve, version, monitor_link(cfg))
+    return deploy(loader_for(cfg), cfg.serve, version, monitor_link(cfg), runtime.placement(cfg.cluster, "serve"))
 
 
 def serve_config(cfg: Config, path: str) -> dict[str, Any]:
@@ -303,7 +305,8 @@ def monitor_report(cfg: Config, path: str) -> str:
 
 def rollback(cfg: Config) -> dict[str, Any]:
     """Restore the champion before the last promotion."""
-    return promote_version(cfg, previous_champion(tracking_uri(cfg), model_name(cfg)))
+    previous_champion(tracking_uri(cfg), model_name(cfg))  # fails early, naming the missing alias
+    return promote_version(cfg, None)  # the read of ``previous`` and the move happen under one lock
 
 
 @dataclass(frozen=True)

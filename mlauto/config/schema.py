@@ -372,6 +372,10 @@ class ClusterConf:
     address: Optional[str] = None  # None: start a local Ray; "auto", "host:port", "ray://..." connect
     num_cpus: Optional[int] = None
     namespace: str = "mlauto"
+    # component (serve, monitor, retrain) -> node labels it prefers, e.g. {monitor: {mlauto.io/role: worker}}:
+    # applied softly (Ray label_selector with a fallback to any node), so a lost node's actor restarts elsewhere.
+    # Nodes get labels from `ray start --labels`. Tune trials spread by CPUs (Ray has no soft label for them).
+    placement: Dict[str, Dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
