@@ -424,6 +424,23 @@ class ModelServer:
         status["sender"] = self.sender.counts()  # this replica's: received, sent, acknowledged, dropped...
         return JSONResponse(status)
 
+    @api.get("/report")
+    async def report(self, request: Request) -> Response:
+        """The monitor report: its drift timeline as a self-contained HTML page."""
+        if (refused := self.guard.refuse(request.headers, "/report")) is not None:
+            return refused
+        if self.sender is None:
+            return _error(404, "this endpoint was deployed without a monitor")
+        try:
+            actor = ray.get_actor(self.sender.name, namespace=self.sender.namespace)
+            history, status = await actor.history.remote(None), await actor.status.remote()
+        except Exception as exc:
+            return _error(503, f"monitor unavailable ({type(exc).__name__})")
+        from mlauto.report import monitor as monitor_report
+
+        page = await asyncio.to_thread(monitor_report.render, history, f"Monitor report: {self.sender.name}", status)
+        return Response(page, media_type="text/html; charset=utf-8")
+
     def check_health(self) -> None:
         if self.sender is not None and not self.sender.alive():
             raise RuntimeError("monitor sender thread died")
