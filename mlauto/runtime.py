@@ -116,13 +116,25 @@ def stop(owned: bool, served: bool) -> None:
             worker.start()
             worker.join(SERVE_SHUTDOWN_S)
             if worker.is_alive():
-                logger.info("Serve did not stop within %.0fs; stopping Ray under it", SERVE_SHUTDOWN_S)
+                # ray.shutdown() under a thread still inside serve.shutdown makes that thread call a
+                # stopped core worker, which ends the process with status 1: end the controller it
+                # waits on first, so the thread returns.
+                logger.info("Serve did not stop within %.0fs; stopping its controller and Ray under it",
+                            SERVE_SHUTDOWN_S)
+                _quietly(_kill_serve_controller)
+                worker.join(SERVE_SHUTDOWN_S)
         _quietly(ray.shutdown)
         _reap(started + _descendants())
     finally:
         if in_main:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _kill_serve_controller() -> None:
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    ray.kill(ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE), no_restart=True)
 
 
 def _quietly(fn: Any) -> None:
