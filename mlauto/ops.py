@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlauto import runtime
+from mlauto import runtime, storage
 from mlauto.config import Config
 from mlauto.context import Paths, block_until_stopped, data_source, loader_for, model_name, stage, tracking_uri, \
     write_summary
@@ -37,9 +37,15 @@ class RunResult:
     trained: Trained | None
     config: Config
 
-def check_storage(cfg: Config) -> int:
-    """The cluster storage probe (:func:`mlauto.runtime.check_cluster_storage`) for this config."""
-    return runtime.check_cluster_storage(cfg.root, tracking_uri(cfg))
+def check_storage(cfg: Config, monitor: bool = False) -> int:
+    """The cluster storage probe (:func:`mlauto.runtime.check_cluster_storage`) for this config; with
+    ``monitor``, the monitor's database too (``monitor.state_url``)."""
+    state_url = None
+    if monitor:
+        from mlauto.monitor.store import state_url_for
+
+        state_url = state_url_for(cfg.root, cfg.monitor)
+    return runtime.check_cluster_storage(cfg.root, tracking_uri(cfg), monitor_state_url=state_url)
 
 
 def run(cfg: Config, output_dir: str) -> dict[str, Any]:
@@ -63,10 +69,16 @@ def start_monitoring(cfg: Config) -> dict[str, Any]:
 
     from mlauto.monitor import start_monitor
 
+    from mlauto.monitor.store import state_url_for
+    from mlauto.redact import redact_url
+
     m = cfg.monitor
+    url = state_url_for(cfg.root, m)
+    local = m.persist and not storage.is_uri(cfg.root)  # a folder for the detector's cache
     start_monitor(loader_for(cfg), m, cfg.cluster.namespace, partial(retrain, cfg), target=cfg.data.target,
-                  state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if m.persist else None)
-    return {"actor": m.actor_name, "namespace": cfg.cluster.namespace, "detector": m.detector, "window": m.window}
+                  state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if local else None, state_url=url)
+    return {"actor": m.actor_name, "namespace": cfg.cluster.namespace, "detector": m.detector, "window": m.window,
+            "state_url": redact_url(url) if url else None}
 
 
 def execute(cfg: Config, output_dir: str) -> RunResult:
@@ -81,7 +93,8 @@ def execute(cfg: Config, output_dir: str) -> RunResult:
                                env=runtime.serve_ingress_env(cfg.serve.ingress) if "serve" in cfg.stages else None)
     served = monitored = scheduled = False
     try:
-        check_storage(cfg)  # on several nodes: root seen by all, no SQLite tracking; before any work
+        # on several nodes: root seen by all, no SQLite tracking or monitor state; before any work
+        check_storage(cfg, monitor="monitor" in cfg.stages)
         version: str | None = None
         trained = None
         if "tune" in cfg.stages:
@@ -243,14 +256,18 @@ def monitor_events(cfg: Config, limit: int = 100) -> list[dict[str, Any]]:
         if actor is not None:
             return ray.get(actor.events_log.remote(limit))
     from mlauto.errors import MlautoError
-    from mlauto.monitor.state import StateStore
+    from mlauto.monitor.store import MonitorStore, is_sqlite, state_url_for
+    from mlauto.redact import redact_url
 
-    directory = os.path.join(cfg.root, "monitor", cfg.monitor.actor_name)
-    if not os.path.exists(os.path.join(directory, "events.jsonl")):
-        raise MlautoError(f"no monitor events in {directory}: no monitor named {cfg.monitor.actor_name!r} has run "
-                          f"with root={cfg.root} and monitor.persist=true; set root, monitor.actor_name or "
-                          "cluster.address to reach a running one")
-    return StateStore(directory).events(limit)
+    url = state_url_for(cfg.root, cfg.monitor) if cfg.monitor.persist else None
+    path = url.split("///", 1)[-1] if url and is_sqlite(url) else None
+    found = url is not None and (path is None or os.path.exists(path))
+    events = MonitorStore(url, cfg.monitor.actor_name).events(limit) if found else []
+    if not events:
+        raise MlautoError(f"no monitor events in {redact_url(url) if url else 'memory'}: no monitor named "
+                          f"{cfg.monitor.actor_name!r} has run with root={cfg.root} and monitor.persist=true; set "
+                          "root, monitor.state_url, monitor.actor_name or cluster.address to reach a running one")
+    return events
 
 
 def rollback(cfg: Config) -> dict[str, Any]:

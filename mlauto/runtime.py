@@ -14,6 +14,7 @@ from mlauto import storage
 from mlauto.config.checks import check
 from mlauto.config.schema import Config
 from mlauto.errors import ConfigError, StorageError
+from mlauto.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -175,9 +176,11 @@ def _read_sentinel(path: str) -> str:
         return f"!{type(exc).__name__}: {exc}"
 
 
-def check_cluster_storage(root: str, tracking_uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> int:
-    """On more than one Ray node, stop before any work unless every node sees ``root`` and tracking is
-    not a SQLite file. The driver writes a sentinel under ``root``; one task per node reads it back.
+def check_cluster_storage(root: str, tracking_uri: str, timeout_s: float = PROBE_TIMEOUT_S,
+                          monitor_state_url: str | None = None) -> int:
+    """On more than one Ray node, stop before any work unless every node sees ``root``, and neither
+    tracking nor the monitor's state (``monitor_state_url``) is a SQLite file. The driver writes a
+    sentinel under ``root``; one task per node reads it back.
 
     Returns the number of alive nodes. Ray must be connected.
     """
@@ -193,6 +196,12 @@ def check_cluster_storage(root: str, tracking_uri: str, timeout_s: float = PROBE
             f"tracking.uri={tracking_uri} is a SQLite file, which is not safe with writers on {len(nodes)} Ray nodes "
             "(not even on a shared mount); use tracking=server: an MLflow server on PostgreSQL, "
             "tracking.uri=http://HOST:5000 (see docs/tracking.md)")
+    if monitor_state_url is not None and monitor_state_url.startswith("sqlite"):
+        raise StorageError(
+            f"monitor.state_url={redact_url(monitor_state_url)} is a SQLite file, which is not safe with a monitor "
+            f"that may restart on any of {len(nodes)} Ray nodes (not even on a shared mount); set monitor.state_url "
+            "to a PostgreSQL URL, e.g. the tracking server's: postgresql+psycopg://USER@HOST:5432/DB "
+            "(see docs/monitoring.md)")
     token = uuid.uuid4().hex
     sentinel = storage.join(root, ".mlauto-probe", f"{token}.txt")
     try:

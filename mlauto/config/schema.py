@@ -335,6 +335,15 @@ class MonitorConf:
     # a well-typed label of a class the model never saw is quarantined (an event, counted in /drift);
     # true: it joins the labelled rows a retrain learns from
     accept_new_classes: bool = False
+    # The monitor's database (served rows, labels, events, state, retrains, history). null: a SQLite file
+    # <root>/monitor/<actor_name>/monitor.sqlite (one machine; refused on several Ray nodes and with an
+    # object-store root). On a cluster: PostgreSQL, e.g. the tracking server's,
+    # postgresql+psycopg://USER:PASSWORD@HOST:5432/DB (the password is redacted in logs)
+    state_url: Optional[str] = None
+    keep_unlabelled_rows: int = 100000  # newest served rows without a label kept for /feedback (labelled ones stay)
+    keep_retrains: int = 100  # retrain records kept
+    keep_history: int = 100000  # history entries kept (window tests, label statistics, retrain decisions)
+    keep_events: int = 10000  # events kept
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """The monitor: a named, detached Ray actor that watches live traffic and schedules retraining.
 
 It tests tumbling windows of served rows for feature drift and prediction drift, joins delayed
-labels to served rows for rolling accuracy, persists its events and state so a restarted actor
-resumes where it was, and starts a retraining Ray task on drift, on an accuracy drop, on a cron
-schedule, or when asked (a new data snapshot, an admin). The retrain gets the labelled production
-rows, so the challenger learns from the traffic that degraded the champion.
+labels to served rows for rolling accuracy, and starts a retrain (in a detached runner actor, see
+:mod:`mlauto.monitor.retrains`) on drift, on an accuracy drop, on a cron schedule, or when asked.
+Everything it knows lives in a database (:mod:`mlauto.monitor.store`): each call commits its rows,
+counters, events and history in one transaction, so a monitor restarted on any node resumes where
+the last completed call left it. Its history is also exported as Ray metrics and MLflow metrics.
 """
 
 from __future__ import annotations
@@ -20,51 +21,59 @@ import numpy as np
 import ray
 
 from mlauto.config.schema import MonitorConf
+from mlauto.monitor import retrains as runners
+from mlauto.monitor.retrains import Retraining
+from mlauto.monitor import state as codec
 from mlauto.monitor.detectors import DETECTORS, make_detector, prediction_drift
+from mlauto.monitor.history import MlflowExporter, RayMetrics, entry
 from mlauto.monitor.label_drift import ErrorRateDetector
 from mlauto.monitor.performance import PerformanceTracker
-from mlauto.monitor.state import StateStore
+from mlauto.monitor.store import MonitorStore, Retention
 from mlauto.monitor.traffic import TrafficLog
+from mlauto.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
-MAX_EVENTS = 500
-# The unwindowed rows are saved at least this often and after every window test; served rows and
-# labels go to the traffic log (SQLite) as they come, and retrain outcomes are saved at once.
-SAVE_EVERY_S = 1.0
-# What a restart restores; everything else is rebuilt from the model bundle.
-PERSISTED = ("rows_seen", "tests_run", "drift_count", "last_test", "retrains", "_buffer", "_buffered",
-             "performance", "_retrain_started", "label_detector", "concept_drift_count", "labels_quarantined")
-
+MAX_EVENTS = 500  # kept in memory for status(); the store keeps monitor.keep_events
+COUNTERS = ("rows_seen", "tests_run", "drift_count", "concept_drift_count", "labels_quarantined", "_retrain_started")
 
 RetrainFn = Callable[[str, Any], dict[str, Any]]
+NICE = 10  # the monitor actor's CPU priority below the replicas': their request path comes first
 
 
-def _run_retrain(retrain_fn: RetrainFn, reason: str, labelled: Any) -> dict[str, Any]:
-    return retrain_fn(reason, labelled)
+def _yield_cpu() -> None:
+    """Inside the monitor actor's own process, lower its CPU priority, so that where it shares cores
+    with replicas its window tests and writes wait for the request path, not the other way round."""
+    try:
+        if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+            os.nice(NICE - os.nice(0))
+    except (OSError, AttributeError):
+        pass
 
 
-class Monitor:
-    """Tumbling windows of ``window`` rows, each tested against the champion's training features.
+class Monitor(Retraining):
+    """Tumbling windows of ``window`` rows of the watched model version, each tested against its
+    training features; rows scored by another version are stored and counted, never windowed.
 
-    ``retrain_fn(reason, labelled) -> dict`` runs as a Ray task on drift, when accuracy over the last
-    ``perf_window`` labels falls below ``min_accuracy``, or on the cron ``retrain_schedule`` (one at a
-    time, after a cooldown). ``labelled`` is a DataFrame of the served records with their true label
-    in column ``target``, oldest first. When it reports a promotion, the reference data moves to the
-    new champion.
+    ``retrain_fn(reason, labelled) -> dict`` runs in a detached runner actor on drift, when accuracy
+    over the last ``perf_window`` labels falls below ``min_accuracy``, on a concept-drift alarm or on
+    the cron ``retrain_schedule`` (one at a time, after a cooldown). ``labelled`` is a DataFrame of
+    the served records with their true label in column ``target``, oldest first. When it reports a
+    promotion, the monitor watches whatever the champion alias then points to.
     """
 
     def __init__(self, loader: Callable[[str | None], Any], conf: MonitorConf, retrain_fn: RetrainFn | None = None,
                  *, target: str, version: str | None = None, state_dir: str | None = None,
-                 max_served: int = 100_000) -> None:
+                 state_url: str | None = None) -> None:
         """``conf``: the ``monitor`` section (``conf.retrain`` false ignores ``retrain_fn``); ``target``: the
-        label column; ``version`` pins a model (default: the champion); ``state_dir`` persists state."""
+        label column; ``version`` pins a model (default: the champion). The database: ``state_url``,
+        else ``conf.state_url``, else a SQLite file in ``state_dir``, else memory (nothing survives)."""
+        _yield_cpu()
         self.loader = loader
+        self.name = conf.actor_name
         self.detector_name = conf.detector
-        self.p_val = conf.p_val
-        self.window = conf.window
+        self.p_val, self.window, self.cooldown_s = conf.p_val, conf.window, conf.cooldown_s
         self.retrain_fn = retrain_fn if conf.retrain else None
-        self.cooldown_s = conf.cooldown_s
         self.target = target
         self.retrain_schedule = conf.retrain_schedule
         self.correction = conf.correction
@@ -75,27 +84,35 @@ class Monitor:
         self.label_drift, self.label_shift, self.label_ert = conf.label_drift, conf.label_shift, conf.label_ert
         self.label_warmup, self.label_reference_rows = conf.label_warmup, conf.label_reference_rows
         self.label_detector: ErrorRateDetector | None = None
-        self.concept_drift_count = 0
         self.accept_new_classes = conf.accept_new_classes
-        self.labels_quarantined = 0
-        self.rows_seen = 0
-        self.tests_run = 0
-        self.drift_count = 0
+        self.rows_seen = self.tests_run = self.drift_count = self.concept_drift_count = self.labels_quarantined = 0
+        self.rows_other_version: dict[str, int] = {}
         self.last_test: dict[str, Any] | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self.retrains: list[dict[str, Any]] = []
         self.performance = PerformanceTracker(conf.perf_window, conf.min_accuracy, conf.max_rmse)
         self._buffer: list[tuple[np.ndarray, np.ndarray]] = []
         self._buffered = 0
-        self._retrain_ref: Any = None
+        self._retrain: dict[str, Any] | None = None  # the running retrain: id, runner, reason, ref
         self._retrain_started = -float("inf")
-        self._retrain_reason: str | None = None
-        self._saved_at = 0.0
-        self.store = StateStore(state_dir) if state_dir else None
-        self.traffic = TrafficLog(os.path.join(state_dir, "traffic.sqlite") if state_dir else None, max_served)
+        self._wanted: str | None = None  # a retrain asked for during a call, started after its commit
+        self._pending_events: list[dict[str, Any]] = []
+        self._pending_history: list[dict[str, Any]] = []
+        url = state_url or (conf.state_url if conf.persist else None) or (
+            f"sqlite:///{os.path.join(os.path.abspath(state_dir), 'monitor.sqlite')}" if state_dir else None)
+        self.state_url = url
+        self.keep = Retention(events=conf.keep_events, history=conf.keep_history, retrains=conf.keep_retrains,
+                              unlabelled_rows=conf.keep_unlabelled_rows)
+        self.store = MonitorStore(url, self.name, self.keep)
+        self.traffic = TrafficLog(self.store)
+        self.namespace = ray.get_runtime_context().namespace if ray.is_initialized() else None
+        self.metrics = RayMetrics(self.name)
+        self.mlflow = MlflowExporter(getattr(loader, "uri", None))
         self.restored = False
         self._load(version)
         self._restore()
+        self._reconcile()
+        self._commit()
         self._stop = threading.Event()
         if self.retrain_schedule:
             threading.Thread(target=self._schedule_loop, name="retrain-schedule", daemon=True).start()
@@ -104,38 +121,102 @@ class Monitor:
     def _event(self, kind: str, **evidence: Any) -> None:
         event = {"time": time.time(), "event": kind, **evidence}
         self.events.append(event)
-        if self.store is not None:
-            self.store.append_event(event)
+        self._pending_events.append(event)
         logger.info("monitor event %s %s", kind, evidence)
 
-    def _restore(self) -> None:
-        state = self.store.load() if self.store is not None else None
-        if not state:
-            return
-        if state.get("model_version") != self.model_version:
-            self._event("state_discarded", saved_for=state.get("model_version"), model_version=self.model_version)
-            return
-        for key in PERSISTED:
-            if key in state:
-                setattr(self, key, state[key])
-        self.events.extend(self.store.events(MAX_EVENTS))
-        self.restored = True
-        if state.get("retrain_running"):  # the task's result went with the old actor
-            self.retrains.append({"status": "lost", "error": "monitor restarted while a retrain ran",
-                                  "time": time.time()})
-        self._event("state_restored", rows_seen=self.rows_seen, saved=state.get("saved"))
+    def _history(self, kind: str, **values: Any) -> None:
+        self._pending_history.append(entry(self.rows_seen, self.model_version, kind, values))
 
-    def _save(self, force: bool = False) -> None:
-        if self.store is None or (not force and time.time() - self._saved_at < SAVE_EVERY_S):
+    def _state(self) -> dict[str, Any]:
+        counters = {key.lstrip("_"): getattr(self, key) for key in COUNTERS}
+        counters["retrain_started"] = counters["retrain_started"] if np.isfinite(counters["retrain_started"]) else None
+        return {"model_version": self.model_version,
+                "counters": {**counters, **self.traffic.counts(), "rows_other_version": self.rows_other_version},
+                "buffer": codec.encode_buffer(self._buffer), "last_test": self.last_test,
+                "performance": codec.encode_performance(self.performance),
+                "label_detector": codec.encode_detector(self.label_detector)}
+
+    def _commit(self, work: Callable[[Any], Any] | None = None) -> Any:
+        """One transaction: ``work(conn)`` (rows, labels), then the state, events and history of this call.
+        On a database error the in-memory counters are read back from the last commit."""
+        try:
+            with self.store.transaction() as conn:
+                out = work(conn) if work is not None else None
+                if self.store.due_prune():
+                    self.traffic.rows_joinable -= self.store.prune(conn)["unlabelled_rows"]
+                self.store.put_state(conn, self._state())
+                self.store.add_events(conn, self._pending_events)
+                self.store.add_history(conn, self._pending_history)
+        except Exception:
+            self.store.forget_written()
+            self._resync()
+            raise
+        done, self._pending_events, self._pending_history = self._pending_history, [], []
+        for item in done:
+            self.metrics.record(item)
+            self.mlflow.add(self.run_id, item)
+        if self._wanted is not None:
+            reason, self._wanted = self._wanted, None
+            self._maybe_retrain(reason)
+        return out
+
+    def _resync(self) -> None:
+        saved = self.store.load_state()
+        if saved.get("model_version") == self.model_version:
+            self._restore_counters(saved)
+            self._buffer = self._decoded("buffer", codec.decode_buffer, saved.get("buffer"), [])
+            self._buffered = sum(len(b[0]) for b in self._buffer)
+
+    def _decoded(self, key: str, decode: Callable[..., Any], value: Any, default: Any, *args: Any) -> Any:
+        """``decode(value)``, or ``default`` after counting a value that does not decode (a torn record)."""
+        try:
+            return decode(value, *args)
+        except Exception:  # noqa: BLE001
+            self.store.count_corrupt("state", key)
+            return default
+
+    def _restore_counters(self, saved: dict[str, Any]) -> None:
+        counters = saved.get("counters")
+        if not isinstance(counters, dict):  # never saved, or corrupt: count the rows once (start only)
+            counters = self.store.recount()
+        for key in COUNTERS:
+            value = counters.get(key.lstrip("_"))
+            if isinstance(value, (int, float)):
+                setattr(self, key, value)
+        self.rows_other_version = dict(counters.get("rows_other_version") or {})
+        self.traffic.rows_joinable = int(counters.get("rows_joinable", 0))
+        self.traffic.labelled_rows = int(counters.get("labelled_rows", 0))
+
+    def _restore(self) -> None:
+        """Resume from the store. Counters, traffic, labels, events, history and retrains always; the
+        unwindowed rows, the rolling accuracy and the label CUSUM only if they judge the same model."""
+        saved = self.store.load_state()
+        self.events.extend(self.store.events(MAX_EVENTS))
+        self.retrains = [r for r in self.store.retrains(self.keep.retrains) if r["handled"]]
+        if not saved:
             return
-        self.store.save({"model_version": self.model_version, "retrain_running": self._retrain_ref is not None,
-                         **{key: getattr(self, key) for key in PERSISTED}})
-        self._saved_at = time.time()
+        self._restore_counters(saved)
+        same = saved.get("model_version") == self.model_version
+        if same:
+            self._buffer = self._decoded("buffer", codec.decode_buffer, saved.get("buffer"), [])
+            self._buffered = sum(len(b[0]) for b in self._buffer)
+            self.last_test = saved.get("last_test") if isinstance(saved.get("last_test"), dict) else None
+            self.label_detector = self._decoded("label_detector", codec.decode_detector, saved.get("label_detector"),
+                                                self.label_detector, self.label_detector)
+        if isinstance(saved.get("performance"), dict):
+            self._decoded("performance", codec.restore_performance, saved["performance"], None, self.performance, same)
+        self.restored = True
+        dropped = [] if same else ["unwindowed rows", "rolling accuracy", "label CUSUM"]
+        self._event("state_restored", rows_seen=self.rows_seen, model_version=self.model_version,
+                    saved_for=saved.get("model_version"), dropped=dropped,
+                    kept=["counters", "served rows", "labels", "events", "history", "retrains"])
 
     def _load(self, version: str | None) -> None:
         bundle = self.loader(version)
-        self.model_version = bundle.version
+        self.model_version = str(bundle.version)
+        self.run_id = getattr(bundle, "run_id", None)
         categorical = bundle.meta.get("categorical_features", [])
+        self.n_features = int(np.asarray(bundle.reference).shape[1])
         self.detector = make_detector(self.detector_name, bundle.reference, self.p_val, categorical,
                                       self.correction, **self.detector_options)
         self.task = bundle.task
@@ -168,29 +249,46 @@ class Monitor:
 
     # -- traffic -----------------------------------------------------------------------------
     def ingest(self, features: np.ndarray, predictions: np.ndarray, row_ids: list[str],
-               confidence: np.ndarray | None = None, records: list[dict[str, Any]] | None = None) -> int:
+               confidence: np.ndarray | None = None, records: list[dict[str, Any]] | None = None,
+               version: str | None = None) -> int:
         """Add served rows (preprocessed ``features``, and the raw ``records`` a retrain can learn from
-        once labelled); run the tests for every full window. Returns rows seen so far."""
+        once labelled) scored by model ``version`` (None: the watched one). Rows of the watched version
+        go into the windows (the tests run for every full window); rows of another version, or of
+        another feature width, are stored and counted per version. Returns rows received so far."""
         self._poll_retrain()
-        features = np.asarray(features)
         predictions = np.asarray(predictions, dtype=object)
-        self.rows_seen += len(features)
-        self.traffic.add_served(row_ids, predictions, confidence, records, self.model_version)
-        self.performance.add_confidence(confidence)
-        self._buffer.append((features, predictions))
-        self._buffered += len(features)
-        if self._buffered >= self.window:
-            rows = np.vstack([b[0] for b in self._buffer])
-            preds = np.concatenate([b[1] for b in self._buffer])
-            while len(rows) >= self.window:
-                self._test(rows[: self.window], preds[: self.window])
-                rows, preds = rows[self.window :], preds[self.window :]
-            self._buffer = [(rows, preds)] if len(rows) else []
-            self._buffered = len(rows)
-            self._save(force=True)
-        else:
-            self._save()
+        scored_by = self.model_version if version is None else str(version)
+        try:
+            features = np.asarray(features, dtype=float)
+        except (TypeError, ValueError):
+            features = np.empty((0, 0))
+        n = len(row_ids)
+        watched = scored_by == self.model_version and features.shape == (n, self.n_features) and len(predictions) == n
+        self.rows_seen += n
+        if watched:
+            self._buffer.append((features, predictions))
+            self._buffered += n
+            if self._buffered >= self.window:
+                self._windows()
+        elif n:
+            key = scored_by if scored_by != self.model_version else (
+                f"{scored_by} (shape {features.shape}, expected {self.n_features} features)")
+            if key not in self.rows_other_version:
+                self._event("rows_other_version", version=key, watched=self.model_version)
+            self.rows_other_version[key] = self.rows_other_version.get(key, 0) + n
+        self.performance.add_confidence(confidence if watched else None)
+        self._commit(lambda conn: self.traffic.add_served(conn, row_ids, predictions, confidence, records, scored_by))
+        self.metrics.rows(n, scored_by)
         return self.rows_seen
+
+    def _windows(self) -> None:
+        rows = np.vstack([b[0] for b in self._buffer])
+        preds = np.concatenate([b[1] for b in self._buffer])
+        while len(rows) >= self.window:
+            self._test(rows[: self.window], preds[: self.window])
+            rows, preds = rows[self.window :], preds[self.window :]
+        self._buffer = [(rows, preds)] if len(rows) else []
+        self._buffered = len(rows)
 
     def feedback(self, row_ids: list[str], labels: list[Any], unseen: list[int] | None = None) -> dict[str, Any]:
         """Join true labels to served rows. Raises UnknownRows or DuplicateFeedback, changing nothing.
@@ -200,49 +298,56 @@ class Monitor:
         and join neither training, the accuracy nor the judging window.
         """
         self._poll_retrain()
+        held: list[tuple[str, Any]] = []
         if unseen and not self.accept_new_classes:
             skip = set(unseen)
             held = [(row_ids[i], labels[i]) for i in sorted(skip)]
             row_ids = [r for i, r in enumerate(row_ids) if i not in skip]
             labels = [v for i, v in enumerate(labels) if i not in skip]
-            if row_ids:
-                self._join(row_ids, labels)  # raises before the quarantine counts anything
-            self.labels_quarantined += len(held)
-            self._event("label_quarantined", reason="a class the model has never seen (a possible new class; "
-                        "monitor.accept_new_classes=true lets such labels train)", row_ids=[r for r, _ in held],
-                        labels=[v for _, v in held], count=len(held), model_version=self.model_version)
-            self._save(force=True)
-            return self.status_performance()
-        return self._join(row_ids, labels)
 
-    def _join(self, row_ids: list[str], labels: list[Any]) -> dict[str, Any]:
+        def work(conn: Any) -> None:
+            if row_ids:
+                self._join(conn, row_ids, labels)  # raises before the quarantine counts anything
+            if held:
+                self.labels_quarantined += len(held)
+                self._event("label_quarantined", reason="a class the model has never seen (a possible new class; "
+                            "monitor.accept_new_classes=true lets such labels train)", row_ids=[r for r, _ in held],
+                            labels=[v for _, v in held], count=len(held), model_version=self.model_version)
+
+        self._commit(work)
+        return self.status_performance()
+
+    def _join(self, conn: Any, row_ids: list[str], labels: list[Any]) -> None:
+        perf = self.performance
         if self.task == "regression":
-            self.performance.add_errors(self.traffic.add_labels(row_ids, labels, numeric=True))
+            perf.add_errors(self.traffic.add_labels(conn, row_ids, labels, numeric=True))
             correct = []
         else:
-            correct = self.traffic.add_labels(row_ids, labels)
-            self.performance.add_outcomes(correct)
+            correct = self.traffic.add_labels(conn, row_ids, labels)
+            perf.add_outcomes(correct)
+        cusum = None
         if self.label_detector is not None and correct:
             alarm = self.label_detector.update(np.array([not c for c in correct], dtype=float))
+            cusum = alarm
             if alarm["is_drift"]:
                 self.concept_drift_count += 1
                 self._event("concept_drift", error_rate_cusum=alarm["statistic"], threshold=alarm["threshold"],
-                            reference_error=alarm["reference_error"], labels=self.performance.labels_total,
+                            reference_error=alarm["reference_error"], labels=perf.labels_total,
                             model_version=self.model_version)
-                self._maybe_retrain(f"error rate above validation's {alarm['reference_error']:.3f} (CUSUM)")
-        status = self.status_performance()
-        if self.performance.degraded():
-            perf = self.performance
+                self._want_retrain(f"error rate above validation's {alarm['reference_error']:.3f} (CUSUM)")
+        values = {"rmse": perf.rmse} if self.task == "regression" else {"accuracy": perf.accuracy}
+        self._history("labels", **values, labels=perf.labels_total,
+                      cusum=None if cusum is None else cusum["statistic"],
+                      cusum_threshold=None if cusum is None else cusum["threshold"])
+        if perf.degraded():
             if self.task == "regression":
                 self._event("performance_drop", rmse=perf.rmse, max_rmse=perf.max_rmse, labels=len(perf.errors),
                             model_version=self.model_version)
-                self._maybe_retrain(f"rmse {perf.rmse:.3f} > {perf.max_rmse}")
+                self._want_retrain(f"rmse {perf.rmse:.3f} > {perf.max_rmse}")
             else:
                 self._event("performance_drop", accuracy=perf.accuracy, min_accuracy=perf.min_accuracy,
                             labels=len(perf.correct), model_version=self.model_version)
-                self._maybe_retrain(f"accuracy {perf.accuracy:.3f} < {perf.min_accuracy}")
-        self._save(force=True)
-        return status
+                self._want_retrain(f"accuracy {perf.accuracy:.3f} < {perf.min_accuracy}")
 
     def status_performance(self) -> dict[str, Any]:
         label = self.label_detector.status() if self.label_detector is not None else None
@@ -257,96 +362,31 @@ class Monitor:
                                                       self.p_val)
         self.tests_run += 1
         self.last_test = result
+        worst = int(np.argmin(result["p_vals"]))
+        self._history("window", min_p_val=float(result["p_vals"][worst]), threshold=result["threshold"],
+                      is_drift=bool(result["is_drift"]), prediction_drift=bool(result["prediction_drift"]["is_drift"]))
         if result["is_drift"]:
             self.drift_count += 1
-            worst = int(np.argmin(result["p_vals"]))
             name = self.feature_names[worst] if worst < len(self.feature_names) else str(worst)
             self._event("drift", min_p_val=result["p_vals"][worst], feature=name,
                         threshold=result["threshold"], model_version=self.model_version,
                         prediction_drift=result["prediction_drift"]["is_drift"])
-            self._maybe_retrain(f"drift on {name}")
+            self._want_retrain(f"drift on {name}")
 
-    # -- retraining --------------------------------------------------------------------------
-    def _maybe_retrain(self, reason: str) -> None:
-        if self.retrain_fn is None:
-            return
-        if self._retrain_ref is not None:
-            return  # one retrain at a time
-        if time.time() - self._retrain_started < self.cooldown_s:
-            return
-        self._retrain_started = time.time()
-        labelled = self.traffic.labelled(self.target)
-        task = ray.remote(num_cpus=0, max_retries=0)(_run_retrain)
-        self._retrain_ref = task.remote(self.retrain_fn, reason, labelled)
-        self._retrain_reason = reason
-        self._event("retrain_started", reason=reason, labelled_rows=len(labelled))
-
-    def _poll_retrain(self) -> None:
-        if self._retrain_ref is None:
-            return
-        ready, _ = ray.wait([self._retrain_ref], timeout=0)
-        if not ready:
-            return
-        ref, self._retrain_ref = self._retrain_ref, None
-        try:
-            result = ray.get(ref)
-        except Exception as exc:  # the live model keeps serving; only the event log changes
-            self.retrains.append({"status": "failed", "reason": self._retrain_reason, "error": str(exc)[:2000],
-                                  "time": time.time()})
-            self._event("retrain_failed", reason=self._retrain_reason, error=str(exc)[:2000])
-            self._save(force=True)
-            return
-        self.retrains.append({"status": "finished", **result, "time": time.time()})
-        self._event("retrain_finished", **result)
-        self._event("promotion" if result.get("promoted") else "rejection", version=result.get("version"),
-                    challenger_score=result.get("challenger_score"), champion_score=result.get("champion_score"))
-        if result.get("promoted"):
-            self._load(result["version"])
-            self._buffer, self._buffered = [], 0
-            self.performance.reset()
-            self._event("reference_updated", model_version=self.model_version)
-        self._save(force=True)
-
-    def reload(self, version: str | None = None) -> str:
-        """Watch another model version (a manual promotion or rollback): new reference, fresh accuracy."""
+    def _switch(self, version: str | None) -> None:
+        """Watch another model version: new reference, fresh windows, accuracy and label CUSUM."""
+        before = self.model_version
         self._load(version)
         self._buffer, self._buffered = [], 0
         self.performance.reset()
-        self._event("reference_updated", model_version=self.model_version)
-        self._save(force=True)
+        self._event("reference_updated", model_version=self.model_version, previous=before)
+        self._history("reference_updated", version=self.model_version, previous=before)
+
+    def reload(self, version: str | None = None) -> str:
+        """Watch another model version (a manual promotion or rollback): new reference, fresh accuracy."""
+        self._switch(version)
+        self._commit()
         return self.model_version
-
-    def _schedule_loop(self) -> None:
-        """Wake at each cron time and ask the actor (through its own queue, so calls never overlap)."""
-        from croniter import croniter
-
-        handle = ray.get_runtime_context().current_actor
-        times = croniter(self.retrain_schedule, time.time())
-        while True:
-            due = times.get_next(float)
-            if self._stop.wait(max(0.0, due - time.time())):
-                return
-            handle.scheduled_retrain.remote()
-
-    def scheduled_retrain(self) -> bool:
-        """The ``retrain_schedule`` fired: retrain unless one runs or the cooldown holds."""
-        self._poll_retrain()
-        before = self._retrain_ref
-        self._maybe_retrain(f"schedule {self.retrain_schedule}")
-        started = self._retrain_ref is not None and self._retrain_ref is not before
-        if not started:
-            self._event("schedule_skipped", schedule=self.retrain_schedule,
-                        why="a retrain is running" if before is not None else "cooldown or retraining off")
-        return started
-
-    def trigger_retrain(self, reason: str = "manual") -> bool:
-        """Start a retrain now (cooldown ignored); False when retraining is off or one is running."""
-        self._poll_retrain()
-        if self.retrain_fn is None or self._retrain_ref is not None:
-            return False
-        self._retrain_started = -float("inf")
-        self._maybe_retrain(reason)
-        return True
 
     def status(self) -> dict[str, Any]:
         self._poll_retrain()
@@ -355,30 +395,44 @@ class Monitor:
             "detector": self.detector_name,
             "window": self.window,
             "rows_seen": self.rows_seen,
+            "rows_other_version": dict(self.rows_other_version),
             "tests_run": self.tests_run,
             "drift_count": self.drift_count,
             "last_test": self.last_test,
             "performance": self.status_performance(),
             "retrain_schedule": self.retrain_schedule,
-            "retrain_running": self._retrain_ref is not None,
+            "retrain_running": self._retrain is not None,
+            "retrain": None if self._retrain is None else {k: self._retrain[k] for k in ("id", "reason", "started")},
             "retrains": self.retrains[-20:],
             "events": list(self.events)[-50:],
             "restored": self.restored,
+            "corrupt_records": self.store.corrupt_records,
+            "state_url": redact_url(self.state_url) if self.state_url else None,
+            "history_to_mlflow": {"logged": self.mlflow.logged, "failed": self.mlflow.failed},
             "pid": os.getpid(),
         }
 
     def events_log(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """Every persisted event (or the in-memory ones when nothing is persisted)."""
-        return self.store.events(limit) if self.store is not None else list(self.events)[-limit:]
+        """The newest ``limit`` persisted events, oldest first (read from the tail)."""
+        return self.store.events(limit)
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` history entries (all kept ones when None), oldest first: ``{"step": rows seen,
+        "time", "model_version", "kind", "values"}`` (kinds and values: :mod:`mlauto.monitor.history`)."""
+        return self.store.history(limit)
+
+    def flush_history(self) -> int:
+        """Log the queued history to MLflow now (tests, and a clean stop); returns metrics logged."""
+        return self.mlflow.flush()
 
 
 def start_monitor(loader: Any, conf: MonitorConf, namespace: str, retrain_fn: RetrainFn | None = None,
-                  **kwargs: Any) -> Any:
+                  options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     """Replace any monitor named ``conf.actor_name`` with a new detached one; returns its handle.
 
-    ``kwargs`` are :class:`Monitor`'s keywords (``target``, ``version``, ``state_dir``). Restarts
-    (``max_restarts=-1``) rerun ``__init__`` with the same arguments, which restores the persisted state
-    when ``state_dir`` is given.
+    ``options``: Ray actor options (placement). ``kwargs`` are :class:`Monitor`'s keywords (``target``, ``version``, ``state_dir``, ``state_url``).
+    Restarts (``max_restarts=-1``) rerun ``__init__`` with the same arguments, which resumes from the
+    store (and adopts a retrain still running).
     """
     name = conf.actor_name
     try:
@@ -394,15 +448,18 @@ def start_monitor(loader: Any, conf: MonitorConf, namespace: str, retrain_fn: Re
     except ValueError:
         pass
     actor_cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(Monitor)
-    handle = actor_cls.options(name=name, namespace=namespace, lifetime="detached").remote(
+    handle = actor_cls.options(name=name, namespace=namespace, lifetime="detached", **(options or {})).remote(
         loader, conf, retrain_fn, **kwargs)
     ray.get(handle.status.remote())  # fail here, not on the first request, if the detector cannot be built
     return handle
 
 
 def stop_monitor(name: str, namespace: str) -> bool:
+    """Stop the monitor for good, and any retrain runner it started."""
     try:
         ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
-        return True
+        stopped = True
     except ValueError:
-        return False
+        stopped = False
+    runners.kill_runners(name, namespace)
+    return stopped

@@ -1,5 +1,5 @@
 """Config checks of the monitor: ``monitor.*`` (a registered detector and only its options, test and
-window sizes, retraining triggers and schedule). ``monitor.correction`` is an Enum of the schema."""
+window sizes, retraining triggers and schedule, the state database and its retention). ``monitor.correction`` is an Enum of the schema."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from mlauto.config.checks import check
 from mlauto.config.schema import Config
 from mlauto.errors import ConfigError
 from mlauto.monitor.detectors import DETECTORS
+from mlauto.redact import redact_url
 
 
 @check
@@ -55,3 +56,15 @@ def check_monitor(cfg: Config) -> None:
         raise ConfigError("monitor.holdout_labels", m.holdout_labels, "an integer >= 10")
     if m.retrain_num_samples < 1:
         raise ConfigError("monitor.retrain_num_samples", m.retrain_num_samples, "an integer >= 1")
+
+
+@check
+def check_state(cfg: Config) -> None:
+    """``monitor.state_url`` is a SQLAlchemy URL of a supported database; the ``keep_*`` limits are >= 1."""
+    m = cfg.monitor
+    if m.state_url is not None and not m.state_url.startswith(("sqlite:", "postgresql")):
+        raise ConfigError("monitor.state_url", redact_url(m.state_url),
+                          "null (a SQLite file under root), sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+    for key in ("keep_unlabelled_rows", "keep_retrains", "keep_history", "keep_events"):
+        if getattr(m, key) < 1:
+            raise ConfigError(f"monitor.{key}", getattr(m, key), "an integer >= 1")

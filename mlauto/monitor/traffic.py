@@ -1,40 +1,27 @@
-"""Served rows and their late labels, in SQLite: the /feedback join, kept across monitor restarts,
-and the labelled production rows a retrain learns from.
+"""Served rows and their late labels, in the monitor's database (:mod:`mlauto.monitor.store`): the
+/feedback join, kept across monitor restarts, and the labelled production rows a retrain learns from.
 
-One small transaction per batch keeps the request path's hand-off cheap (the monitor writes a few
-rows every flush), and nothing here is pickled with the monitor's state.
+Every row carries the model version that scored it. Writes take the caller's transaction, so a
+batch of rows and the counters that count them commit together. The counts (``rows_joinable``,
+``labelled_rows``) are kept as counters beside the rows, not counted per call.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from mlauto.errors import DuplicateFeedback, UnknownRows
+from mlauto.monitor.store import MonitorStore, dumps, insert_new, traffic
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS served (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    row_id TEXT UNIQUE NOT NULL,
-    model_version TEXT,
-    prediction TEXT NOT NULL,
-    confidence REAL,
-    record TEXT,
-    time REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS labels (
-    row_id TEXT PRIMARY KEY,
-    label TEXT NOT NULL,
-    correct INTEGER NOT NULL,
-    time REAL NOT NULL
-);
-"""
+# Bound parameters per statement: SQLite allows 32,766, PostgreSQL 65,535.
+CHUNK = 5000
 
 
 def _plain(value: Any) -> Any:
@@ -53,95 +40,118 @@ def same_label(prediction: Any, label: Any) -> bool:
 
 
 class TrafficLog:
-    """``path=None`` keeps the log in memory (``monitor.persist=false``).
+    """The traffic table of one monitor. ``counts`` is restored by the monitor from its state."""
 
-    Only the newest ``max_rows`` unlabelled rows are kept for the join; labelled rows are kept, since
-    they are training data.
-    """
+    def __init__(self, store: MonitorStore, counts: dict[str, int] | None = None) -> None:
+        self.store = store
+        self.rows_joinable = int((counts or {}).get("rows_joinable", 0))
+        self.labelled_rows = int((counts or {}).get("labelled_rows", 0))
 
-    def __init__(self, path: str | None, max_rows: int = 100_000) -> None:
-        self.path = os.path.abspath(path) if path else None
-        self.max_rows = max_rows
-        if self.path:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self.db = sqlite3.connect(self.path or ":memory:", check_same_thread=False, isolation_level=None)
-        if self.path:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self._inserted = 0
+    def _mine(self) -> Any:
+        return traffic.c.monitor == self.store.monitor
 
-    def add_served(self, row_ids: list[str], predictions: np.ndarray, confidence: np.ndarray | None,
-                   records: list[dict[str, Any]] | None, model_version: str | None) -> None:
+    def add_served(self, conn: Connection, row_ids: list[str], predictions: np.ndarray,
+                   confidence: np.ndarray | None, records: list[dict[str, Any]] | None,
+                   model_version: str | None) -> int:
+        """Store served rows (a row id already stored is kept as it was). Returns rows added."""
         now = time.time()
-        conf = [None] * len(row_ids) if confidence is None else [float(c) for c in confidence]
-        recs = [None] * len(row_ids) if records is None else [json.dumps(r, default=_plain) for r in records]
-        rows = [(rid, model_version, json.dumps(_plain(p)), c, r, now)
-                for rid, p, c, r in zip(row_ids, predictions, conf, recs)]
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.executemany("INSERT OR IGNORE INTO served (row_id, model_version, prediction, confidence, "
-                                "record, time) VALUES (?, ?, ?, ?, ?, ?)", rows)
-        self._inserted += len(rows)
-        if self._inserted >= max(1000, self.max_rows // 10):
-            self.prune()
+        conf = [None] * len(row_ids) if confidence is None else [
+            None if c is None or c != c else float(c) for c in np.asarray(confidence, dtype=float)]
+        recs = [None] * len(row_ids) if records is None else [dumps(r) for r in records]
+        fresh: dict[str, dict[str, Any]] = {}
+        for rid, p, c, r in zip(row_ids, predictions, conf, recs):
+            fresh.setdefault(str(rid), {"monitor": self.store.monitor, "row_id": str(rid),
+                                        "model_version": model_version, "prediction": json.dumps(_plain(p),
+                                                                                                   default=str),
+                                        "confidence": c, "record": r, "time": now, "labelled": False})
+        rows = list(fresh.values())
+        added = 0
+        for i in range(0, len(rows), CHUNK // 10):
+            added += insert_new(conn, traffic, rows[i : i + CHUNK // 10], traffic.c.seq)
+        self.rows_joinable += added
+        self.store.wrote(added)
+        return added
 
-    def prune(self) -> int:
-        """Forget unlabelled rows older than the newest ``max_rows``."""
-        self._inserted = 0
-        with self.db:
-            self.db.execute("BEGIN")
-            cur = self.db.execute(
-                "DELETE FROM served WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM served) - ? "
-                "AND row_id NOT IN (SELECT row_id FROM labels)", (self.max_rows,))
-        return cur.rowcount
+    def prune(self, conn: Connection) -> int:
+        """Forget unlabelled rows beyond the newest ``keep.unlabelled_rows``."""
+        removed = self.store.prune(conn)["unlabelled_rows"]
+        self.rows_joinable -= removed
+        return removed
 
-    def add_labels(self, row_ids: list[str], labels: list[Any], numeric: bool = False) -> list[Any]:
-        """Join labels to served rows; all-or-nothing. Returns, per row, whether the prediction was right,
-        or with ``numeric`` (a regressor) the error ``label - prediction``."""
+    def check_labels(self, conn: Connection, row_ids: list[str]) -> dict[str, Any]:
+        """The stored predictions of ``row_ids`` (decoded; a corrupt one is None). Raises UnknownRows
+        or DuplicateFeedback, changing nothing."""
         if len(set(row_ids)) != len(row_ids):
             raise DuplicateFeedback(row_ids[:10])
-        marks = ",".join("?" * len(row_ids))
-        found = dict(self.db.execute(f"SELECT row_id, prediction FROM served WHERE row_id IN ({marks})", row_ids))
+        found: dict[str, tuple[Any, bool]] = {}
+        for i in range(0, len(row_ids), CHUNK):
+            part = row_ids[i : i + CHUNK]
+            query = sa.select(traffic.c.seq, traffic.c.row_id, traffic.c.prediction, traffic.c.labelled).where(
+                self._mine(), traffic.c.row_id.in_(part))
+            for seq, rid, prediction, labelled in conn.execute(query):
+                try:
+                    value = self.store.decode("traffic", seq, prediction)
+                except KeyError:
+                    value = None
+                found[rid] = (value, bool(labelled))
         unknown = [r for r in row_ids if r not in found]
         if unknown:
             raise UnknownRows(unknown[:10])
-        dup = [r for (r,) in self.db.execute(f"SELECT row_id FROM labels WHERE row_id IN ({marks})", row_ids)]
+        dup = [r for r in row_ids if found[r][1]]
         if dup:
             raise DuplicateFeedback(dup[:10])
+        return {r: found[r][0] for r in row_ids}
+
+    def add_labels(self, conn: Connection, row_ids: list[str], labels: list[Any], numeric: bool = False) -> list[Any]:
+        """Join labels to served rows; all-or-nothing. Returns, per row, whether the prediction was right,
+        or with ``numeric`` (a regressor) the error ``label - prediction``. A row whose stored
+        prediction is corrupt keeps its label (training data) and is left out of the returned list."""
+        predictions = self.check_labels(conn, row_ids)
         now = time.time()
         if numeric:
             try:
-                errors = [float(label) - float(json.loads(found[r])) for r, label in zip(row_ids, labels)]
+                scored = [(r, float(lab) - float(predictions[r]) if predictions[r] is not None else None)
+                          for r, lab in zip(row_ids, labels)]
             except (TypeError, ValueError):
                 raise ValueError("a regression model's labels must be numbers") from None
-            correct = [e == 0.0 for e in errors]
+            correct = [None if e is None else int(e == 0.0) for _, e in scored]
         else:
-            correct = [same_label(json.loads(found[r]), _plain(label)) for r, label in zip(row_ids, labels)]
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.executemany("INSERT INTO labels (row_id, label, correct, time) VALUES (?, ?, ?, ?)",
-                                [(r, json.dumps(_plain(lab)), int(ok), now)
-                                 for r, lab, ok in zip(row_ids, labels, correct)])
-        return errors if numeric else correct
+            scored = [(r, None if predictions[r] is None else same_label(predictions[r], _plain(lab)))
+                      for r, lab in zip(row_ids, labels)]
+            correct = [None if ok is None else int(ok) for _, ok in scored]
+        update = traffic.update().where(traffic.c.monitor == self.store.monitor,
+                                        traffic.c.row_id == sa.bindparam("rid")).values(
+            labelled=True, label=sa.bindparam("lab"), correct=sa.bindparam("ok"), label_time=now)
+        params = [{"rid": r, "lab": json.dumps(_plain(lab), default=str), "ok": ok}
+                  for r, lab, ok in zip(row_ids, labels, correct)]
+        for i in range(0, len(params), CHUNK // 4):
+            conn.execute(update, params[i : i + CHUNK // 4])
+        self.labelled_rows += len(row_ids)
+        return [v for _, v in scored if v is not None]
 
     def counts(self) -> dict[str, int]:
-        served = self.db.execute("SELECT COUNT(*) FROM served").fetchone()[0]
-        labelled = self.db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
-        return {"rows_joinable": int(served), "labelled_rows": int(labelled)}
+        return {"rows_joinable": self.rows_joinable, "labelled_rows": self.labelled_rows}
 
     def labelled(self, target: str, limit: int | None = None) -> pd.DataFrame:
         """Served records with their true label in column ``target``, oldest label first.
 
-        ``limit`` keeps the newest rows. Rows served without their record cannot be used and are skipped.
+        ``limit`` keeps the newest rows. Rows served without their record cannot be used and are
+        skipped, and so are corrupt records (counted).
         """
-        query = ("SELECT s.record, l.label, l.time, s.model_version, s.row_id FROM labels l "
-                 "JOIN served s ON s.row_id = l.row_id WHERE s.record IS NOT NULL ORDER BY l.time DESC, s.seq DESC")
-        rows = self.db.execute(query + (" LIMIT ?" if limit else ""), (limit,) if limit else ()).fetchall()
-        rows.reverse()
-        frame = pd.DataFrame([json.loads(r[0]) for r in rows])
-        frame[target] = [json.loads(r[1]) for r in rows]
+        t = traffic.c
+        query = sa.select(t.seq, t.record, t.label).where(self._mine(), t.labelled.is_(True), t.record.is_not(None)
+                                                           ).order_by(t.label_time.desc(), t.seq.desc())
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query.limit(limit) if limit else query).all()
+        records, labels = [], []
+        for seq, record, label in reversed(rows):
+            try:
+                rec, lab = self.store.decode("traffic", seq, record), self.store.decode("traffic", seq, label)
+            except KeyError:
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+                labels.append(lab)
+        frame = pd.DataFrame(records)
+        frame[target] = labels
         return frame
-
-    def close(self) -> None:
-        self.db.close()

@@ -48,3 +48,14 @@ def test_shared_root_passes_the_probe(two_nodes) -> None:
                          env=two_nodes.env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "nodes 2" in out.stdout, out.stderr[-3000:]
     assert not list((two_nodes.shared / "runs" / ".mlauto-probe").glob("*"))  # the sentinel is removed
+
+
+def test_sqlite_monitor_state_refused_on_two_nodes_even_when_shared(two_nodes) -> None:
+    """The monitor may restart on any node: its default SQLite file is refused like SQLite tracking."""
+    out, seconds = _mlauto(two_nodes, f"root={two_nodes.shared}/runs", "tracking.uri=http://127.0.0.1:9/unused")
+    assert out.returncode == 1, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert (f"monitor.state_url=sqlite:///{two_nodes.shared}/runs/monitor/mlauto-monitor/monitor.sqlite "
+            "is a SQLite file") in log, log[-3000:]
+    assert "postgresql+psycopg://" in log and "stage ingest" not in log
+    assert seconds < 30, seconds

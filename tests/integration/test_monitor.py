@@ -198,3 +198,99 @@ def test_retrain_runs_on_its_cron_schedule_with_the_labelled_rows(trained):
         assert status["retrains"][0]["labelled_rows"] == 15  # the retrain task got the labelled traffic
     finally:
         stop_monitor(name, "mlauto-tests")
+
+
+def _metric_lines(names, timeout=60.0):
+    """Lines of Ray's Prometheus endpoint (this node's metrics agent) naming each of ``names``."""
+    import urllib.request
+
+    port = next(n for n in ray.nodes() if n["Alive"])["MetricsExportPort"]
+    deadline, found = time.time() + timeout, {}
+    while time.time() < deadline:  # metrics reach the agent every few seconds
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        found = {n: [line for line in text.splitlines() if line.startswith(n + "{")] for n in names}
+        if all(found.values()):
+            return found
+        time.sleep(1.0)
+    raise AssertionError(f"not exported within {timeout:.0f} s: {[n for n in names if not found.get(n)]}")
+
+
+def test_monitor_on_postgresql_resumes_everything_and_keeps_versions_apart(trained, postgres):
+    """State in PostgreSQL: a restarted monitor resumes rows, labels, counters and the label CUSUM;
+    rows of another model version (another width, too) are stored and counted, never windowed."""
+    cfg, result = trained
+    prep, rows, _ = _held_out(result)
+    X = prep.transform(rows)
+    preds = result.final.pipeline.named_steps["model"].predict(X)
+    name = "test-monitor-postgres"
+    conf = MonitorConf(actor_name=name, window=WINDOW, state_url=postgres.url, retrain=False)
+    from mlauto.monitor.store import MonitorStore
+
+    MonitorStore(postgres.url, name).drop()
+    handle = start_monitor(context.loader_for(cfg), conf, "mlauto-tests", target=cfg.data.target)
+    try:
+        records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
+        ids = [f"r:{i}" for i in range(len(X))]
+        assert ray.get(handle.ingest.remote(X[:130], preds[:130], ids[:130], None, records[:130])) == 130
+        # another version, three features wide: counted apart, nothing vstacked with the watched rows
+        other = ray.get(handle.ingest.remote(np.ones((7, 3)), np.zeros(7), [f"o:{i}" for i in range(7)],
+                                             version="999"))
+        assert other == 137
+        ray.get(handle.feedback.remote(ids[:40], [1 - p for p in preds[:40]]))
+        before = ray.get(handle.status.remote())
+        assert before["rows_other_version"] == {"999": 7} and before["tests_run"] == 2
+        assert before["state_url"].startswith("postgresql+psycopg://")
+        ray.kill(handle, no_restart=False)
+        status = wait_for_actor(handle, lambda s: s["pid"] != before["pid"], timeout=90)
+        assert status["restored"] and status["corrupt_records"] == 0
+        for key in ("rows_seen", "tests_run", "drift_count", "last_test", "rows_other_version"):
+            assert status[key] == before[key], key
+        for key in ("labels_total", "labelled_rows", "rows_joinable", "accuracy", "error_rate_cusum"):
+            assert status["performance"][key] == before["performance"][key], key
+        with pytest.raises(DuplicateFeedback):
+            ray.get(handle.feedback.remote([ids[0]], [1]))
+        ray.get(handle.feedback.remote(["o:1"], [0]))  # another version's row takes a label too
+        assert ray.get(handle.ingest.remote(X[130:150], preds[130:150], ids[130:150])) == 157
+        status = ray.get(handle.status.remote())
+        assert status["tests_run"] == 3  # the 30 unwindowed rows survived the restart
+        history = ray.get(handle.history.remote())
+        assert all(set(h) == {"step", "time", "model_version", "kind", "values"} for h in history)
+        windows = [h for h in history if h["kind"] == "window"]
+        assert [h["step"] for h in windows] == [130, 130, 157]
+        assert set(windows[0]["values"]) == {"min_p_val", "threshold", "is_drift", "prediction_drift"}
+        labels = [h for h in history if h["kind"] == "labels"]
+        assert labels[0]["step"] == 137 and labels[0]["values"]["labels"] == 40
+        assert {"accuracy", "cusum", "cusum_threshold"} <= set(labels[0]["values"])
+        assert ray.get(handle.history.remote(1)) == history[-1:]
+    finally:
+        stop_monitor(name, "mlauto-tests")
+        MonitorStore(postgres.url, name).drop()
+
+
+def test_history_is_exported_to_ray_metrics_and_logged_to_mlflow(trained):
+    from mlflow.tracking import MlflowClient
+
+    cfg, result = trained
+    prep, rows, std = _held_out(result)
+    X = prep.transform(shift_numeric(rows, std, 3.0))
+    preds = result.final.pipeline.named_steps["model"].predict(X)
+    name = "test-monitor-metrics"
+    handle = start_monitor(context.loader_for(cfg), MonitorConf(actor_name=name, window=WINDOW, retrain=False),
+                           "mlauto-tests", target=cfg.data.target)
+    try:
+        ids = [f"r:{i}" for i in range(100)]
+        ray.get(handle.ingest.remote(X[:100], preds[:100], ids))
+        ray.get(handle.feedback.remote(ids[:20], list(preds[:20])))
+        status = ray.get(handle.status.remote())
+        assert status["drift_count"] == 2
+        assert ray.get(handle.flush_history.remote()) >= 2 * 3 + 2
+        client = MlflowClient(context.tracking_uri(cfg))
+        p_vals = client.get_metric_history(result.tracked.run_id, "monitor.min_p_val")
+        assert [m.step for m in p_vals][-2:] == [100, 100] and all(m.value < 0.01 for m in p_vals[-2:])
+        accuracy = client.get_metric_history(result.tracked.run_id, "monitor.accuracy")
+        assert accuracy[-1].value == 1.0 and accuracy[-1].step == 100
+        found = _metric_lines(["ray_mlauto_monitor_drift_p_value", "ray_mlauto_monitor_accuracy",
+                               "ray_mlauto_monitor_drift_windows_total", "ray_mlauto_monitor_rows_received_total"])
+        assert any(f'monitor="{name}"' in line for line in found["ray_mlauto_monitor_accuracy"])
+    finally:
+        stop_monitor(name, "mlauto-tests")
