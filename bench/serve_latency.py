@@ -1,22 +1,33 @@
-"""Endpoint latency: mlauto's Ray Serve app against a bare FastAPI + uvicorn server, in one run.
+"""Endpoint latency: mlauto's Ray Serve app against a bare FastAPI + uvicorn server, in one run,
+repeated in interleaved rounds (figures are medians over rounds; ratios are per-round, then median).
 
 Both servers load the same registered model and score through the same code
-(:func:`mlauto.serve.predict.score`), so the ratio is the cost of Ray Serve's proxy, the replica
-hop and the monitor hand-off.
+(:mod:`mlauto.serve.predict`), so the ratio is the cost of Ray Serve's ingress, the replica hop and
+the monitor hand-off. Setups, all deployed at once behind the default ingress (HAProxy when
+installed), each measured once per round in a rotating order:
 
-    python bench/serve_latency.py [--requests 500] [--batch 100]
+- ``base``: bare FastAPI + uvicorn (one process)
+- ``nobatch``: one replica, ``serve.batch_max_size=1``
+- ``default``: one replica, ``@serve.batch`` 32 (the default path)
+- ``monitor``: the default path + the monitor actor
+
+Targets (issue 11): default p50 <= 1.3x base; batching gain (c16 default / c16 nobatch) >= 3x;
+monitor p99 cost (monitor / default - 1) <= 5%. Also: the p99 of small requests from 8 clients while
+one client sends large requests, over the same without them (target <= 2x).
+
+    python bench/serve_latency.py [--rounds 5] [--requests 300] [--large 5000] [--seconds 8]
 """
 
 
 import argparse
 import logging
-import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -24,6 +35,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 logger = logging.getLogger("bench")
+SETUPS = ("base", "nobatch", "default", "monitor")
 
 
 def baseline_app(bundle):
@@ -47,42 +59,41 @@ def baseline_app(bundle):
     return app
 
 
-def measure(url: str, records: list[dict], n: int, batch: int) -> dict[str, float]:
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[max(0, min(len(values) - 1, int(round(q * len(values))) - 1))]
+
+
+def request_records(frame, schema) -> list[dict]:
+    """Held-out rows as ``/predict`` takes them: the served model's features only."""
+    return frame[[c["name"] for c in schema]].to_dict(orient="records")
+
+
+def post(session, url: str, body) -> None:
+    r = session.post(f"{url}/predict", json=body, timeout=60)
+    if r.status_code != 200:
+        raise RuntimeError(f"{url}: {r.status_code} {r.text[:500]}")
+
+
+def sequential(url: str, records: list[dict], n: int) -> dict[str, float]:
     session = requests.Session()
-    for i in range(30):  # warm-up
-        session.post(f"{url}/predict", json=records[i % len(records)], timeout=30).raise_for_status()
+    for i in range(20):  # warm-up
+        post(session, url, records[i % len(records)])
     latencies = []
-    start = time.perf_counter()
     for i in range(n):
         t0 = time.perf_counter()
-        session.post(f"{url}/predict", json=records[i % len(records)], timeout=30).raise_for_status()
+        post(session, url, records[i % len(records)])
         latencies.append((time.perf_counter() - t0) * 1000)
-    wall = time.perf_counter() - start
-    big = (records * (batch // len(records) + 1))[:batch]
-    t0 = time.perf_counter()
-    rounds = max(5, n // 50)
-    for _ in range(rounds):
-        session.post(f"{url}/predict", json=big, timeout=60).raise_for_status()
-    batch_wall = time.perf_counter() - t0
-    latencies.sort()
-    return {
-        "p50_ms": statistics.median(latencies),
-        "p95_ms": latencies[int(0.95 * len(latencies)) - 1],
-        "p99_ms": latencies[int(0.99 * len(latencies)) - 1],
-        "req_per_s": n / wall,
-        "req_per_s_c16": concurrent(url, records, n, 16),
-        "rows_per_s_batched": rounds * batch / batch_wall,
-    }
+    return {"p50_ms": statistics.median(latencies), "p99_ms": percentile(latencies, 0.99)}
 
 
 def concurrent(url: str, records: list[dict], n: int, clients: int) -> float:
     """Requests per second with ``clients`` threads, each with its own connection, one record each."""
-    from concurrent.futures import ThreadPoolExecutor
 
     def worker(k: int) -> None:
         session = requests.Session()
         for i in range(k, n, clients):
-            session.post(f"{url}/predict", json=records[i % len(records)], timeout=60).raise_for_status()
+            post(session, url, records[i % len(records)])
 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -90,78 +101,175 @@ def concurrent(url: str, records: list[dict], n: int, clients: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--batch", type=int, default=100)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    import ray
-    import uvicorn
-    from ray import serve
+def small_p99_with_large(url: str, records: list[dict], large: int, seconds: float, clients: int = 8
+                         ) -> tuple[float, float, int]:
+    """p99 (ms) of small requests from ``clients`` threads for ``seconds``, without and then with a
+    client sending requests of ``large`` records back to back; and how many large ones were sent."""
+    big = (records * (large // len(records) + 1))[:large]
 
+    def phase(with_large: bool) -> tuple[list[float], int]:
+        stop = threading.Event()
+        latencies: list[float] = []
+        sent = [0]
+
+        def small(k: int) -> None:
+            session = requests.Session()
+            i = k
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                r = session.post(f"{url}/predict", json=records[i % len(records)], timeout=60)
+                latencies.append((time.perf_counter() - t0) * 1000)
+                assert r.status_code < 500, r.text
+                i += clients
+
+        def heavy() -> None:
+            session = requests.Session()
+            while not stop.is_set():
+                r = session.post(f"{url}/predict", json=big, timeout=120)
+                assert r.status_code == 200, r.text[:300]
+                sent[0] += 1
+
+        threads = [threading.Thread(target=small, args=(k,)) for k in range(clients)]
+        if with_large:
+            threads.append(threading.Thread(target=heavy))
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        return latencies, sent[0]
+
+    alone, _ = phase(False)
+    mixed, n_large = phase(True)
+    return percentile(alone, 0.99), percentile(mixed, 0.99), n_large
+
+
+def free_port() -> int:
+    """A free local port: other benches and servers may hold the usual ones on a shared machine."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_baseline(bundle, port: int):
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(baseline_app(bundle), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return server
+
+
+def trained_model(root: str):
+    """Train the bench model (fast families, tiny budget) and make it the champion."""
     from mlauto import context, train
     from mlauto.cli import to_config
-    from mlauto.config.schema import MonitorConf, ServeConf
     from mlauto.config.store import compose
-    from mlauto.monitor import start_monitor, stop_monitor
-    from mlauto.serve import deploy
     from mlauto.track import CHAMPION, set_alias
 
-    root = tempfile.mkdtemp(prefix="mlauto-bench-")
     cfg = to_config(compose([f"root={root}", "models=fast", "tune.num_samples=2", "name=bench"]))
+    trained = train.train(cfg, {})
+    set_alias(context.tracking_uri(cfg), context.model_name(cfg), trained.tracked.version, CHAMPION)
+    return cfg, trained
+
+
+def deploy_setups(cfg, version: str, large: int) -> dict[str, str]:
+    """The three Serve setups as three apps (one replica each), and the monitor; returns their URLs."""
+    from mlauto import context
+    from mlauto.config.schema import MonitorConf, ServeConf
+    from mlauto.monitor import start_monitor
+    from mlauto.serve import deploy
+
+    loader = context.loader_for(cfg)
+    start_monitor(loader, MonitorConf(actor_name="bench-monitor", window=50), "bench", target=cfg.data.target)
+    common = {"host": "127.0.0.1", "port": free_port(), "max_records": max(large, 5000), "max_body_bytes": 64 << 20}
+    return {
+        "nobatch": deploy(loader, ServeConf(app_name="nobatch", route_prefix="/nobatch", batch_max_size=1, **common),
+                          version),
+        "default": deploy(loader, ServeConf(app_name="default", route_prefix="/default", **common), version),
+        "monitor": deploy(loader, ServeConf(app_name="monitor", route_prefix="/monitor", **common), version,
+                          {"name": "bench-monitor", "namespace": "bench"}),
+    }
+
+
+def report(rounds: list[dict[str, dict[str, float]]], large: list[tuple[float, float, int]], args) -> None:
+    def med(setup: str, key: str) -> float:
+        return statistics.median(r[setup][key] for r in rounds)
+
+    def med_ratio(f) -> float:
+        return statistics.median(f(r) for r in rounds)
+
+    print(f"{len(rounds)} interleaved rounds; per round and setup {args.requests} sequential single-record "
+          f"POSTs, then {args.requests} from 16 clients. Medians over rounds.")
+    print(f"{'setup':10} {'p50 ms':>8} {'p99 ms':>8} {'c16 req/s':>10} {'p50/base':>9} {'p99/base':>9}")
+    for s in SETUPS:
+        print(f"{s:10} {med(s, 'p50_ms'):8.2f} {med(s, 'p99_ms'):8.2f} {med(s, 'c16'):10.1f} "
+              f"{med_ratio(lambda r: r[s]['p50_ms'] / r['base']['p50_ms']):9.2f} "
+              f"{med_ratio(lambda r: r[s]['p99_ms'] / r['base']['p99_ms']):9.2f}")
+    p50 = med_ratio(lambda r: r["default"]["p50_ms"] / r["base"]["p50_ms"])
+    gain = med_ratio(lambda r: r["default"]["c16"] / r["nobatch"]["c16"])
+    cost = med_ratio(lambda r: r["monitor"]["p99_ms"] / r["default"]["p99_ms"] - 1)
+    cost50 = med_ratio(lambda r: r["monitor"]["p50_ms"] / r["default"]["p50_ms"] - 1)
+    print(f"default-path p50 / base: {p50:.2f}x (target <= 1.3x)")
+    print(f"batching gain at 16 clients (default / nobatch): {gain:.2f}x (target >= 3x)")
+    print(f"monitor cost: p99 {cost:+.1%} (target <= +5%), p50 {cost50:+.1%}")
+    if large:
+        ratio = statistics.median(b / a for a, b, _ in large)
+        print(f"small-request p99, 8 clients, with / without a client sending {args.large}-record requests: "
+              f"{ratio:.2f}x (target <= 2x; p99 ms without {statistics.median(a for a, _, _ in large):.1f}, "
+              f"with {statistics.median(b for _, b, _ in large):.1f}; {sum(n for *_, n in large)} large requests)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--large", type=int, default=5000, help="records per large request (0: skip that part)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="each phase of the large-request part")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    import os
+
+    import ray
+    from ray import serve
+
     from mlauto.runtime import serve_ingress_env
 
+    os.environ.update(serve_ingress_env("auto"))  # the default ingress: HAProxy when installed
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="bench")
     server = None
-    results: dict[str, dict[str, float]] = {}
+    rounds: list[dict[str, dict[str, float]]] = []
+    large: list[tuple[float, float, int]] = []
     try:
-        trained = train.train(cfg, {})
-        set_alias(context.tracking_uri(cfg), context.model_name(cfg), trained.tracked.version, CHAMPION)
-        loader = context.loader_for(cfg)
-        records = trained.splits.test[trained.splits.features].to_dict(orient="records")
+        cfg, trained = trained_model(tempfile.mkdtemp(prefix="mlauto-bench-"))
+        from mlauto import context
 
-        server = uvicorn.Server(uvicorn.Config(baseline_app(loader()), host="127.0.0.1", port=8911,
-                                               log_level="warning"))
-        threading.Thread(target=server.run, daemon=True).start()
-        while not server.started:
-            time.sleep(0.05)
-        results["bare FastAPI + uvicorn (baseline)"] = measure("http://127.0.0.1:8911", records, args.requests,
-                                                               args.batch)
-        version = trained.tracked.version
-        ingresses = [("proxy", "Serve proxy")]
-        if serve_ingress_env("auto"):
-            ingresses.append(("haproxy", "HAProxy"))
-        for n, (ingress, label) in enumerate(ingresses):
-            if n:  # the ingress is chosen when Ray starts: restart it with that environment
-                serve.shutdown()
-                ray.shutdown()
-                os.environ.update(serve_ingress_env(ingress))
-                ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                         namespace="bench")
-            url = deploy(loader, ServeConf(app_name="bench", host="127.0.0.1", port=8912, batch_max_size=1), version)
-            results[f"{label}, no batching, no monitor"] = measure(url, records, args.requests, args.batch)
-            url = deploy(loader, ServeConf(app_name="bench", host="127.0.0.1", port=8912), version)
-            results[f"{label}, @serve.batch 32, no monitor"] = measure(url, records, args.requests, args.batch)
-            start_monitor(loader, MonitorConf(actor_name="bench-monitor", window=50), "bench", target=cfg.data.target)
-            url = deploy(loader, ServeConf(app_name="bench", host="127.0.0.1", port=8912), version,
-                         {"name": "bench-monitor", "namespace": "bench"})
-            results[f"{label}, @serve.batch 32, + monitor"] = measure(url, records, args.requests, args.batch)
-            stop_monitor("bench-monitor", "bench")
+        bundle = context.loader_for(cfg)()
+        records = request_records(trained.splits.test, bundle.schema)
+        port = free_port()
+        server = start_baseline(bundle, port)
+        urls = {"base": f"http://127.0.0.1:{port}", **deploy_setups(cfg, trained.tracked.version, args.large)}
+        for k in range(args.rounds):
+            order = SETUPS[k % len(SETUPS):] + SETUPS[:k % len(SETUPS)]
+            result: dict[str, dict[str, float]] = {}
+            for s in order:
+                result[s] = {**sequential(urls[s], records, args.requests),
+                             "c16": concurrent(urls[s], records, args.requests, 16)}
+            rounds.append(result)
+            if args.large:
+                large.append(small_p99_with_large(urls["default"], records, args.large, args.seconds))
+            print(f"round {k + 1}/{args.rounds}: " + ", ".join(
+                f"{s} p50 {result[s]['p50_ms']:.2f} ms c16 {result[s]['c16']:.0f}/s" for s in SETUPS), flush=True)
     finally:
         if server is not None:
             server.should_exit = True
         serve.shutdown()
         ray.shutdown()
-    base = results["bare FastAPI + uvicorn (baseline)"]
-    print(f"{args.requests} sequential single-record POSTs, then batches of {args.batch} rows; "
-          f"{context.model_name(cfg)} ({trained.final.family})")
-    print(f"{'setup':36} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'req/s':>7} {'req/s c16':>10} "
-          f"{'rows/s x100':>12} {'p50/base':>9} {'c16/base':>9}")
-    for name, r in results.items():
-        print(f"{name:36} {r['p50_ms']:7.2f} {r['p95_ms']:7.2f} {r['p99_ms']:7.2f} {r['req_per_s']:7.1f} "
-              f"{r['req_per_s_c16']:10.1f} {r['rows_per_s_batched']:12.0f} {r['p50_ms'] / base['p50_ms']:9.2f} "
-              f"{r['req_per_s_c16'] / base['req_per_s_c16']:9.2f}")
+    report(rounds, large, args)
 
 
 if __name__ == "__main__":

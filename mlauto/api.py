@@ -296,6 +296,16 @@ class Endpoint:
         """The monitor's status (``GET /drift``): windows tested, drift, performance, retrains."""
         return self._call("GET", "/drift")
 
+    def report(self) -> str:
+        """The monitor report (``GET /report``): the drift timeline as a self-contained HTML page;
+        ``IPython.display.HTML(endpoint.report())`` shows it in a notebook."""
+        import requests
+
+        response = requests.get(self.url + "/report", timeout=self.timeout_s)
+        if response.status_code >= 400:
+            raise MlautoError(f"GET /report answered {response.status_code}: {response.text[:500]}")
+        return response.text
+
     def model(self) -> dict[str, Any]:
         """The version being served (``GET /model``)."""
         return self._call("GET", "/model")

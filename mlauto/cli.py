@@ -89,6 +89,12 @@ def _serve_config(conf: Config, output_dir: str) -> None:
     ops.serve_config(conf, os.path.join(output_dir, "serve_config.yaml"))
 
 
+def _monitor_report(conf: Config, output_dir: str) -> None:
+    from mlauto import ops
+
+    ops.monitor_report(conf, os.path.join(output_dir, "monitor_report.html"))  # logs its path
+
+
 def _table(conf: Config, output_dir: str) -> None:
     from mlauto import ops
 
@@ -115,7 +121,7 @@ def _manage(conf: Config, output_dir: str) -> None:
 # logs what :func:`mlauto.ops.manage` returns.
 DISPATCH: dict[str, Callable[[Config, str], None]] = {
     "run": _run, "events": _events, "predict": _predict, "serve_config": _serve_config,
-    "runs": _table, "compare": _table, "reproduce": _reproduce,
+    "runs": _table, "compare": _table, "reproduce": _reproduce, "monitor_report": _monitor_report,
 }
 
 
@@ -124,6 +130,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     from mlauto import console
 
     console.install()  # before Ray starts: its workers inherit the quiet settings
+    console.filter_streams()  # printed noise (Tune's box, MLflow's registry lines, workers') to the log file
     hydra_conf = HydraConfig.get()
     try:
         conf = to_config(cfg)

@@ -1,10 +1,16 @@
 """A quiet console: one line per stage, Tune's progress line, and the few lines that say where things are.
 
 Third-party output a user cannot act on is filtered at its source, not hidden by raising log levels:
-TensorBoardX's warning about Tune's ``history`` list, MLflow's pickle notice, and (when stdout is not a
-terminal) progress bars with escape codes from Ray Data, tqdm and MLflow downloads and Ray's coloured
-worker prefixes. Filtered records still reach the log file: the run's file handler is attached to Ray's
-and MLflow's own loggers, which do not propagate to the root.
+TensorBoardX's warning about Tune's ``history`` list, MLflow's pickle notice and its database and
+registry lines, Ray Data's execution lines, Optuna's study line, and (when stdout is not a terminal)
+progress bars with escape codes from Ray Data, tqdm and MLflow downloads and Ray's coloured worker
+prefixes. Filtered records still reach the log file: the run's file handler is attached to Ray's and
+MLflow's own loggers, which do not propagate to the root.
+
+Some of that noise is printed, not logged: Tune's boxed header and "View detailed results" lines,
+MLflow's "Created version" (``eprint``), Serve's start-up banner, and every line Ray forwards from its
+workers (a retrain's). :func:`filter_streams` wraps ``sys.stdout``/``sys.stderr`` of the command's
+process so those lines go to the log file instead of the console.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 import os
 import re
 import sys
+from typing import Any, Callable
 
 # Messages dropped from the console (still written to the log file): (logger prefix, text in the message).
 NOISE: tuple[tuple[str, str], ...] = (
@@ -21,6 +28,29 @@ NOISE: tuple[tuple[str, str], ...] = (
     ("ray.data", "Progress will be logged because stdout is a non-interactive terminal"),
     ("ray.data", "Progress bars disabled. To enable"),
 )
+# Ray Data's execution lines, MLflow's database set-up, Optuna's study: logged at INFO by loggers that
+# have their own console handlers, or printed by a worker (then matched by :data:`PRINTED` too).
+NOISE += (
+    ("ray.data", "Starting execution of Dataset"),
+    ("ray.data", "Execution plan of Dataset"),
+    ("ray.data", "execution finished in"),
+    ("mlflow", "Creating initial MLflow database tables"),
+    ("mlflow", "Updating database tables"),
+    ("optuna", "A new study created in memory"),
+    ("ray.tune", "Wrote the latest version of all result files and experiment state"),
+)
+# Printed lines (``print``, MLflow's ``eprint``, Ray's forwarded worker output) left off the console.
+PRINTED: tuple[str, ...] = tuple(text for _, text in NOISE) + (
+    "View detailed results here:", "To visualize your results with TensorBoard",
+    "Successfully registered model", "Created version '", "already exists. Creating a new version of this model",
+    "Throughput optimized Ray Serve enabled",
+)
+# Tracebacks Ray's workers print while Ray tears them down (a trial's actor killed under Python's garbage
+# collector, a Ray Data thread interrupted at the end of a read): diverted whole, up to the exception line.
+TEARDOWN = ("Exception ignored in: <function WeakSet", "Exception in thread pool-")
+BOX = "╭╮╰╯├┤│─"
+WORKER_PREFIX = re.compile(r"^\([\w.:-]+ pid=\d+(, ip=[\d.]+)?\)\s?")
+SERVE_BANNER = re.compile(r"^\s+• ")  # the bullet list under Serve's "Throughput optimized" line
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 OWN_HANDLER_LOGGERS = ("ray", "mlflow")  # they log through their own handlers, not the root's
 
@@ -41,6 +71,95 @@ class NoiseFilter(logging.Filter):
             return True
         message = record.getMessage()
         return not any((name == p or name.startswith(p + ".")) and text in message for p, text in NOISE)
+
+
+def is_printed_noise(line: str) -> bool:
+    """Whether a printed line is noise: a :data:`PRINTED` text, a line of Tune's box, Serve's banner list,
+    or a blank line (Tune prints them around its box; Ray forwards a worker's with its prefix)."""
+    text = WORKER_PREFIX.sub("", ANSI.sub("", line.rstrip("\r\n")))
+    if not text.strip():
+        return True
+    stripped = text.strip()
+    return (stripped[0] in BOX or SERVE_BANNER.match(text) is not None
+            or any(marker in text for marker in PRINTED))
+
+
+class FilteredStream:
+    """A text stream that drops noise lines (:func:`is_printed_noise`) from the console and hands them to
+    ``divert`` (the log file) instead. Whole lines are judged; a partial line goes out on ``flush``, so a
+    progress bar drawn with carriage returns still moves."""
+
+    def __init__(self, stream: Any, divert: Callable[[str], None]) -> None:
+        self.stream, self.divert, self.buffer = stream, divert, ""
+        self.teardown: str | None = None  # the worker prefix of a teardown traceback being diverted
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        while "\n" in self.buffer:
+            line, self.buffer = self.buffer.split("\n", 1)
+            self._emit(line + "\n")
+        return len(text)
+
+    def _teardown(self, text: str) -> bool:
+        """Whether ``text`` belongs to a worker's teardown traceback (:data:`TEARDOWN`)."""
+        match = WORKER_PREFIX.match(text)
+        prefix = match.group(0) if match else ""
+        body = text[len(prefix):]
+        if self.teardown is None:
+            if body.startswith(TEARDOWN):
+                self.teardown = prefix
+                return True
+            return False
+        if prefix != self.teardown:
+            return False
+        if not (body[:1].isspace() or body.startswith("Traceback")):
+            self.teardown = None  # the exception line closes it
+        return True
+
+    def _emit(self, text: str) -> None:
+        if self._teardown(text) or is_printed_noise(text):
+            if text.strip():
+                self.divert(text.rstrip("\n"))
+        else:
+            self.stream.write(text)
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.stream.write(self.buffer)
+            self.buffer = ""
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the wrapped stream's
+        return getattr(self.stream, name)
+
+
+def _to_log_files(text: str) -> None:
+    """A diverted line, written straight to the root's file handlers (never through a console handler)."""
+    record = logging.LogRecord("console", logging.INFO, __file__, 0, "%s", (text,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def filter_streams() -> None:
+    """Wrap ``sys.stdout`` and ``sys.stderr`` in :class:`FilteredStream` (once). For the command's own
+    process: a Ray worker's output is filtered here too, as Ray prints it on the driver."""
+    import atexit
+
+    swapped: dict[int, FilteredStream] = {}
+    for name in ("stdout", "stderr"):
+        current = getattr(sys, name)
+        if not isinstance(current, FilteredStream):
+            wrapped = FilteredStream(current, _to_log_files)
+            setattr(sys, name, wrapped)
+            atexit.register(wrapped.flush)
+            swapped[id(current)] = wrapped
+    # Third-party loggers whose console handler was made before (Optuna's, when a config import loaded it)
+    # still hold the bare stream: point them at the filtered one. The root's (Hydra's) is left as it is.
+    for logger in list(logging.root.manager.loggerDict.values()):
+        for handler in getattr(logger, "handlers", []):
+            if _is_console(handler) and id(handler.stream) in swapped:
+                handler.setStream(swapped[id(handler.stream)])
 
 
 def quiet_env(tty: bool) -> dict[str, str]:
@@ -85,4 +204,5 @@ def install(tty: bool | None = None) -> None:
                     logger.addHandler(handler)  # the log file keeps what the console leaves out
 
 
-__all__ = ["NOISE", "NoiseFilter", "install", "quiet_env"]
+__all__ = ["NOISE", "PRINTED", "FilteredStream", "NoiseFilter", "filter_streams", "install", "is_printed_noise",
+           "quiet_env"]

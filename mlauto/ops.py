@@ -75,7 +75,9 @@ def start_monitoring(cfg: Config) -> dict[str, Any]:
     m = cfg.monitor
     url = state_url_for(cfg.root, m)
     local = m.persist and not storage.is_uri(cfg.root)  # a folder for the detector's cache
-    start_monitor(loader_for(cfg), m, cfg.cluster.namespace, partial(retrain, cfg), target=cfg.data.target,
+    start_monitor(loader_for(cfg), m, cfg.cluster.namespace,
+                  runtime.Placed(partial(retrain, cfg), runtime.placement(cfg.cluster, "retrain")),
+                  options=runtime.placement(cfg.cluster, "monitor"), target=cfg.data.target,
                   state_dir=os.path.join(cfg.root, "monitor", m.actor_name) if local else None, state_url=url)
     return {"actor": m.actor_name, "namespace": cfg.cluster.namespace, "detector": m.detector, "window": m.window,
             "state_url": redact_url(url) if url else None}
@@ -181,7 +183,7 @@ def log_where(cfg: Config, summary: dict[str, Any], output_dir: str, stays_up: b
         except Exception:  # noqa: BLE001 - no dashboard installed
             pass
     if summary.get("endpoint"):
-        lines.append(f"endpoint:  {summary['endpoint']} (POST /predict, POST /feedback, GET /drift, GET /docs)"
+        lines.append(f"endpoint:  {summary['endpoint']} (POST /predict, POST /feedback, GET /drift, GET /report, GET /docs)"
                      + ("" if stays_up else "; stopped with this command (serve.blocking=false)"))
     logger.info("where everything is:\n  %s", "\n  ".join(lines))
 
@@ -204,7 +206,7 @@ def monitor_link(cfg: Config) -> dict[str, str] | None:
 def serve_version(cfg: Config, version: str | None) -> str:
     from mlauto.serve import deploy
 
-    return deploy(loader_for(cfg), cfg.serve, version, monitor_link(cfg))
+    return deploy(loader_for(cfg), cfg.serve, version, monitor_link(cfg), runtime.placement(cfg.cluster, "serve"))
 
 
 def serve_config(cfg: Config, path: str) -> dict[str, Any]:
@@ -255,6 +257,11 @@ def monitor_events(cfg: Config, limit: int = 100) -> list[dict[str, Any]]:
             actor = None
         if actor is not None:
             return ray.get(actor.events_log.remote(limit))
+    return _stored(cfg, "events", limit)
+
+
+def _stored(cfg: Config, what: str, limit: int | None) -> list[dict[str, Any]]:
+    """The monitor's ``events`` or ``history`` from its database (no running monitor needed)."""
     from mlauto.errors import MlautoError
     from mlauto.monitor.store import MonitorStore, is_sqlite, state_url_for
     from mlauto.redact import redact_url
@@ -262,17 +269,44 @@ def monitor_events(cfg: Config, limit: int = 100) -> list[dict[str, Any]]:
     url = state_url_for(cfg.root, cfg.monitor) if cfg.monitor.persist else None
     path = url.split("///", 1)[-1] if url and is_sqlite(url) else None
     found = url is not None and (path is None or os.path.exists(path))
-    events = MonitorStore(url, cfg.monitor.actor_name).events(limit) if found else []
-    if not events:
-        raise MlautoError(f"no monitor events in {redact_url(url) if url else 'memory'}: no monitor named "
+    rows = getattr(MonitorStore(url, cfg.monitor.actor_name), what)(limit) if found else []
+    if not rows:
+        raise MlautoError(f"no monitor {what} in {redact_url(url) if url else 'memory'}: no monitor named "
                           f"{cfg.monitor.actor_name!r} has run with root={cfg.root} and monitor.persist=true; set "
                           "root, monitor.state_url, monitor.actor_name or cluster.address to reach a running one")
-    return events
+    return rows
+
+
+def monitor_history(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The monitor's history (and status): from the running actor when connected, else from its database."""
+    import ray
+
+    if ray.is_initialized():
+        try:
+            actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
+        except ValueError:
+            actor = None
+        if actor is not None:
+            return ray.get(actor.history.remote(None)), ray.get(actor.status.remote())
+    return _stored(cfg, "history", None), None
+
+
+def monitor_report(cfg: Config, path: str) -> str:
+    """``action=monitor_report``: the drift timeline of the monitor's history, written to ``path``."""
+    from mlauto.report import monitor as report
+
+    if cfg.cluster.address:
+        runtime.connect(cfg.cluster.address, cfg.cluster.namespace)
+    history, status = monitor_history(cfg)
+    report.write(path, history, f"Monitor report: {cfg.monitor.actor_name}", status)
+    logger.info("monitor report (%d history entries) written to %s", len(history), path)
+    return path
 
 
 def rollback(cfg: Config) -> dict[str, Any]:
     """Restore the champion before the last promotion."""
-    return promote_version(cfg, previous_champion(tracking_uri(cfg), model_name(cfg)))
+    previous_champion(tracking_uri(cfg), model_name(cfg))  # fails early, naming the missing alias
+    return promote_version(cfg, None)  # the read of ``previous`` and the move happen under one lock
 
 
 @dataclass(frozen=True)
@@ -455,7 +489,8 @@ def submit_job(address: str, argv: list[str]) -> int:
     return 0 if status == JobStatus.SUCCEEDED else 1
 
 
-__all__ = ["RetrainOnNewSnapshot", "RunResult", "execute", "manage", "monitor_events", "predict", "promote_version",
+__all__ = ["RetrainOnNewSnapshot", "RunResult", "execute", "manage", "monitor_events", "monitor_history",
+           "monitor_report", "predict", "promote_version",
            "rollback", "run", "start_monitoring", "with_admin_token",
            "monitor_link", "serve_config", "serve_version", "snapshots", "start_ingest_schedule", "submit_job",
            "tracked_runs"]

@@ -14,10 +14,10 @@ import pandas as pd
 
 from mlauto import storage
 from mlauto.config import Config
-from mlauto.context import model_name, tracking_uri
-from mlauto.data import Snapshot
+from mlauto.context import Paths, model_name, tracking_uri
+from mlauto.data import Snapshot, split
 from mlauto.tasks import metric_mode
-from mlauto.track import BundleLoader, promote
+from mlauto.track import BundleLoader, champion_generation, move_champion
 from mlauto.train import train
 from mlauto.tune import evaluate
 
@@ -47,6 +47,52 @@ def split_labelled(labelled: pd.DataFrame | None, holdout: int) -> tuple[pd.Data
         return labelled, None
     return labelled.iloc[: len(labelled) - holdout], labelled.iloc[len(labelled) - holdout :]
 
+
+
+def unseen_by(frame: pd.DataFrame, seen: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``columns`` match no row of ``seen`` (values compared as text)."""
+    if seen is None or not len(seen) or not len(frame):
+        return frame
+
+    def keys(f: pd.DataFrame) -> pd.Series:
+        return pd.util.hash_pandas_object(f[columns].astype(str), index=False)
+
+    return frame[~keys(frame).isin(set(keys(seen))).to_numpy()]
+
+
+def champion_training_rows(base: Config, fingerprint: str | None) -> pd.DataFrame | None:
+    """The rows the champion trained on (its train and validation splits), rebuilt from its cleaned
+    data (``<root>/clean/<fingerprint>.parquet``) and its split settings; None when that file is gone."""
+    path = storage.join(Paths(base.root).clean, f"{fingerprint}.parquet") if fingerprint else None
+    if path is None or not storage.exists(path):
+        return None
+    p = base.prepare
+    conf = dataclasses.replace(p, stratify=p.stratify and base.tune.task != "regression")  # as train.py splits
+    train_rows, val_rows, _ = split(storage.read_parquet(path), base.data.target, conf, base.seed)
+    return pd.concat([train_rows, val_rows], ignore_index=True)
+
+
+def judging_rows(base: Config, champion: Any, trained: Any, judge_rows: pd.DataFrame | None
+                 ) -> tuple[pd.DataFrame, str, int]:
+    """The rows champion and challenger are judged on, which neither trained on: the newest labelled
+    traffic held out of the challenger's training, or else the challenger's test split less any row
+    the champion trained on (a new snapshot or added rows move rows between the splits).
+    Returns (rows, what they are, rows left out because the champion trained on them)."""
+    if judge_rows is not None:
+        return judge_rows, "recent labelled traffic", 0
+    test = trained.splits.test
+    if champion.meta.get("fingerprint") == trained.splits.quality.get("data_fingerprint"):
+        return test, "test split", 0  # the same data and seed: the same split, unseen by both
+    seen = champion_training_rows(base, champion.meta.get("fingerprint"))
+    if seen is None:
+        logger.warning("the champion's training data (%s) is gone: its overlap with the test split cannot be "
+                       "excluded", champion.meta.get("fingerprint"))
+        return test, "test split (champion's training rows unknown)", 0
+    unseen = unseen_by(test, seen, [*trained.splits.features, trained.splits.target])
+    if len(unseen) < min(20, len(test)):
+        logger.warning("only %d test row(s) are new to the champion; judging on the whole test split", len(unseen))
+        return test, "test split (mostly seen by the champion)", 0
+    return unseen, "test split rows the champion did not train on", len(test) - len(unseen)
 
 
 def with_production_rows(snapshot: Snapshot, rows: pd.DataFrame, directory: str) -> tuple[str, str]:
@@ -93,28 +139,44 @@ def compare(champion: Any, challenger: Any, frame: pd.DataFrame, features: list[
     return metric, a[metric], b[metric]
 
 
-def promote_version(cfg: Config, version: str, *, reload_monitor: bool = True) -> dict[str, Any]:
-    """Make ``version`` the champion; the endpoint's replicas follow the alias in place (within
-    ``serve.poll_s``), and the running monitor, if any, is reloaded now."""
+def promote_version(cfg: Config, version: str | None, *, reload_monitor: bool = True,
+                    expected: str | None = None, generation: int | None = None) -> dict[str, Any]:
+    """Make ``version`` the champion (``None``: roll back to ``previous``); the endpoint's replicas follow
+    the alias in place (within ``serve.poll_s``), and the running monitor, if any, reloads whatever the
+    alias points to now.
+
+    Without ``expected`` (an operator's promote or rollback) the move always lands. With it (a retrain:
+    the champion it was judged against) the alias is re-read right before the move and nothing moves
+    if it points elsewhere: ``superseded`` in the result says so, with the reason.
+    """
     import ray
     from ray import serve
 
-    old = promote(tracking_uri(cfg), model_name(cfg), version)
-    swapped = watched = False
+    move = move_champion(tracking_uri(cfg), model_name(cfg), version, expected, generation)
+    out = {"model_name": model_name(cfg), "previous": move.previous, "champion": move.champion,
+           "endpoint_follows": False, "monitor_reloaded": False}
+    if not move.moved:
+        return {**out, "superseded": True, "reason": move.reason}
     if ray.is_initialized():
-        swapped = cfg.serve.app_name in serve.status().applications
+        out["endpoint_follows"] = cfg.serve.app_name in serve.status().applications
         if reload_monitor:
-            try:
-                actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
-            except ValueError:
-                actor = None
-            if actor is not None:
-                ray.get(actor.reload.remote(version))
-                watched = True
+            out["monitor_reloaded"] = reload_champion(cfg)
     logger.info("champion of %s: version %s -> %s (endpoint follows within %ss: %s, monitor reloaded: %s)",
-                model_name(cfg), old, version, cfg.serve.poll_s, swapped, watched)
-    return {"model_name": model_name(cfg), "previous": old, "champion": str(version), "endpoint_follows": swapped,
-            "monitor_reloaded": watched}
+                model_name(cfg), move.previous, move.champion, cfg.serve.poll_s, out["endpoint_follows"],
+                out["monitor_reloaded"])
+    return out
+
+
+def reload_champion(cfg: Config) -> bool:
+    """Ask the running monitor, if any, to watch whatever the champion alias points to now."""
+    import ray
+
+    try:
+        actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
+    except ValueError:
+        return False
+    ray.get(actor.reload.remote(None))
+    return True
 
 
 def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> dict[str, Any]:
@@ -132,6 +194,7 @@ def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> d
     from mlauto.runtime import check_cluster_storage
 
     check_cluster_storage(cfg.root, tracking_uri(cfg))  # the cluster may have grown since the launcher checked
+    generation = champion_generation(tracking_uri(cfg), model_name(cfg))  # before the champion: see track.aliases
     champion = BundleLoader(tracking_uri(cfg), model_name(cfg), with_reference=False)()
     base = champion_config(cfg, champion.run_id)
     small = dataclasses.replace(base, tune=dataclasses.replace(base.tune, num_samples=cfg.monitor.retrain_num_samples))
@@ -146,30 +209,36 @@ def retrain(cfg: Config, reason: str, labelled: pd.DataFrame | None = None) -> d
                     warm_start=(champion.meta["family"], champion.meta["params"]),
                     add_rows=None if train_rows is None or not len(train_rows) else partial(
                         with_production_rows, rows=train_rows, directory=storage.join(cfg.root, "retrain")))
-    judged_on = "recent labelled traffic" if judge_rows is not None else "test split"
+    judge, judged_on, left_out = judging_rows(base, champion, trained, judge_rows)
     # The metric the challenger's search optimized: tune.metric with "auto" resolved for the task.
     metric, champion_score, challenger_score = compare(
-        champion.pipeline, trained.final.pipeline, judge_rows if judge_rows is not None else trained.splits.test,
-        trained.splits.features, trained.splits.target, trained.search.metric, trained.task)
+        champion.pipeline, trained.final.pipeline, judge, trained.splits.features, trained.splits.target,
+        trained.search.metric, trained.task)
     mode = metric_mode(metric)
     margin = cfg.monitor.promote_margin
     better = (challenger_score >= champion_score + margin if mode == "max"
               else challenger_score <= champion_score - margin)
     version = trained.tracked.version
-    evidence = {"mlauto.decision": "promoted" if better else "rejected", "mlauto.trigger": reason,
-                "mlauto.champion_version": champion.version, "mlauto.judged_on": judged_on,
-                "mlauto.judged_rows": len(judge_rows) if judge_rows is not None else len(trained.splits.test),
+    evidence = {"mlauto.trigger": reason, "mlauto.champion_version": champion.version, "mlauto.judged_on": judged_on,
+                "mlauto.judged_rows": len(judge), "mlauto.judged_rows_seen_by_champion_left_out": left_out,
                 f"mlauto.challenger_{metric}": challenger_score, f"mlauto.champion_{metric}": champion_score,
                 "mlauto.promote_margin": margin}
     for key, value in evidence.items():
         client.set_model_version_tag(model_name(cfg), version, key, str(value))
-    if better:  # the monitor reloads itself when it reads this result
-        promote_version(cfg, version, reload_monitor=False)
-    return {"model_name": model_name(cfg), "version": version, "promoted": bool(better), "metric": metric,
+    decision, why = ("promoted" if better else "rejected"), ""
+    if better:  # compare-and-set: only if the champion is still the one this challenger beat
+        move = promote_version(cfg, version, reload_monitor=False, expected=champion.version, generation=generation)
+        if move.get("superseded"):
+            decision, why = "superseded", move["reason"]
+            client.set_model_version_tag(model_name(cfg), version, "mlauto.superseded", why)
+    client.set_model_version_tag(model_name(cfg), version, "mlauto.decision", decision)
+    return {"model_name": model_name(cfg), "version": version, "promoted": decision == "promoted",
+            "decision": decision, "superseded": why or None, "metric": metric,
             "task": trained.task,
             "challenger_score": challenger_score, "champion_score": champion_score, "judged_on": judged_on,
             "production_rows": 0 if train_rows is None else len(train_rows),
             "champion_version": champion.version, "reason": reason, "run_id": trained.tracked.run_id}
 
 
-__all__ = ["champion_config", "compare", "promote_version", "retrain", "split_labelled", "with_production_rows"]
+__all__ = ["champion_config", "champion_training_rows", "compare", "judging_rows", "promote_version",
+           "reload_champion", "retrain", "split_labelled", "unseen_by", "with_production_rows"]

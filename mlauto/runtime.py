@@ -12,7 +12,7 @@ import ray
 
 from mlauto import storage
 from mlauto.config.checks import check
-from mlauto.config.schema import Config
+from mlauto.config.schema import ClusterConf, Config
 from mlauto.errors import ConfigError, StorageError
 from mlauto.redact import redact_url
 
@@ -116,13 +116,25 @@ def stop(owned: bool, served: bool) -> None:
             worker.start()
             worker.join(SERVE_SHUTDOWN_S)
             if worker.is_alive():
-                logger.info("Serve did not stop within %.0fs; stopping Ray under it", SERVE_SHUTDOWN_S)
+                # ray.shutdown() under a thread still inside serve.shutdown makes that thread call a
+                # stopped core worker, which ends the process with status 1: end the controller it
+                # waits on first, so the thread returns.
+                logger.info("Serve did not stop within %.0fs; stopping its controller and Ray under it",
+                            SERVE_SHUTDOWN_S)
+                _quietly(_kill_serve_controller)
+                worker.join(SERVE_SHUTDOWN_S)
         _quietly(ray.shutdown)
         _reap(started + _descendants())
     finally:
         if in_main:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _kill_serve_controller() -> None:
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    ray.kill(ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE), no_restart=True)
 
 
 def _quietly(fn: Any) -> None:
@@ -231,6 +243,48 @@ def check_cluster_storage(root: str, tracking_uri: str, timeout_s: float = PROBE
                            f"{SHARED_ROOT_HINT}")
     logger.info("storage probe: root=%s is visible from all %d Ray nodes", root, len(nodes))
     return len(nodes)
+
+
+PLACED = ("serve", "monitor", "retrain")  # the components cluster.placement may place
+
+
+def placement(cluster: ClusterConf, component: str) -> dict[str, Any]:
+    """Ray options that place ``component`` (one of :data:`PLACED`) on nodes with its
+    ``cluster.placement`` labels when one is alive, else anywhere: a ``label_selector`` plus a
+    ``fallback_strategy`` that matches any node. Empty when the component has no labels.
+
+    Soft on purpose: an actor restarted after its node died (the monitor, ``max_restarts``) must find a
+    home on the nodes that are left. Fits ``.options(...)`` of tasks and actors and Serve's
+    ``ray_actor_options``.
+    """
+    labels = cluster.placement.get(component)
+    if not labels:
+        return {}
+    return {"label_selector": {str(k): str(v) for k, v in labels.items()},
+            "fallback_strategy": [{"label_selector": {}}]}
+
+
+class Placed:
+    """A callable with the Ray options its task should run with (:func:`placement`): how the monitor
+    learns where to run the retrain it launches."""
+
+    def __init__(self, fn: Any, options: dict[str, Any]) -> None:
+        self.fn, self.ray_options = fn, options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+@check
+def check_placement(cfg: Config) -> None:
+    """``cluster.placement``: keys among :data:`PLACED`, each a mapping of node label to value."""
+    for component, labels in cfg.cluster.placement.items():
+        if component not in PLACED:
+            raise ConfigError(f"cluster.placement.{component}", component, ", ".join(PLACED),
+                              "Tune trials spread over nodes by their CPUs")
+        if not hasattr(labels, "items") or not labels:
+            raise ConfigError(f"cluster.placement.{component}", labels, "a mapping of node label to value",
+                              "e.g. {mlauto.io/role: worker}; nodes get labels from `ray start --labels`")
 
 
 @check

@@ -48,6 +48,7 @@ class Action(Choice):
     compare = "compare"
     reproduce = "reproduce"
     predict = "predict"
+    monitor_report = "monitor_report"
 
 
 class SearchAlgorithm(Choice):
@@ -390,6 +391,10 @@ class ClusterConf:
     address: Optional[str] = None  # None: start a local Ray; "auto", "host:port", "ray://..." connect
     num_cpus: Optional[int] = None
     namespace: str = "mlauto"
+    # component (serve, monitor, retrain) -> node labels it prefers, e.g. {monitor: {mlauto.io/role: worker}}:
+    # applied softly (Ray label_selector with a fallback to any node), so a lost node's actor restarts elsewhere.
+    # Nodes get labels from `ray start --labels`. Tune trials spread by CPUs (Ray has no soft label for them).
+    placement: Dict[str, Dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -398,6 +403,7 @@ class Config:
     # events: print the monitor's events; serve_config: write a `serve deploy` file for the champion;
     # runs: list the experiment's runs; compare: `runs` side by side; reproduce: re-run `run_id`
     # predict: score predict.input with the champion (or `version`)
+    # monitor_report: write the monitor's drift timeline (HTML) to the run folder
     action: Action = Action.run
     version: Optional[str] = None
     run_id: Optional[str] = None  # action=reproduce: a trial's or a training run's MLflow run id

@@ -293,6 +293,20 @@ def errors_section(task: str, y_true: Any, y_pred: Any, proba: Any, classes: Any
     return section(key, title, body)
 
 
+def binary_section(y_true: Any, proba: Any, classes: Any) -> str:
+    """ROC, precision-recall and calibration of the positive class (binary tasks only)."""
+    key, title = "binary-curves", "ROC, precision-recall and calibration (test split)"
+    if y_true is None or proba is None or classes is None:
+        return section(key, title, note("Skipped: no test targets and probabilities were given."))
+    from mlauto.report import binary
+
+    png, intro, calibration, numbers = binary.section_body(y_true, proba, classes)
+    body = (f'<p class="muted">{esc(intro)}</p>' + facts(list(numbers.items()))
+            + image(png, "ROC, precision-recall and calibration curves")
+            + "<h3>Calibration bins</h3>" + table(calibration))
+    return section(key, title, body)
+
+
 def importance_section(importance: pd.DataFrame | None, metric: str) -> str:
     title = "Feature importance"
     if importance is None or importance.empty:
@@ -361,10 +375,13 @@ def write_report(path: str, content: ReportContent) -> str:
                  lambda: errors_section(task, y_true, y_pred, proba, classes)),
         _guarded("importance", "Feature importance", lambda: importance_section(importance, metric)),
     ]
+    if task == "binary":
+        parts.insert(-1, _guarded("binary-curves", "ROC, precision-recall and calibration",
+                                  lambda: binary_section(y_true, proba, classes)))
     nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t in (
         ("summary", "Summary"), ("profile", "Data"), ("leaderboard", "Leaderboard"), ("time-vs-score", "Time vs score"),
         ("learning-curves", "Learning curves"), (errors_key, errors_key.replace("-", " ").capitalize()),
-        ("importance", "Importance")))
+        *([("binary-curves", "ROC / PR / calibration")] if task == "binary" else []), ("importance", "Importance")))
     document = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body>\n"

@@ -15,13 +15,19 @@ MAX_BARS = 20  # features / classes in a bar chart
 
 
 def _figure(width: float = 6.4, height: float = 4.0) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)  # headless: never needs a display
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot and no backend switch: the caller's (a notebook's) stays
 
     fig = Figure(figsize=(width, height), dpi=96, layout="constrained")
     return fig, fig.subplots()
+
+
+def figure_grid(rows: int, cols: int, width: float = 6.4, height: float = 4.0, **kw: Any) -> Any:
+    """A headless figure with a grid of axes (``fig.axes``, row by row)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=96, layout="constrained")
+    fig.subplots(rows, cols, squeeze=False, **kw)
+    return fig
 
 
 def to_png(fig: Any) -> str:
@@ -105,9 +111,6 @@ def confusion(matrix: np.ndarray, classes: Sequence[Any]) -> str:
 
 def residuals(y_true: np.ndarray, y_pred: np.ndarray) -> str:
     """Residual against prediction (is the error biased somewhere?) and the residuals' histogram."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9.0, 3.8), dpi=96, layout="constrained")
@@ -139,4 +142,4 @@ def bars(labels: Sequence[str], values: Sequence[float], errors: Sequence[float]
     return to_png(fig)
 
 
-__all__ = ["bars", "confusion", "learning_curves", "pareto_front", "residuals", "time_vs_score", "to_png"]
+__all__ = ["bars", "confusion", "figure_grid", "learning_curves", "pareto_front", "residuals", "time_vs_score", "to_png"]

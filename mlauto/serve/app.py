@@ -17,10 +17,11 @@ from ray import serve
 
 from mlauto.config.schema import ServeConf
 from mlauto.errors import DuplicateFeedback, UnknownRows
+from mlauto.serve.admin import move as admin_move
 from mlauto.serve.body import BodyError, brief, read_json
 from mlauto.serve.guard import Guard
 from mlauto.serve.labels import check_labels
-from mlauto.serve.metrics import CONTENT_TYPE, replica_metrics
+from mlauto.serve.metrics import CONTENT_TYPE, ray_row_counter, replica_metrics
 from mlauto.serve.openapi import document
 from mlauto.serve.predict import Scored, score_many
 from mlauto.serve.sender import MonitorSender
@@ -66,6 +67,13 @@ async def measure(request: Request, call_next: Any) -> Response:
     return response
 
 
+def _app_name() -> str:
+    try:
+        return serve.get_replica_context().app_name
+    except Exception:  # outside a replica
+        return ""
+
+
 def _error(status: int, detail: Any) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
@@ -96,9 +104,13 @@ class ModelServer:
         self.errors = 0
         self._in_flight = 0  # /predict requests in this replica now (read and written on the event loop only)
         self.sender = (
-            MonitorSender(monitor["name"], monitor["namespace"], conf.monitor_flush_s, conf.monitor_buffer)
+            MonitorSender(monitor["name"], monitor["namespace"], conf.monitor_flush_s, conf.monitor_buffer,
+                          on_count=ray_row_counter(_app_name()))
             if monitor else None
         )
+        self._monitor_rows: int | None = None  # the monitor's own count, as last read by /metrics
+        if self.sender is not None:
+            replica_metrics().attach(self.sender, lambda: self._monitor_rows)
 
     @property
     def bundle(self) -> Any:
@@ -205,7 +217,8 @@ class ModelServer:
         request_id = uuid.uuid4().hex
         if self.sender is not None:
             self.sender.add(scored.features, scored.predictions, scored.confidence,
-                            [f"{request_id}:{i}" for i in range(len(scored.predictions))], records)
+                            [f"{request_id}:{i}" for i in range(len(scored.predictions))], records,
+                            version=bundle.version)
         self.served += len(scored.predictions)
         counter = replica_metrics().predictions
         if scored.classes is not None:  # by class; a regressor's numbers would make one series per value
@@ -318,11 +331,36 @@ class ModelServer:
             return _error(409, "not started: retraining is off or one is running")
         return JSONResponse({"started": True, "status": "GET /drift shows its progress"}, status_code=202)
 
+    @api.post("/admin/promote")
+    async def admin_promote(self, request: Request, version: str) -> JSONResponse:
+        """Make ``version`` the champion now (admin token); it always wins over a running retrain."""
+        return await self._admin_move(request, "/admin/promote", version)
+
+    @api.post("/admin/rollback")
+    async def admin_rollback(self, request: Request) -> JSONResponse:
+        """Restore the champion before the last promotion (admin token)."""
+        return await self._admin_move(request, "/admin/rollback", None)
+
+    async def _admin_move(self, request: Request, route: str, version: str | None) -> JSONResponse:
+        if (refused := self.guard.refuse(request.headers, route)) is not None:
+            return refused
+        if version is not None and (len(version) > 20 or not version.isdigit()):
+            return _error(422, "version must be a registered version number")
+        link = (self.sender.name, self.sender.namespace) if self.sender is not None else None
+        status, body = await asyncio.to_thread(admin_move, self._loader, version, link)
+        return JSONResponse(body, status_code=status)
+
     @api.get("/metrics")
     async def metrics(self, request: Request) -> Response:
         if (refused := self.guard.refuse(request.headers, "/metrics")) is not None:
             return refused
-        return Response(replica_metrics().render(self.sender), media_type=CONTENT_TYPE)
+        if self.sender is not None:  # the monitor's received count, beside what this replica sent
+            try:
+                actor = ray.get_actor(self.sender.name, namespace=self.sender.namespace)
+                self._monitor_rows = int((await asyncio.wait_for(actor.status.remote(), 2.0))["rows_seen"])
+            except Exception:  # the monitor is down: the replica's own counters still answer
+                self._monitor_rows = None
+        return Response(replica_metrics().render(), media_type=CONTENT_TYPE)
 
     @api.get("/health")
     async def health(self) -> dict[str, Any]:
@@ -383,8 +421,25 @@ class ModelServer:
             status = await actor.status.remote()
         except Exception as exc:
             return _error(503, f"monitor unavailable ({type(exc).__name__})")
-        status["sender"] = {"sent": self.sender.sent, "dropped": self.sender.dropped}
+        status["sender"] = self.sender.counts()  # this replica's: received, sent, acknowledged, dropped...
         return JSONResponse(status)
+
+    @api.get("/report")
+    async def report(self, request: Request) -> Response:
+        """The monitor report: its drift timeline as a self-contained HTML page."""
+        if (refused := self.guard.refuse(request.headers, "/report")) is not None:
+            return refused
+        if self.sender is None:
+            return _error(404, "this endpoint was deployed without a monitor")
+        try:
+            actor = ray.get_actor(self.sender.name, namespace=self.sender.namespace)
+            history, status = await actor.history.remote(None), await actor.status.remote()
+        except Exception as exc:
+            return _error(503, f"monitor unavailable ({type(exc).__name__})")
+        from mlauto.report import monitor as monitor_report
+
+        page = await asyncio.to_thread(monitor_report.render, history, f"Monitor report: {self.sender.name}", status)
+        return Response(page, media_type="text/html; charset=utf-8")
 
     def check_health(self) -> None:
         if self.sender is not None and not self.sender.alive():
@@ -414,7 +469,7 @@ def _http_address(host: str, port: int) -> tuple[str, int]:
 
 
 def build_app(loader: Any, conf: ServeConf, version: str | None = None,
-              monitor: dict[str, str] | None = None) -> serve.Application:
+              monitor: dict[str, str] | None = None, placement: dict[str, Any] | None = None) -> serve.Application:
     """The bound Serve application, for ``serve.run`` here or a ``serve deploy`` config file
     (:mod:`mlauto.serve.entry`).
 
@@ -427,19 +482,20 @@ def build_app(loader: Any, conf: ServeConf, version: str | None = None,
     )
     return ModelServer.options(
         **scaling,
-        ray_actor_options={"num_cpus": conf.replica_cpus},
+        ray_actor_options={"num_cpus": conf.replica_cpus, **(placement or {})},  # placement: runtime.placement
         user_config={"version": version},
     ).bind(loader, conf, monitor)
 
 
-def deploy(loader: Any, conf: ServeConf, version: str | None = None, monitor: dict[str, str] | None = None) -> str:
+def deploy(loader: Any, conf: ServeConf, version: str | None = None, monitor: dict[str, str] | None = None,
+           placement: dict[str, Any] | None = None) -> str:
     """Start Serve if needed and (re)deploy the app serving ``version`` at ``conf.host``, ``conf.port``,
     ``conf.route_prefix`` as ``conf.app_name``; returns the base URL. The rest is :func:`build_app`'s."""
     host, port, route_prefix, app_name = conf.host, conf.port, conf.route_prefix, conf.app_name
     serve.start(http_options={"host": host, "port": port})
     host, port = _http_address(host, port)
     start = time.perf_counter()
-    serve.run(build_app(loader, conf, version, monitor), name=app_name, route_prefix=route_prefix)
+    serve.run(build_app(loader, conf, version, monitor, placement), name=app_name, route_prefix=route_prefix)
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
     logger.info("serving %s (%s) at %s (%.1fs)", app_name, f"version {version}" if version else "the champion", url,
                 time.perf_counter() - start)

@@ -15,7 +15,8 @@ from typing import Any, Iterable
 
 OPEN = ("/health",)
 # Every route of the app (what serve.public_routes may list).
-ROUTES = ("/predict", "/feedback", "/model", "/drift", "/events", "/metrics", "/docs", "/openapi.json", "/health")
+ROUTES = ("/predict", "/feedback", "/model", "/drift", "/events", "/report", "/metrics", "/docs", "/openapi.json",
+          "/health")
 PREDICT_ROUTES = ("/predict", "/feedback")
 
 

@@ -265,25 +265,6 @@ def set_alias(uri: str, model_name: str, version: str, alias: str = CHAMPION) ->
     logger.info("alias %s of %s -> version %s", alias, model_name, version)
 
 
-def promote(uri: str, model_name: str, version: str) -> str | None:
-    """Point ``champion`` at ``version`` and ``previous`` at the old champion; returns the old one."""
-    client = MlflowClient(uri)
-    try:
-        client.get_model_version(model_name, str(version))
-    except MlflowException as exc:
-        raise ModelNotFoundError(f"model {model_name!r} has no version {version} in {uri}") from exc
-    try:
-        old: str | None = str(client.get_model_version_by_alias(model_name, CHAMPION).version)
-    except MlflowException:
-        old = None
-    if old == str(version):
-        return old
-    set_alias(uri, model_name, str(version), CHAMPION)
-    if old is not None:
-        set_alias(uri, model_name, old, PREVIOUS)
-    return old
-
-
 def previous_champion(uri: str, model_name: str) -> str:
     try:
         return str(MlflowClient(uri).get_model_version_by_alias(model_name, PREVIOUS).version)

@@ -54,6 +54,21 @@ def test_console_shows_predictions_drift_and_retrain(quickstart):
     assert "retrain produced mlauto-quickstart version 2" in log
 
 
+def test_console_without_a_terminal_is_quiet_and_the_log_file_keeps_the_rest(quickstart):
+    root, _, log = quickstart  # captured: stdout is not a terminal
+    assert "\x1b[" not in log  # no escape codes (progress bars, coloured prefixes)
+    assert "ray/tune/history" not in log  # TensorBoardX's warning about Tune's history list
+    for noise in ("Configuration for experiment", "View detailed results here", "Created version",
+                  "Starting execution of Dataset", "Saving scikit-learn models in the pickle"):
+        assert noise not in log, noise
+    assert "== stage tune done in" in log and "trials 4/4 done" in log  # a line per stage, Tune's progress line
+    where = log[log.index("where everything is:"):]
+    for item in ("summary:", "report:", "log:", "MLflow UI: mlflow ui", "endpoint:"):
+        assert item in where, item
+    kept = (Path(root) / "out" / "mlauto.log").read_text()
+    assert "Created version '1'" in kept and "View detailed results here" in kept  # left off the console only
+
+
 def test_summary_is_complete(quickstart):
     root, port, _ = quickstart
     summary = json.loads((Path(root) / "out" / "summary.json").read_text())

@@ -161,7 +161,7 @@ def test_killed_monitor_resumes_its_state(trained, tmp_path):
         ray.get(handle.feedback.remote(["r:0", "r:1"], [0, 1]))
         before = ray.get(handle.status.remote())
         ray.kill(handle, no_restart=False)  # the actor dies; Ray restarts it with the same arguments
-        status = wait_for_actor(handle, lambda s: s["pid"] != before["pid"], timeout=60)
+        status = wait_for_actor(handle, lambda s: s["pid"] != before["pid"], timeout=240)  # a loaded CI box
         assert status["restored"]
         for key in ("rows_seen", "tests_run", "drift_count", "last_test"):
             assert status[key] == before[key], key
@@ -241,7 +241,7 @@ def test_monitor_on_postgresql_resumes_everything_and_keeps_versions_apart(train
         assert before["rows_other_version"] == {"999": 7} and before["tests_run"] == 2
         assert before["state_url"].startswith("postgresql+psycopg://")
         ray.kill(handle, no_restart=False)
-        status = wait_for_actor(handle, lambda s: s["pid"] != before["pid"], timeout=90)
+        status = wait_for_actor(handle, lambda s: s["pid"] != before["pid"], timeout=240)
         assert status["restored"] and status["corrupt_records"] == 0
         for key in ("rows_seen", "tests_run", "drift_count", "last_test", "rows_other_version"):
             assert status[key] == before[key], key

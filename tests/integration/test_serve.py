@@ -331,7 +331,8 @@ def test_metrics_and_body_limit(monitored):
     assert 'mlauto_requests_total{route="/mon/predict",status="413"}' in text
     assert 'mlauto_requests_total{route="/mon/predict",status="200"}' in text
     assert "mlauto_request_latency_seconds_bucket" in text and "mlauto_predictions_total" in text
-    assert "mlauto_monitor_rows_dropped 0.0" in text
+    assert "mlauto_monitor_rows_dropped_total{reason=\"buffer_full\"} 0.0" in text
+    assert "mlauto_monitor_rows_acknowledged_total" in text
 
 
 def test_autoscaling_config_deploys(trained):

@@ -84,7 +84,7 @@ class CVMOnlineDetector(Detector):
     State (the last rows, the time since the last restart) pickles with the detector.
     """
 
-    OPTIONS = {"ert": 2000, "window_sizes": [30], "n_bootstraps": None, "n_ref": 300, "seed": 0,
+    OPTIONS = {"ert": 20000, "window_sizes": [30], "n_bootstraps": None, "n_ref": 300, "seed": 0,
                "cache_dir": None}
     CACHE_OPTION = "cache_dir"  # simulated thresholds: build once, keep (in the monitor's state folder)
 

@@ -169,3 +169,33 @@ def test_warmup_pools_live_errors_into_a_noisy_reference_rate():
     assert 0.105 < det.p0 < 0.125
     with pytest.raises(ConfigError, match="reference_rows"):
         ErrorRateDetector(0.1, warmup=100)
+
+
+def test_cvm_does_not_alarm_on_clean_integer_features():
+    """Issue 15: scipy's asymptotic CVM p-value assumes no ties; on integer (count, code, 0/1)
+    columns every clean window alarmed. Tied columns now get KS; a real shift is still caught."""
+    rng = np.random.default_rng(11)
+
+    def rows(n, lam=3.0):
+        return np.c_[rng.normal(size=n), rng.poisson(lam, n), rng.integers(0, 5, n), rng.random(n) < 0.3].astype(np.float32)
+
+    det = make_detector("cvm", rows(1000), p_val=0.05)
+    assert det.detector_.tied_ == [1, 2, 3]
+    clean = [det.test(rows(50)) for _ in range(40)]
+    assert sum(r["is_drift"] for r in clean) <= 5, [min(r["p_vals"]) for r in clean]  # ~2 expected at 0.05
+    assert det.test(rows(100, lam=6.0))["is_drift"]  # the count column's mean doubles
+
+
+def test_tabular_takes_a_0_1_column_constant_in_reference_and_window():
+    """Alibi's TabularDrift raised ValueError (a zero expected frequency) when a one-hot column held one
+    value in both the reference and the window; that column now has p = 1 and the rest is tested."""
+    rng = np.random.default_rng(12)
+    ref = np.c_[rng.normal(size=(500, 2)), np.zeros(500), rng.random(500) < 0.3].astype(np.float32)
+    det = make_detector("tabular", ref, 0.05, [2, 3])
+    clean = det.test(np.c_[rng.normal(size=(50, 2)), np.zeros(50), rng.random(50) < 0.3].astype(np.float32))
+    assert clean["p_vals"][2] == 1.0 and not clean["is_drift"]
+    # a category absent from the window only is a real table: all zeros where the reference had 30% ones
+    gone = det.test(np.c_[rng.normal(size=(200, 2)), np.zeros(200), np.zeros(200)].astype(np.float32))
+    assert gone["is_drift"] and gone["p_vals"][3] < 1e-6
+    moved = det.test(np.c_[rng.normal(1.0, 1.0, size=(100, 2)), np.zeros(100), rng.random(100) < 0.3].astype(np.float32))
+    assert moved["is_drift"] and min(moved["p_vals"][:2]) < 1e-4

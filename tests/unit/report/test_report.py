@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, confusion_matrix
+from sklearn.metrics import accuracy_score, average_precision_score, confusion_matrix, roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from mlauto.data.profile import ProfileAccumulator
@@ -113,12 +113,20 @@ def test_classification_report_renders_every_section_in_a_browser(cancer, leader
     text = Path(path).read_text()
     assert "<script>alert(1)" not in text and "src=\"http" not in text  # escaped; nothing external
     dom = rendered(path, tmp_path)
-    assert set(dom.sections) == SECTIONS | {"confusion-matrix"}
+    assert set(dom.sections) == SECTIONS | {"confusion-matrix", "binary-curves"}
     assert not dom.skipped and not dom.failed
     assert dom.h1 == "cancer <script>alert(1)</script>"
     assert_all_rendered(dom)
     figures = {img["section"] for img in dom.images}
-    assert figures == {"profile", "time-vs-score", "learning-curves", "confusion-matrix", "importance"}
+    assert figures == {"profile", "time-vs-score", "learning-curves", "confusion-matrix", "binary-curves", "importance"}
+    # ROC / PR / calibration of the positive class (the second class, scikit-learn's order) on the test split
+    positive = (y[test] == pipe.classes_[1]).to_numpy()
+    assert dom.fact("positive class", "binary-curves") == "malignant"
+    assert float(dom.fact("roc auc", "binary-curves")) == pytest.approx(roc_auc_score(positive, proba[:, 1]), abs=1e-4)
+    assert float(dom.fact("average precision", "binary-curves")) == pytest.approx(
+        average_precision_score(positive, proba[:, 1]), abs=1e-4)
+    assert float(dom.fact("brier score", "binary-curves")) == pytest.approx(
+        np.mean((proba[:, 1] - positive) ** 2), abs=1e-4)
     # the numbers: best family from the leaderboard, the matrix counts of the test split, the profile rows
     assert dom.fact("best family") == "rf" and dom.fact("data fingerprint") == "f00d"
     pred = pipe.classes_[np.argmax(proba, axis=1)]
@@ -167,3 +175,13 @@ def test_absent_inputs_give_a_note_per_section_and_no_error(tmp_path):
     dom = Dom(Path(write_report(str(tmp_path / "failed.html"), ReportContent(title="failed", task="binary", metric="roc_auc",
                                 leaderboard=failed))).read_text())
     assert dom.fact("trials") == "1 (1 failed)" and "time-vs-score" in dom.skipped and not dom.failed
+    assert "binary-curves" in dom.skipped  # a binary task without probabilities: a note, not an error
+
+
+def test_binary_curves_on_a_test_split_with_one_class_give_a_note_not_a_broken_report(tmp_path):
+    path = write_report(str(tmp_path / "one.html"), ReportContent(
+        title="one class", task="binary", metric="roc_auc", leaderboard=None, y_true=np.array(["a"] * 20),
+        proba=np.tile([0.7, 0.3], (20, 1)), classes=np.array(["a", "b"])))
+    dom = Dom(Path(path).read_text())
+    assert dom.failed == ["binary-curves"] and "only one class" in Path(path).read_text()
+    assert [img["section"] for img in dom.images] == ["confusion-matrix"]
