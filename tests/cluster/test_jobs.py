@@ -71,7 +71,7 @@ def _submit(mode: str, args: list[str], two_nodes) -> tuple[str, str]:
     itself (``cluster.address=http://...``); s3 mode: ``ray job submit``."""
     from ray.job_submission import JobSubmissionClient
 
-    if mode == "shared":
+    if mode == "s3":
         cmd = [sys.executable, "-m", "mlauto", *args, f"cluster.address={two_nodes.dashboard}"]
     else:
         cmd = [str(__import__("pathlib").Path(sys.executable).parent / "ray"), "job", "submit",
