@@ -6,6 +6,9 @@ FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 
+# LightGBM's wheel links the OpenMP runtime, which the slim image lacks.
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, so code edits do not reinstall them.
 COPY pyproject.toml README.md ./
 RUN mkdir -p mlauto && touch mlauto/__init__.py && pip install -e . && rm -rf mlauto

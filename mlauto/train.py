@@ -29,6 +29,7 @@ from mlauto.track import TrackedModel, TrackTarget, TrainingRecord, track_experi
 from mlauto.tune import FinalModel, SearchResult, SearchRun, fit_final, run_search, warm_start_point
 from mlauto.tune.search import search_run_name
 from mlauto.tune.curves import Curves, sample_size_runs
+from mlauto.tune.cv import cv_data, use_cv
 from mlauto.tune.select import (
     EnsembleDecision,
     choose_ensemble,
@@ -130,8 +131,15 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
                                  seed=seed),
             storage_path=paths.ray_results, metric=metric, mode=metric_mode(metric), seed=seed,
             points_to_evaluate=[p] if warm_start and (p := warm_start_point(families, *warm_start)) else None)
-        search = run_search(data, task, t, cfg.search, cfg.scheduler, families, run)
-        final = fit_final(prep, search.best.family, search.best.params, splits, seed, X_train=X_train, task=task)
+        n_rows = len(data[1]) + len(data[3])
+        cv = use_cv(n_rows, t.cv_folds, t.cv_max_rows)
+        if cv:
+            logger.info("%d training + validation rows <= tune.cv_max_rows=%d: trials score by %d-fold CV",
+                        n_rows, t.cv_max_rows, t.cv_folds)
+        search = run_search(cv_data(data, task, t.cv_folds, seed) if cv else data, task, t, cfg.search,
+                            cfg.scheduler, families, run)
+        final = fit_final(prep, search.best.family, search.best.params, splits, seed, X_train=X_train, task=task,
+                          refit=str(t.refit))
         # Model selection: best per family, a top-k ensemble kept only if it wins on validation, sample-size runs.
         board = family_leaderboard(search)
         ensemble = choose_ensemble(top_trials(search, t.ensemble.k), data, method=t.ensemble.method,
@@ -147,14 +155,18 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
     report = experiment_report(cfg, trained, seed, timings)
     with stage("track", timings):
         rng = np.random.default_rng(cfg.seed)
-        reference = X_train[rng.permutation(len(X_train))[:REFERENCE_ROWS]]
+        served_prep = final.pipeline.named_steps["prep"]
+        # The monitor compares served rows, transformed by the served preprocessor, with this reference:
+        # after a refit that is a new preprocessor, so the reference is the training rows through it.
+        reference = X_train if served_prep is prep else served_prep.transform(splits.train[features])
+        reference = reference[rng.permutation(len(reference))[:REFERENCE_ROWS]]
         where = TrackTarget(tracking_uri(cfg), cfg.tracking.experiment or cfg.name, paths.artifacts, model_name(cfg))
         record = TrainingRecord(
             snapshot.fingerprint, seed, splits.counts(), task, reference=reference,
             sample_input=splits.train[features].head(20),
             extra_tags={"mlauto.train_fingerprint": str(splits.quality.get("data_fingerprint", snapshot.fingerprint)),
                         "mlauto.train_data": str(splits.quality.get("data_path", snapshot.path)),
-                        **(extra_tags or {})})
+                        **final.lineage(), **(extra_tags or {})})
         artifacts = {**write_report(prep, storage.join(paths.root, "features")),
                      **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {}),
                      **selection_files, **({"report": report} if report else {})}
@@ -218,8 +230,14 @@ def training_summary(trained: Trained, cfg: Config) -> dict[str, Any]:
         "metric": trained.search.metric,  # tune.metric with "auto" resolved for the task
         "val_metrics": trained.final.val_metrics,
         "test_metrics": trained.final.test_metrics,
+        # which rows the served model saw; the test score's model never saw the test rows
+        "refit": {"mode": trained.final.refit, "rows_seen": trained.final.rows_seen,
+                  "test_metrics_from": trained.final.test_from, "note": trained.final.refit_note,
+                  "served_test_metrics_seen_rows": trained.final.served_test_metrics},
         "trials": {"total": len(trained.search.trials),
-                   "failed": sum(t.status != "ok" for t in trained.search.trials)},
+                   "ok": sum(t.status == "ok" for t in trained.search.trials),
+                   "failed": sum(t.status == "failed" for t in trained.search.trials),
+                   "stopped": sum(t.status == "stopped" for t in trained.search.trials)},
         "mlflow_run_id": trained.tracked.run_id,
         "model_version": trained.tracked.version,
         "family_leaderboard": trained.family_board.to_dict("records") if trained.family_board is not None else None,

@@ -94,6 +94,14 @@ class EnsembleMethod(Choice):
     stacking = "stacking"
 
 
+class RefitMode(Choice):
+    """Which rows the served model is refit on after the search picked its config."""
+
+    train = "train"  # the training split only: the model the leaderboard scored
+    train_val = "train_val"  # training + validation; the test split stays unseen (an honest test score)
+    all = "all"  # every row; the test score comes from the train_val refit, a different model
+
+
 class Correction(Choice):
     bonferroni = "bonferroni"
     fdr = "fdr"
@@ -245,15 +253,26 @@ class SampleSizeConf:
     tolerance: float = 0.01  # fastest_within: absolute, in the metric's units
 
 
+DEFAULT_TRIALS = 16  # tune.num_samples when it is null and no time budget is set
+
+
 @dataclass
 class TuneConf:
-    num_samples: int = 16
+    # Trials to run. null: 16, or with time_budget_s set, as many as fit in the budget (no cap)
+    num_samples: Optional[int] = None
     # auto: roc_auc (binary), accuracy (multiclass), rmse (regression); or any metric of the task
     metric: str = "auto"
     task: str = "auto"  # auto (from the target) | binary | multiclass | regression
     max_concurrent: int = 0  # 0: one trial per available CPU
     cpus_per_trial: float = 1.0
-    time_budget_s: Optional[float] = None
+    time_budget_s: Optional[float] = None  # the search stops here; trials cut by it count as stopped
+    # train | train_val | all: the rows the chosen config is refit on (early-stopped rounds and epochs
+    # are scaled to the larger data); the test score always comes from a model that never saw test rows
+    refit: RefitMode = RefitMode.train_val
+    # Below cv_max_rows training+validation rows, trials score by k-fold cross-validation on those rows
+    # (mean and std over the folds on the leaderboard); above it, or with cv_folds < 2, the holdout
+    cv_folds: int = 5
+    cv_max_rows: int = 10000
     max_failures: int = 1  # retries of a crashed trial; after them it is marked failed and the search goes on
     gpus_per_trial: float = 0.0  # GPUs per MLP trial when the cluster has them (none: CPU, one warning)
     resume: bool = False  # continue the experiment of the same command (name, run_name, data, seed)

@@ -43,10 +43,15 @@ def check_tune(cfg: Config) -> None:
         raise ConfigError("tune.task", t.task, (AUTO, *TASKS))
     if t.task != AUTO and t.metric != AUTO:
         metric_for_task(t.metric, t.task)
-    if t.num_samples < 1:
-        raise ConfigError("tune.num_samples", t.num_samples, "an integer >= 1")
+    if t.num_samples is not None and t.num_samples < 1:
+        raise ConfigError("tune.num_samples", t.num_samples,
+                          "null (16, or no cap when tune.time_budget_s is set) or an integer >= 1")
     if t.cpus_per_trial <= 0:
         raise ConfigError("tune.cpus_per_trial", t.cpus_per_trial, "a number > 0")
+    if t.cv_folds < 0 or t.cv_folds == 1:
+        raise ConfigError("tune.cv_folds", t.cv_folds, "0 (holdout) or an integer >= 2")
+    if t.cv_max_rows < 0:
+        raise ConfigError("tune.cv_max_rows", t.cv_max_rows, "an integer >= 0")
     if t.time_budget_s is not None and not t.time_budget_s > 0:
         raise ConfigError("tune.time_budget_s", t.time_budget_s, "null (no limit) or seconds > 0")
 

@@ -32,6 +32,8 @@ class SearchProgress(Callback):
         self.failed: set[str] = set()
         self.best = math.nan
         self.best_trial: str | None = None
+        self.stopped: set[str] = set()  # running when the time budget ended the search
+        self.first_result_s: float | None = None  # seconds from the search's start to its first trial result
         self.lines = 0
         self._start = time.monotonic()
         self._last = -math.inf
@@ -47,6 +49,8 @@ class SearchProgress(Callback):
         self._sync(trials)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if self.first_result_s is None:
+            self.first_result_s = round(time.monotonic() - self._start, 3)
         self._offer(trial.trial_id, result)
         self._sync(trials)
         self._maybe_log()
@@ -70,8 +74,15 @@ class SearchProgress(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._sync(trials)
+        # ended without an error and without a score: the time budget stopped them (not a failure)
+        self.stopped = {t.trial_id for t in trials if getattr(t, "status", None) != "ERROR"
+                        and self.metric not in (getattr(t, "last_result", None) or {})}
+        self.done -= self.stopped
         self.running.clear()
         self.log()
+
+    def first_result_text(self) -> str:
+        return "-" if self.first_result_s is None else f"{self.first_result_s:.1f}s"
 
     def _sync(self, trials: list) -> None:
         for trial in trials:
@@ -97,12 +108,15 @@ class SearchProgress(Callback):
     # --- output -------------------------------------------------------------------------------------
     def counts(self) -> dict[str, Any]:
         return {"done": len(self.done), "running": len(self.running), "failed": len(self.failed),
-                "total": self.total, "best": self.best, "elapsed_s": round(time.monotonic() - self._start, 1)}
+                "stopped": len(self.stopped), "total": self.total, "best": self.best,
+                "elapsed_s": round(time.monotonic() - self._start, 1), "first_result_s": self.first_result_s}
 
     def line(self) -> str:
         c = self.counts()
         best = "-" if math.isnan(c["best"]) else f"{c['best']:.4f}"
-        return (f"trials {c['done']}/{c['total']} done, {c['running']} running, {c['failed']} failed; "
+        total = c["total"] if c["total"] > 0 else "?"  # no cap: the time budget ends the search
+        stopped = f", {c['stopped']} stopped by the budget" if c["stopped"] else ""
+        return (f"trials {c['done']}/{total} done, {c['running']} running, {c['failed']} failed{stopped}; "
                 f"best {self.label} {best}; {c['elapsed_s']:.0f}s elapsed")
 
     def log(self) -> None:

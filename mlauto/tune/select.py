@@ -157,7 +157,9 @@ def ensemble_final(prep: Any, decision: EnsembleDecision, splits: Any, task: str
     test = evaluate(pipeline, splits.test[features], splits.test[target].to_numpy(), task)
     params = {"method": decision.method, "members": [{"family": m["family"], "params": m["params"]}
                                                      for m in decision.members]}
-    return FinalModel(pipeline, "ensemble", params, val, test, decision.train_seconds, val_rows=len(splits.val))
+    # Members stay fitted on the training split (no refit): tune.refit applies to single configs
+    return FinalModel(pipeline, "ensemble", params, val, test, decision.train_seconds, val_rows=len(splits.val),
+                      rows_seen={"train": len(splits.train)})
 
 
 def save_selection(root: str, board: pd.DataFrame, curves: Any = None) -> dict[str, str]:

@@ -14,13 +14,15 @@ import itertools
 import logging
 import math
 import pickle
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
 from ray.tune.search import Searcher
 
 from mlauto.errors import MlautoError
+
+if TYPE_CHECKING:  # optuna is imported by the driver's searcher, never by a trial actor
+    import optuna
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ def _mlauto(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 def test_sweep_trains_two_jobs_without_serving(tmp_path):
-    done = _mlauto("-m", "search=optuna,random", "models=fast", "tune.num_samples=2", "name=sweep",
+    done = _mlauto("-m", "search=optuna,random", "models=fast", "tune.num_samples=2", "tune.cv_folds=0", "name=sweep",
                    f"root={tmp_path}", "cluster.num_cpus=2", "tune.sample_sizes.fractions=[]")
     assert done.returncode == 0, done.stderr[-3000:]
     summaries = sorted((tmp_path / "multirun").glob("*/*/*/summary.json"))

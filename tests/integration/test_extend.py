@@ -16,6 +16,8 @@ from mlauto.config.store import CONF_DIR, compose
 from mlauto.models import FAMILIES, build_estimator, plan_families
 from mlauto.tune import evaluate
 
+from tests.helpers import FAST_TESTS
+
 BUILT_IN = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 
 FAMILY_MODULE = '''
@@ -67,7 +69,7 @@ def user_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
 
 
 def _overrides(conf: Path, root: Path, *more: str) -> list[str]:
-    return [f"hydra.searchpath=[file://{conf}]", "experiment=toy", f"root={root}", *more]
+    return [f"hydra.searchpath=[file://{conf}]", "experiment=toy", f"root={root}", *FAST_TESTS, *more]
 
 
 def test_models_all_takes_in_a_user_family_and_it_validates_and_fits(user_folder, tmp_path):

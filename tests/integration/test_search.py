@@ -169,3 +169,42 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     for tid in finished:  # ... nor ran again in place: their results are byte for byte the same
         assert (dirs[tid] / "result.json").read_bytes() == before[tid], tid
     assert _terminated(exp) >= finished and len(_terminated(exp)) == 6
+
+
+def test_a_time_budget_alone_runs_uncapped_and_cut_trials_are_stopped_not_failed(ray_session, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="mlauto.tune")
+    # an MLP that cannot finish in the budget (no ASHA: it reports once, at the end) beside quick logregs
+    slow = {"space": {"lr": {"type": "choice", "values": [1e-3]}},
+            "fixed": {"hidden": 8, "max_epochs": 10**6, "patience": 10**6, "batch_size": 8}}
+    result = _search(tmp_path, {"logreg": LOGREG, "mlp": slow}, num_samples=None, time_budget_s=40, max_concurrent=2)
+    statuses = {t.status for t in result.trials}
+    assert "failed" not in statuses and "stopped" in statuses, [(t.family, t.status) for t in result.trials]
+    assert all(t.family == "mlp" for t in result.trials if t.status == "stopped")
+    assert any(t.status == "ok" for t in result.trials)
+    # the progress callback agrees: stopped, not failed, and says so on its last line
+    assert result.progress["failed"] == 0
+    assert result.progress["stopped"] == sum(t.status == "stopped" for t in result.trials)
+    assert result.progress["first_result_s"] is not None and result.progress["total"] == -1
+    lines = [r.getMessage() for r in caplog.records if r.name == "mlauto.tune.progress"]
+    assert "stopped by the budget" in lines[-1] and "/?" in lines[-1]
+    assert any("until the 40s budget" in r.getMessage() for r in caplog.records)
+
+
+def test_cv_data_scores_trials_by_fold_mean_and_std(ray_session, tmp_path):
+    from mlauto.tune.cv import cv_data
+
+    result = search(cv_data(_data(), "binary", 3, seed=0), {"logreg": LOGREG}, metric="accuracy", mode="max",
+                    num_samples=2, algorithm="random", seed=0, storage_path=str(tmp_path), name="cv")
+    assert all(t.status == "ok" and t.metrics["folds"] == 3 for t in result.trials)
+    board = result.leaderboard()
+    assert {"score", "score_std", "folds"} <= set(board.columns) and (board["score_std"] >= 0).all()
+
+
+def test_lightgbm_trials_early_stop_and_report_at_asha_rungs(ray_session, tmp_path):
+    lgbm = {"space": {"learning_rate": {"type": "loguniform", "low": 0.05, "high": 0.3}},
+            "fixed": {"n_estimators": 400, "num_leaves": 8, "min_child_samples": 5, "verbose": -1, "n_jobs": 1}}
+    result = _search(tmp_path, {"lightgbm": lgbm}, num_samples=3, scheduler="asha",
+                     scheduler_options={"grace_period": 1, "reduction_factor": 3, "max_t": 100})
+    assert all(t.status == "ok" for t in result.trials)
+    # "epoch" is the rounds kept: early stopping on the trial's validation split ended every trial early
+    assert all(0 < t.metrics["epoch"] < 400 for t in result.trials), [t.metrics for t in result.trials]

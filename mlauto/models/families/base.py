@@ -93,6 +93,29 @@ class Family:
         """The search space narrowed to the data's size; by default the configured one."""
         return space
 
+    def stopped_at(self, model: Any) -> int | None:
+        """Rounds or epochs early stopping kept in a fitted ``model`` (the estimator itself, no scaler in
+        front); None where the family does not early-stop or did not stop early this time."""
+        return None
+
+    def fixed_length(self, params: dict[str, Any], length: int) -> dict[str, Any]:
+        """``params`` training exactly ``length`` rounds or epochs, early stopping off (for a refit on
+        more rows, where there is no validation split left to stop on)."""
+        return params
+
+    def refit_params(self, params: dict[str, Any], model: Any, scale: float) -> tuple[dict[str, Any], str | None]:
+        """Params for a refit on ``scale`` times the rows ``model`` was fitted on, and how they changed.
+
+        Where early stopping picked the rounds or epochs, the refit trains that count times ``scale``
+        (more rows: proportionally more steps before the same point on the learning curve).
+        """
+        stopped = self.stopped_at(model)
+        if stopped is None:
+            return dict(params), None
+        length = max(1, int(round(stopped * scale)))
+        return self.fixed_length(dict(params), length), (
+            f"early stopping kept {stopped} rounds/epochs; the refit on x{scale:.2f} the rows trains {length}")
+
 
 def cap_int(space: dict[str, Any], param: str, high: int) -> dict[str, Any]:
     """An int range (or choice) of ``param`` capped at ``high``, keeping at least its lowest value."""

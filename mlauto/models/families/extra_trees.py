@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
-
 from mlauto.models.families.base import FAMILIES
 from mlauto.models.families.random_forest import RandomForestFamily
 
@@ -11,5 +9,5 @@ from mlauto.models.families.random_forest import RandomForestFamily
 @FAMILIES.register("extra_trees")
 class ExtraTreesFamily(RandomForestFamily):
     name = "extra_trees"
-    classifier = ExtraTreesClassifier
-    regressor = ExtraTreesRegressor
+    classifier = "sklearn.ensemble:ExtraTreesClassifier"  # imported when built: a trial loads only its family
+    regressor = "sklearn.ensemble:ExtraTreesRegressor"

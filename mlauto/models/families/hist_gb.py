@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from typing import Any
 
 from mlauto.models.families.base import FAMILIES, Family
 
@@ -10,5 +10,12 @@ from mlauto.models.families.base import FAMILIES, Family
 @FAMILIES.register("hist_gb")
 class HistGradientBoostingFamily(Family):
     name = "hist_gb"
-    classifier = HistGradientBoostingClassifier
-    regressor = HistGradientBoostingRegressor
+    classifier = "sklearn.ensemble:HistGradientBoostingClassifier"  # imported when built: a trial loads only its family
+    regressor = "sklearn.ensemble:HistGradientBoostingRegressor"
+
+    def stopped_at(self, model: Any) -> int | None:
+        n_iter, max_iter = getattr(model, "n_iter_", None), getattr(model, "max_iter", None)
+        return int(n_iter) if n_iter is not None and max_iter is not None and n_iter < max_iter else None
+
+    def fixed_length(self, params: dict[str, Any], length: int) -> dict[str, Any]:
+        return {**params, "max_iter": length, "early_stopping": False}

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
-
 from mlauto.models.families.base import FAMILIES, Family, cap_int
 
 
@@ -15,8 +13,8 @@ class KNeighborsFamily(Family):
 
     name = "knn"
     needs_scaling = True
-    classifier = KNeighborsClassifier
-    regressor = KNeighborsRegressor
+    classifier = "sklearn.neighbors:KNeighborsClassifier"  # imported when built: a trial loads only its family
+    regressor = "sklearn.neighbors:KNeighborsRegressor"
     seed_param = None
 
     def space_for(self, space: dict[str, Any], n_rows: int, n_features: int) -> dict[str, Any]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sklearn.linear_model import LogisticRegression, Ridge
-
 from mlauto.models.families.base import FAMILIES, Family
 
 
@@ -15,8 +13,8 @@ class LinearFamily(Family):
 
     name = "logreg"
     needs_scaling = True
-    classifier = LogisticRegression
-    regressor = Ridge
+    classifier = "sklearn.linear_model:LogisticRegression"  # imported when built: a trial loads only its family
+    regressor = "sklearn.linear_model:Ridge"
 
     def params_for(self, params: dict[str, Any], seed: int, task: str) -> dict[str, Any]:
         kwargs = super().params_for(params, seed, task)

@@ -24,3 +24,14 @@ class TorchMLPFamily(Family):
 
     def space_for(self, space: dict[str, Any], n_rows: int, n_features: int) -> dict[str, Any]:
         return cap_int(space, "batch_size", max(8, n_rows // 4))
+
+    def stopped_at(self, model: Any) -> int | None:
+        """The epoch whose weights were kept (lowest inner validation loss)."""
+        history = getattr(model, "history_", None)
+        if not history:
+            return None
+        return int(min(history, key=lambda h: h["val_loss"])["epoch"])
+
+    def fixed_length(self, params: dict[str, Any], length: int) -> dict[str, Any]:
+        # patience = max_epochs: no early stop; the best epoch's weights on the inner split are still kept
+        return {**params, "max_epochs": length, "patience": length}

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-
 from mlauto.models.families.base import FAMILIES, Family
 
 
 @FAMILIES.register("random_forest")
 class RandomForestFamily(Family):
     name = "random_forest"
-    classifier = RandomForestClassifier
-    regressor = RandomForestRegressor
+    classifier = "sklearn.ensemble:RandomForestClassifier"  # imported when built: a trial loads only its family
+    regressor = "sklearn.ensemble:RandomForestRegressor"
 
     def params_for(self, params: dict[str, Any], seed: int, task: str) -> dict[str, Any]:
         # One core per trial: Tune runs trials side by side.

