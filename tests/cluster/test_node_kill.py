@@ -70,6 +70,7 @@ def test_monitor_comes_back_on_the_head_with_its_rows_and_labels(two_nodes, driv
 
         bundle = BundleLoader(two_nodes.tracking_uri, champion, with_reference=False)()
         rows = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(130)
+        rows.columns = [c.replace(" ", "_") for c in rows.columns]  # as the sample source names them
         X = bundle.pipeline.named_steps["prep"].transform(rows)
         ids = [f"r:{i}" for i in range(130)]
         ray.get(handle.ingest.remote(X, np.zeros(130), ids, None, rows.to_dict(orient="records")))
