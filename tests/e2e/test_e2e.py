@@ -84,12 +84,13 @@ def test_summary_is_complete(quickstart):
 
 
 # summary.json of the quickstart (every stage, replay on, no ingest schedule), as written before the
-# redesign split mlauto/pipeline.py: ops.run's own keys, then train.training_summary's.
+# redesign split mlauto/pipeline.py: ops.run's own keys, then train.training_summary's; "refit" (which
+# rows the served model saw, tune.refit) since the automation-quality work.
 QUICKSTART_SUMMARY_KEYS = {
     "experiment", "stages", "output_dir", "tracking_uri", "model_name", "endpoint",
     "data_fingerprint", "snapshot", "rows", "quarantine", "data_quality", "best_family", "best_params", "task",
     "metric", "val_metrics", "test_metrics", "trials", "mlflow_run_id", "model_version", "family_leaderboard",
-    "ensemble", "fastest_within", "report",
+    "ensemble", "fastest_within", "report", "refit",
     "monitor", "replay", "status", "stage_seconds", "total_seconds",
 }
 
