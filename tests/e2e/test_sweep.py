@@ -48,6 +48,12 @@ def test_sweep_refuses_to_serve(tmp_path):
 def test_help_lists_actions_and_experiments():
     done = _mlauto("--help", timeout=120)
     assert done.returncode == 0
-    assert "Actions (action=NAME, default run): run, promote, rollback" in done.stdout
-    assert "Experiments (experiment=NAME): diabetes, quickstart" in done.stdout
+    from mlauto.config.schema import Action
+    from mlauto.config.store import PACKAGE_DIR
+
+    actions = ", ".join(a.value for a in Action)
+    experiments = ", ".join(sorted(p.stem for p in (PACKAGE_DIR / "experiments").glob("*.yaml")))
+    assert f"Actions (action=NAME, default run): {actions}" in done.stdout
+    assert f"Experiments (experiment=NAME): {experiments}" in done.stdout
+    assert "quickstart" in experiments and "monitor_report" in actions
     assert "mlauto -sc install=bash" in done.stdout
