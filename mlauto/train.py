@@ -167,7 +167,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             extra_tags={"mlauto.train_fingerprint": str(splits.quality.get("data_fingerprint", snapshot.fingerprint)),
                         "mlauto.train_data": str(splits.quality.get("data_path", snapshot.path)),
                         **final.lineage(), **(extra_tags or {})})
-        artifacts = {**write_report(prep, storage.join(paths.root, "features")),
+        artifacts = {**write_report(served_prep, storage.join(paths.root, "features")),  # the served model's
                      **({"data": splits.quality["profile_path"]} if splits.quality.get("profile_path") else {}),
                      **selection_files, **({"report": report} if report else {})}
         tracked = track_experiment(where, search, final, record, _redacted(cfg), artifacts, curves)
