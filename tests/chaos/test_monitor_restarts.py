@@ -23,7 +23,8 @@ from mlauto.config.schema import MonitorConf
 from mlauto.monitor import start_monitor, stop_monitor
 from mlauto.monitor.store import MonitorStore, events, history, state, traffic
 
-pytestmark = [pytest.mark.ray, pytest.mark.chaos]
+# Minutes of retrains and restarts: its own pytest process in .ci/run (chaos_full), out of the default run.
+pytestmark = [pytest.mark.ray, pytest.mark.chaos, pytest.mark.chaos_full]
 NS = "mlauto-tests"
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the retrain below runs in a Ray worker
 LOST = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)

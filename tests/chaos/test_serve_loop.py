@@ -28,7 +28,8 @@ from mlauto.serve.sender import MONITOR_ERROR
 from mlauto.track import CHAMPION, promote
 from tests.helpers import RequestLoop, free_port, make_config, wait_for_actor
 
-pytestmark = [pytest.mark.ray, pytest.mark.chaos]
+# Minutes of retrains and restarts: its own pytest process in .ci/run (chaos_full), out of the default run.
+pytestmark = [pytest.mark.ray, pytest.mark.chaos, pytest.mark.chaos_full]
 
 NS = "mlauto-tests"
 APP = "chaosloop"

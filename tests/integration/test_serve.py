@@ -149,7 +149,7 @@ def test_a_thousand_malformed_payloads_get_4xx_and_the_server_stays_up(endpoint)
 
 
 def test_a_killed_replica_is_replaced_and_requests_barely_fail(trained):
-    """Kill one of two replicas under a request loop: Serve replaces it; failures stay <= 0.1%."""
+    """Kill one of two replicas under a request loop: Serve replaces it; only the requests in flight on it fail."""
     import time
 
     import ray
@@ -183,7 +183,8 @@ def test_a_killed_replica_is_replaced_and_requests_barely_fail(trained):
                 time.sleep(0.1)
             loop.wait_for(max(1000, len(loop.outcomes) + 100))
         failed = sum(loop.failures().values())
-        assert failed <= 0.001 * len(loop.outcomes), (failed, len(loop.outcomes), loop.failures())
+        # Only the requests in flight on the killed replica may fail: at most one per client.
+        assert failed <= 2, (failed, len(loop.outcomes), loop.failures())
         assert serve.status().applications["test-kill"].deployments["ModelServer"].status == "HEALTHY"
     finally:
         serve.delete("test-kill")
