@@ -250,14 +250,22 @@ def monitor_events(cfg: Config, limit: int = 100) -> list[dict[str, Any]]:
     """The monitor's events, newest last: from the running actor when connected, else from its log on disk."""
     import ray
 
-    if ray.is_initialized():
-        try:
-            actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
-        except ValueError:
-            actor = None
-        if actor is not None:
-            return ray.get(actor.events_log.remote(limit))
+    actor = _running_monitor(cfg)
+    if actor is not None:
+        return ray.get(actor.events_log.remote(limit))
     return _stored(cfg, "events", limit)
+
+
+def _running_monitor(cfg: Config) -> Any:
+    """The monitor actor when this process is connected to Ray and it runs there, else None."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    try:
+        return ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
+    except ValueError:
+        return None
 
 
 def _stored(cfg: Config, what: str, limit: int | None) -> list[dict[str, Any]]:
@@ -281,13 +289,9 @@ def monitor_history(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any] |
     """The monitor's history (and status): from the running actor when connected, else from its database."""
     import ray
 
-    if ray.is_initialized():
-        try:
-            actor = ray.get_actor(cfg.monitor.actor_name, namespace=cfg.cluster.namespace)
-        except ValueError:
-            actor = None
-        if actor is not None:
-            return ray.get(actor.history.remote(None)), ray.get(actor.status.remote())
+    actor = _running_monitor(cfg)
+    if actor is not None:
+        return ray.get(actor.history.remote(None)), ray.get(actor.status.remote())
     return _stored(cfg, "history", None), None
 
 
