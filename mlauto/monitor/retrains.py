@@ -26,6 +26,14 @@ RUNNER_START_S = 120.0  # a runner that has not begun by then (its caller died f
 RECORD_KEYS = frozenset({"id", "status", "handled", "reason", "runner", "started", "running_since", "finished", "time"})
 
 
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` of the error a retrain raised; a Ray task error is unwrapped to its cause, whose
+    message says what to fix (the wrapper's text is a colored traceback that buries it)."""
+    cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
+    exc = cause if isinstance(cause, BaseException) else exc
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
 def runner_name(monitor: str, retrain_id: int) -> str:
     return f"{monitor}-retrain-{retrain_id}"
 
@@ -46,7 +54,7 @@ class RetrainRunner:
             if db is not None:
                 with db.transaction() as conn:
                     db.update_retrain(conn, retrain_id, status="failed", finished=time.time(),
-                                      body={"error": f"{type(exc).__name__}: {exc}"[:2000],
+                                      body={"error": error_text(exc),
                                             "traceback": traceback.format_exc()[-4000:]})
             raise
         if db is not None:
@@ -177,7 +185,7 @@ class Retraining:
             try:
                 status, result = "finished", ray.get(r["ref"])
             except Exception as exc:  # the live model keeps serving; only the record changes
-                status, result = "failed", {"error": str(exc)[:2000]}
+                status, result = "failed", {"error": error_text(exc)}
         else:  # adopted after a restart: the runner writes its outcome to the store
             if time.time() - r["checked"] < 1.0:
                 return

@@ -200,8 +200,9 @@ def test_retrain_runs_on_its_cron_schedule_with_the_labelled_rows(trained):
         stop_monitor(name, "mlauto-tests")
 
 
-def _metric_lines(names, timeout=60.0):
-    """Lines of Ray's Prometheus endpoint (this node's metrics agent) naming each of ``names``."""
+def _metric_lines(names, timeout=60.0, label=""):
+    """Lines of Ray's Prometheus endpoint (this node's metrics agent) naming each of ``names``, waiting
+    until each has a line carrying ``label`` (earlier tests' monitors export the same series)."""
     import urllib.request
 
     port = next(n for n in ray.nodes() if n["Alive"])["MetricsExportPort"]
@@ -209,10 +210,11 @@ def _metric_lines(names, timeout=60.0):
     while time.time() < deadline:  # metrics reach the agent every few seconds
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         found = {n: [line for line in text.splitlines() if line.startswith(n + "{")] for n in names}
-        if all(found.values()):
+        if all(any(label in line for line in lines) for lines in found.values()):
             return found
         time.sleep(1.0)
-    raise AssertionError(f"not exported within {timeout:.0f} s: {[n for n in names if not found.get(n)]}")
+    missing = [n for n in names if not any(label in line for line in found.get(n, []))]
+    raise AssertionError(f"not exported with {label!r} within {timeout:.0f} s: {missing}")
 
 
 def test_monitor_on_postgresql_resumes_everything_and_keeps_versions_apart(trained, postgres):
@@ -296,7 +298,8 @@ def test_history_is_exported_to_ray_metrics_and_logged_to_mlflow(trained):
         accuracy = logged("monitor.accuracy")
         assert accuracy and accuracy[-1].value == 1.0 and accuracy[-1].step == 100, accuracy
         found = _metric_lines(["ray_mlauto_monitor_drift_p_value", "ray_mlauto_monitor_accuracy",
-                               "ray_mlauto_monitor_drift_windows_total", "ray_mlauto_monitor_rows_received_total"])
+                               "ray_mlauto_monitor_drift_windows_total", "ray_mlauto_monitor_rows_received_total"],
+                             label=f'monitor="{name}"')
         assert any(f'monitor="{name}"' in line for line in found["ray_mlauto_monitor_accuracy"])
     finally:
         stop_monitor(name, "mlauto-tests")
