@@ -30,6 +30,7 @@ from mlauto.tune import FinalModel, SearchResult, SearchRun, fit_final, run_sear
 from mlauto.tune.search import search_run_name
 from mlauto.tune.curves import Curves, sample_size_runs
 from mlauto.tune.cv import cv_data, use_cv
+from mlauto.tune.space import portfolio_points
 from mlauto.tune.select import (
     EnsembleDecision,
     choose_ensemble,
@@ -65,6 +66,15 @@ def resolve_task(task: str, y: Any) -> str:
     """``tune.task``, or (``auto``) the task read from the training target."""
     return task if task != "auto" else detect_task(y)
 
+
+
+def start_points(families: dict[str, dict[str, Any]], warm_start: tuple[str, dict[str, Any]] | None,
+                 portfolio: int) -> list[dict[str, Any]] | None:
+    """Configs the search evaluates first: the warm start (a retrain's champion), then up to ``portfolio``
+    known-good configs (:func:`mlauto.tune.space.portfolio_points`)."""
+    points = [p] if warm_start and (p := warm_start_point(families, *warm_start)) else []
+    points += portfolio_points(families, portfolio)
+    return points or None
 
 
 def ingest_stage(cfg: Config, timings: dict[str, float]) -> Snapshot:
@@ -130,7 +140,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             name=search_run_name(cfg.name, resume=t.resume, run_name=t.run_name, fingerprint=snapshot.fingerprint,
                                  seed=seed),
             storage_path=paths.ray_results, metric=metric, mode=metric_mode(metric), seed=seed,
-            points_to_evaluate=[p] if warm_start and (p := warm_start_point(families, *warm_start)) else None)
+            points_to_evaluate=start_points(families, warm_start, t.portfolio))
         n_rows = len(data[1]) + len(data[3])
         cv = use_cv(n_rows, t.cv_folds, t.cv_max_rows)
         if cv:

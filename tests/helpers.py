@@ -37,8 +37,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 """The checkout the tests run from: what a subprocess needs on PYTHONPATH to import this mlauto."""
 
 
-# The old fast settings the tests run with unless they test the feature: holdout selection, not k-fold CV
-FAST_TESTS = ["tune.cv_folds=0"]
+# The old fast settings the tests run with unless they test the feature: holdout selection, not k-fold CV;
+# the search samples from its first trial (no portfolio of known-good configs first)
+FAST_TESTS = ["tune.cv_folds=0", "tune.portfolio=0"]
 
 
 def fast(overrides: list[str]) -> list[str]:

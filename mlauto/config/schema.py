@@ -273,6 +273,9 @@ class TuneConf:
     # (mean and std over the folds on the leaderboard); above it, or with cv_folds < 2, the holdout
     cv_folds: int = 5
     cv_max_rows: int = 10000
+    # Known-good configs (each family's portfolio: library defaults and common settings) evaluated
+    # before the search samples, at most this many; 0: the search samples from the start
+    portfolio: int = 8
     max_failures: int = 1  # retries of a crashed trial; after them it is marked failed and the search goes on
     gpus_per_trial: float = 0.0  # GPUs per MLP trial when the cluster has them (none: CPU, one warning)
     resume: bool = False  # continue the experiment of the same command (name, run_name, data, seed)

@@ -231,3 +231,27 @@ class PerFamilyBayesOpt(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.set_state(pickle.load(f))
+
+
+# --- portfolio: known-good configs first ---------------------------------------------------------------
+
+# Families whose portfolio goes first, in this order (cheap, strong on tabular data); others follow by name.
+PORTFOLIO_ORDER = ("lightgbm", "extra_trees", "random_forest", "logreg", "hist_gb")
+
+
+def portfolio_points(families: dict[str, dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Up to ``n`` known-good configs (each family's ``portfolio``, inside its planned space), as flat trial
+    configs to evaluate before the search samples: every family's first config in
+    :data:`PORTFOLIO_ORDER`, then every family's second, and so on."""
+    order = [f for f in PORTFOLIO_ORDER if f in families] + sorted(f for f in families if f not in PORTFOLIO_ORDER)
+    per_family = {}
+    for name in order:
+        cls = families[name].get("family")
+        if cls is not None:
+            per_family[name] = cls().start_points(families[name].get("space", {}))
+    points: list[dict[str, Any]] = []
+    for rank in range(max((len(v) for v in per_family.values()), default=0)):
+        for name, configs in per_family.items():
+            if rank < len(configs) and len(points) < n:
+                points.append({"family": name, **{f"{name}.{k}": v for k, v in configs[rank].items()}})
+    return points

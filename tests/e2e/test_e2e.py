@@ -34,7 +34,7 @@ def quickstart(ray_session, tmp_path_factory):
         sys.executable, "-m", "mlauto", "experiment=quickstart", f"root={root}", f"hydra.run.dir={root}/out",
         f"cluster.address={ray_session['address']}", "cluster.namespace=e2e", f"serve.port={port}",
         "serve.app_name=e2e", f"tune.num_samples={NUM_SAMPLES}", f"monitor.retrain_num_samples={RETRAIN_SAMPLES}",
-        "models=fast", "tune.cv_folds=0",
+        "models=fast", "tune.cv_folds=0", "tune.portfolio=0",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=540)
     log = proc.stdout + proc.stderr

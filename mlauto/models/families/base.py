@@ -55,6 +55,10 @@ class Family:
     # Absolute tolerance on the validation metric when a trial is reproduced (action=reproduce).
     # A family with a fixed seed and the same thread count is deterministic: only float rounding.
     reproduce_tolerance: float = 1e-9
+    # Known-good configs of this family (its space's params), cheapest first: the search evaluates them
+    # before it samples (tune.portfolio), so a short budget starts from sound models, not random ones.
+    # Chosen by hand (library defaults and common settings), not learned from the benchmark suite.
+    portfolio: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def supports(cls, task: str) -> bool:
@@ -93,6 +97,12 @@ class Family:
         """The search space narrowed to the data's size; by default the configured one."""
         return space
 
+    def start_points(self, space: dict[str, Any]) -> list[dict[str, Any]]:
+        """The :attr:`portfolio` inside ``space`` (the planned one): values clipped to its ranges; a param
+        the space does not search, or a choice it does not offer, is left out (the sampler picks it)."""
+        return [{k: v for k, spec in space.items() if k in config
+                 and (v := _inside(spec, config[k])) is not None} for config in self.portfolio]
+
     def stopped_at(self, model: Any) -> int | None:
         """Rounds or epochs early stopping kept in a fitted ``model`` (the estimator itself, no scaler in
         front); None where the family does not early-stop or did not stop early this time."""
@@ -115,6 +125,17 @@ class Family:
         length = max(1, int(round(stopped * scale)))
         return self.fixed_length(dict(params), length), (
             f"early stopping kept {stopped} rounds/epochs; the refit on x{scale:.2f} the rows trains {length}")
+
+
+def _inside(spec: Any, value: Any) -> Any:
+    """``value`` within one param's spec: clipped to a range, None where a choice does not offer it."""
+    if not isinstance(spec, dict):
+        return None
+    if spec.get("type") == "choice":
+        return value if value in spec.get("values", ()) else None
+    low, high = float(spec["low"]), float(spec["high"])
+    clipped = min(max(float(value), low), high)
+    return int(round(clipped)) if spec.get("type") in ("int", "logint") else clipped
 
 
 def cap_int(space: dict[str, Any], param: str, high: int) -> dict[str, Any]:

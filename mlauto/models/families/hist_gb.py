@@ -12,6 +12,7 @@ class HistGradientBoostingFamily(Family):
     name = "hist_gb"
     classifier = "sklearn.ensemble:HistGradientBoostingClassifier"  # imported when built: a trial loads only its family
     regressor = "sklearn.ensemble:HistGradientBoostingRegressor"
+    portfolio = ({"learning_rate": 0.1, "max_leaf_nodes": 31, "l2_regularization": 1e-6},)  # scikit-learn's defaults
 
     def stopped_at(self, model: Any) -> int | None:
         n_iter, max_iter = getattr(model, "n_iter_", None), getattr(model, "max_iter", None)

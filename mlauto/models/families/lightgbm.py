@@ -20,6 +20,10 @@ class LightGBMFamily(Family):
     classifier = "mlauto.models.boosting:BoostedClassifier"
     regressor = "mlauto.models.boosting:BoostedRegressor"
     reproduce_tolerance = 1e-6
+    portfolio = ({"learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20, "colsample_bytree": 1.0,
+                  "reg_lambda": 1e-3},  # LightGBM's defaults
+                 {"learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 10, "colsample_bytree": 0.7,
+                  "reg_lambda": 1.0})  # smaller, regularized trees for small data
 
     def space_for(self, space: dict[str, Any], n_rows: int, n_features: int) -> dict[str, Any]:
         space = cap_int(space, "num_leaves", max(4, n_rows // 20))  # leaves of >= ~20 rows on average

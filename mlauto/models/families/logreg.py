@@ -15,6 +15,7 @@ class LinearFamily(Family):
     needs_scaling = True
     classifier = "sklearn.linear_model:LogisticRegression"  # imported when built: a trial loads only its family
     regressor = "sklearn.linear_model:Ridge"
+    portfolio = ({"C": 1.0},)  # the library default
 
     def params_for(self, params: dict[str, Any], seed: int, task: str) -> dict[str, Any]:
         kwargs = super().params_for(params, seed, task)

@@ -1,0 +1,59 @@
+"""Known-good configs first (tune.portfolio): each family's portfolio, inside its planned space, without Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlauto.config.schema import TuneConf
+from mlauto.errors import ConfigError
+from mlauto.models import plan_families
+from mlauto.tune.search import trial_params
+from mlauto.tune.space import portfolio_points
+from mlauto.train import start_points
+
+from tests.helpers import make_config
+
+
+def _planned(n_rows=5000, n_features=20, task="binary"):
+    cfg = make_config(["models=all"])
+    conf = {name: {"space": dict(f.space), "fixed": dict(f.fixed)} for name, f in cfg.families.items()}
+    return plan_families(conf, task, n_rows=n_rows, n_features=n_features)
+
+
+def test_portfolio_interleaves_families_and_stays_inside_the_space():
+    families = _planned()
+    points = portfolio_points(families, 8)
+    assert [p["family"] for p in points][:5] == ["lightgbm", "extra_trees", "random_forest", "logreg", "hist_gb"]
+    assert [p["family"] for p in points][5:] == ["lightgbm", "extra_trees"]  # then each family's second config
+    for point in points:
+        family, params = trial_params(point, families)
+        space = families[family]["space"]
+        for key, value in params.items():
+            spec = space.get(key)
+            if spec is None:
+                assert key in families[family]["fixed"]
+            elif spec["type"] == "choice":
+                assert value in spec["values"]
+            else:
+                assert spec["low"] <= value <= spec["high"]
+    assert portfolio_points(families, 0) == []
+    assert TuneConf().portfolio == 8 and make_config([]).tune.portfolio == 0  # tests pin it off
+
+
+def test_portfolio_is_clipped_to_a_small_data_space():
+    families = _planned(n_rows=300, n_features=5)
+    lgbm = next(p for p in portfolio_points(families, 8) if p["family"] == "lightgbm")
+    assert lgbm["lightgbm.num_leaves"] == families["lightgbm"]["space"]["num_leaves"]["high"] == 15  # 300 // 20
+    assert "lightgbm.colsample_bytree" not in lgbm  # not searched with < 8 features: the family's fixed value
+
+
+def test_warm_start_goes_before_the_portfolio():
+    families = _planned()
+    points = start_points(families, ("logreg", {"C": 3.0}), 2)
+    assert points[0] == {"family": "logreg", "logreg.C": 3.0} and len(points) == 3
+    assert start_points(families, None, 0) is None
+
+
+def test_negative_portfolio_is_rejected():
+    with pytest.raises(ConfigError, match="tune.portfolio"):
+        make_config(["tune.portfolio=-1"])
