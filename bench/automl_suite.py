@@ -99,10 +99,29 @@ def run_mlauto(name: str, seed: int, budget: float) -> dict[str, Any]:
         out = {"score": score(task, test[target], pred), "wall_s": round(wall, 1),
                "best_family": summary.get("best_family"), "trials": summary.get("trials"),
                "search_s": round(result.trained.search.wall_seconds, 1),
-               "first_result_s": result.trained.search.progress.get("first_result_s")}
+               "first_result_s": result.trained.search.progress.get("first_result_s"),
+               "by_family": by_family(result.trained.search.trials), "load": load_average()}
     import ray
 
     ray.shutdown()
+    return out
+
+
+def load_average() -> float:
+    """The 1-minute load average now (the machine is shared: every figure carries it)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def by_family(trials: list[Any]) -> dict[str, dict[str, float]]:
+    """family -> trials that reported, their summed training seconds and best score (where the budget went)."""
+    out: dict[str, dict[str, float]] = {}
+    for t in trials:
+        if t.status != "ok":
+            continue
+        row = out.setdefault(t.family, {"trials": 0, "train_s": 0.0, "best": -np.inf})
+        row["trials"] += 1
+        row["train_s"] = round(row["train_s"] + float(t.metrics.get("train_seconds", 0.0)), 1)
+        row["best"] = round(max(row["best"], t.score), 4)
     return out
 
 
@@ -116,7 +135,8 @@ def run_flaml(name: str, seed: int, budget: float) -> dict[str, Any]:
                metric="accuracy" if task == "classification" else "r2", seed=seed, verbose=0)
     wall = time.perf_counter() - start
     pred = automl.predict(test.drop(columns=[target]))
-    return {"score": score(task, test[target], pred), "wall_s": round(wall, 1), "best_family": automl.best_estimator}
+    return {"score": score(task, test[target], pred), "wall_s": round(wall, 1), "best_family": automl.best_estimator,
+            "trials": len(automl.config_history), "load": load_average()}
 
 
 RUNNERS = {"mlauto": run_mlauto, "flaml": run_flaml}
