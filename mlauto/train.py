@@ -29,6 +29,8 @@ from mlauto.track import TrackedModel, TrackTarget, TrainingRecord, track_experi
 from mlauto.tune import FinalModel, SearchResult, SearchRun, fit_final, run_search, warm_start_point
 from mlauto.tune.search import search_run_name
 from mlauto.tune.curves import Curves, sample_size_runs
+from mlauto.config.schema import TuneConf
+from mlauto.tune.budget import FIXED_AFTER_S, BudgetStopper, fits_after, search_seconds
 from mlauto.tune.cv import cv_data, use_cv
 from mlauto.tune.space import portfolio_points
 from mlauto.tune.select import (
@@ -77,6 +79,21 @@ def start_points(families: dict[str, dict[str, Any]], warm_start: tuple[str, dic
     return points or None
 
 
+def run_budget(t: TuneConf, started: float, mode: str) -> tuple[TuneConf, BudgetStopper | None]:
+    """With ``tune.budget_s`` (the whole run, from ``started``): the search's time budget is what is left
+    after ingest and prepare and the work after the search, and a stopper that keeps room for the best
+    config's refits. Without it: ``t`` as it is."""
+    if not t.budget_s:
+        return t, None
+    search_s = search_seconds(t.budget_s, time.time() - started, t.time_budget_s)
+    fits = fits_after(str(t.refit), list(t.sample_sizes.fractions), t.sample_sizes.top_k,
+                      t.ensemble.k if str(t.ensemble.method) != "none" else 0)
+    logger.info("tune.budget_s=%g: %.1fs used before the search, which gets %.1fs (less the best config's "
+                "%.4g fits after it)", t.budget_s, time.time() - started, search_s, fits)
+    stopper = BudgetStopper(started + t.budget_s - FIXED_AFTER_S, fits, mode)
+    return dataclasses.replace(t, time_budget_s=search_s), stopper
+
+
 def ingest_stage(cfg: Config, timings: dict[str, float]) -> Snapshot:
     with stage("ingest", timings):
         return ingest(data_source(cfg), Paths(cfg.root).snapshots, keep=cfg.ingest.keep_snapshots)
@@ -121,6 +138,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
     import_plugins(cfg.plugins)  # a retrain runs in a Ray task, where the launcher's imports are not
     console.install()  # there too: the console the task's output reaches stays quiet
     seed = cfg.seed if search_seed is None else search_seed
+    started = time.time()  # tune.budget_s counts from here: ingest to registered model
     paths = Paths(cfg.root)
     snapshot = ingest_stage(cfg, timings)
     splits, prep, X_train = prepare_stage(cfg, snapshot, timings, add_rows)
@@ -135,12 +153,12 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
         families = plan_families(
             {name: {"space": dict(f.space), "fixed": dict(f.fixed)} for name, f in cfg.families.items()},
             task, n_rows=len(X_train), n_features=int(X_train.shape[1]))
-        t = cfg.tune
+        t, stopper = run_budget(cfg.tune, started, metric_mode(metric))
         run = SearchRun(
             name=search_run_name(cfg.name, resume=t.resume, run_name=t.run_name, fingerprint=snapshot.fingerprint,
                                  seed=seed),
             storage_path=paths.ray_results, metric=metric, mode=metric_mode(metric), seed=seed,
-            points_to_evaluate=start_points(families, warm_start, t.portfolio))
+            points_to_evaluate=start_points(families, warm_start, t.portfolio), stop=stopper)
         n_rows = len(data[1]) + len(data[3])
         cv = use_cv(n_rows, t.cv_folds, t.cv_max_rows)
         if cv:

@@ -266,6 +266,9 @@ class TuneConf:
     max_concurrent: int = 0  # 0: one trial per available CPU
     cpus_per_trial: float = 1.0
     time_budget_s: Optional[float] = None  # the search stops here; trials cut by it count as stopped
+    # The whole training run (ingest to registered model: refits, sample-size runs, report included) ends
+    # within about this many seconds: the search gets what is left (at most time_budget_s). null: no bound
+    budget_s: Optional[float] = None
     # train | train_val | all: the rows the chosen config is refit on (early-stopped rounds and epochs
     # are scaled to the larger data); the test score always comes from a model that never saw test rows
     refit: RefitMode = RefitMode.train_val

@@ -54,6 +54,8 @@ def check_tune(cfg: Config) -> None:
         raise ConfigError("tune.cv_max_rows", t.cv_max_rows, "an integer >= 0")
     if t.portfolio < 0:
         raise ConfigError("tune.portfolio", t.portfolio, "an integer >= 0 (0: no known-good configs first)")
+    if t.budget_s is not None and not t.budget_s > 0:
+        raise ConfigError("tune.budget_s", t.budget_s, "null (no bound) or seconds > 0")
     if t.time_budget_s is not None and not t.time_budget_s > 0:
         raise ConfigError("tune.time_budget_s", t.time_budget_s, "null (no limit) or seconds > 0")
 

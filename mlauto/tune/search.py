@@ -280,6 +280,7 @@ class SearchRun:
     mode: str  # max or min: the metric's direction
     seed: int
     points_to_evaluate: list[dict[str, Any]] | None = None
+    stop: Any = None  # a Tune Stopper besides the time budget (tune.budget_s: mlauto.tune.budget.BudgetStopper)
 
 
 def _searcher(conf: SearchConf, families: dict, run: SearchRun, num_samples: int, concurrency: int
@@ -385,6 +386,7 @@ def run_search(
                 name=name,
                 storage_path=storage_path,
                 failure_config=tune.FailureConfig(max_failures=t.max_failures),
+                stop=run.stop,
                 callbacks=[progress],
                 verbose=0,  # SearchProgress logs plain lines; Tune's table redraws and floods CI logs
             ),
