@@ -31,6 +31,7 @@ from mlauto.tune.search import search_run_name
 from mlauto.tune.curves import Curves, sample_size_runs
 from mlauto.config.schema import TuneConf
 from mlauto.tune.budget import FIXED_AFTER_S, BudgetStopper, fits_after, search_seconds
+from mlauto.tune import caruana
 from mlauto.tune.cv import cv_data, use_cv
 from mlauto.tune.space import portfolio_points
 from mlauto.tune.select import (
@@ -164,16 +165,22 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
         if cv:
             logger.info("%d training + validation rows <= tune.cv_max_rows=%d: trials score by %d-fold CV",
                         n_rows, t.cv_max_rows, t.cv_folds)
-        search = run_search(cv_data(data, task, t.cv_folds, seed) if cv else data, task, t, cfg.search,
-                            cfg.scheduler, families, run)
+        search_data = cv_data(data, task, t.cv_folds, seed) if cv else data
+        search = run_search(search_data, task, t, cfg.search, cfg.scheduler, families, run)
         final = fit_final(prep, search.best.family, search.best.params, splits, seed, X_train=X_train, task=task,
                           refit=str(t.refit))
         # Model selection: best per family, a top-k ensemble kept only if it wins on validation, sample-size runs.
         board = family_leaderboard(search)
-        ensemble = choose_ensemble(top_trials(search, t.ensemble.k), data, method=t.ensemble.method,
-                                   metric=search.metric, mode=search.mode, task=task, seed=seed)
-        if ensemble.kept:
-            final = ensemble_final(prep, ensemble, splits, task)
+        if str(t.ensemble.method) == "caruana":  # on the search's own rows: its folds, or the validation split
+            ensemble, chosen = caruana.choose(top_trials(search, t.ensemble.k), search_data, metric, search.mode,
+                                              task, seed)
+            if chosen is not None:
+                final = caruana.caruana_final(prep, chosen, splits, seed, task, str(t.refit))
+        else:
+            ensemble = choose_ensemble(top_trials(search, t.ensemble.k), data, method=t.ensemble.method,
+                                       metric=search.metric, mode=search.mode, task=task, seed=seed)
+            if ensemble.kept:
+                final = ensemble_final(prep, ensemble, splits, task)
         curves = sample_size_runs(top_trials(search, t.sample_sizes.top_k), data, t.sample_sizes, search.metric,
                                   search.mode, task, seed) if t.sample_sizes.fractions else None
         selection_files = save_selection(storage.join(paths.root, "selection"), board, curves)

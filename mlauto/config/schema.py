@@ -92,6 +92,7 @@ class EnsembleMethod(Choice):
     none = "none"
     soft_vote = "soft_vote"
     stacking = "stacking"
+    caruana = "caruana"  # greedy ensemble selection on out-of-fold outputs (mlauto.tune.caruana)
 
 
 class RefitMode(Choice):
@@ -238,7 +239,7 @@ class SchedulerConf:
 
 @dataclass
 class EnsembleConf:
-    # none | soft_vote | stacking: combine the top-k distinct configs; kept only if it beats the best
+    # none | soft_vote | stacking | caruana: combine the top-k distinct configs; kept only if it beats the best
     # single config on validation. Default none: one model serves faster, is smaller, and a retrain can
     # warm-start from it; turn it on when the last bit of score is worth k times the inference cost.
     method: EnsembleMethod = EnsembleMethod.none

@@ -65,6 +65,55 @@ class SoftVoteEnsemble(BaseEstimator):
         return tags
 
 
+class WeightedEnsemble(SoftVoteEnsemble):
+    """Weighted mean of the members' probabilities or predictions: Caruana's ensemble selection picks the
+    weights (:func:`caruana_weights`); members with weight 0 are left out before it is built."""
+
+    def __init__(self, estimators: Sequence[BaseEstimator] = (), weights: Sequence[float] = (), task: str = "binary",
+                 prefit: bool = False) -> None:
+        super().__init__(estimators, task=task, prefit=prefit)
+        self.weights = weights
+
+    def _mean(self, outputs: list[np.ndarray]) -> np.ndarray:
+        w = np.asarray(self.weights, dtype=float)
+        return np.tensordot(w / w.sum(), np.asarray(outputs, dtype=float), axes=1)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        if self.task == "regression":
+            raise AttributeError("a regression ensemble has no predict_proba")
+        check_is_fitted(self, "estimators_")
+        return self._mean([np.asarray(est.predict_proba(X), dtype=float) for est in self.estimators_])
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimators_")
+        if self.task == "regression":
+            return self._mean([np.asarray(est.predict(X), dtype=float) for est in self.estimators_])
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def caruana_weights(outputs: Sequence[np.ndarray], score: Any, mode: str, rounds: int = 25) -> np.ndarray:
+    """Greedy ensemble selection with replacement (Caruana et al. 2004): start from the best member, then
+    add, ``rounds`` times, the member whose addition scores best; the weights are the counts.
+
+    ``outputs``: each member's out-of-fold probabilities or predictions, row-aligned; ``score(mean output)``
+    is the metric, higher better when ``mode`` is max. Stops early when no addition improves the score.
+    """
+    sign = 1.0 if mode == "max" else -1.0
+    counts = np.zeros(len(outputs))
+    total = np.zeros_like(np.asarray(outputs[0], dtype=float))
+    best = -np.inf
+    for _ in range(rounds):
+        n = counts.sum()
+        trial = [sign * score((total + out) / (n + 1)) for out in outputs]
+        pick = int(np.argmax(trial))
+        if trial[pick] <= best and n > 0:
+            break
+        best = trial[pick]
+        counts[pick] += 1
+        total = total + np.asarray(outputs[pick], dtype=float)
+    return counts
+
+
 def build_ensemble(method: str, members: Sequence[BaseEstimator], *, task: str = "binary", seed: int = 0,
                    cv: int = 3, prefit: bool = False) -> BaseEstimator:
     """An unfitted ensemble over ``members``.
@@ -84,4 +133,4 @@ def build_ensemble(method: str, members: Sequence[BaseEstimator], *, task: str =
     raise MlautoError(f"unknown ensemble method {method!r}; valid: {', '.join(EnsembleMethod.values()[1:])}")
 
 
-__all__ = ["SoftVoteEnsemble", "build_ensemble"]
+__all__ = ["SoftVoteEnsemble", "WeightedEnsemble", "build_ensemble", "caruana_weights"]
