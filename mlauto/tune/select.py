@@ -88,7 +88,8 @@ class EnsembleDecision:
         return {"method": self.method, "kept": self.kept, "metric": self.metric,
                 "ensemble_score": self.ensemble_score, "best_single_score": self.best_single_score,
                 "train_seconds": round(self.train_seconds, 3), "reason": self.reason,
-                "members": [{k: m[k] for k in ("trial_id", "family", "params", "val_score")} for m in self.members]}
+                "members": [{k: m[k] for k in ("trial_id", "family", "params", "val_score", "weight") if k in m}
+                            for m in self.members]}  # weight: caruana's
 
 
 def choose_ensemble(

@@ -95,18 +95,17 @@ def test_kept_ensemble_is_registered_and_loads_like_any_family(trained, tmp_path
     assert warm_start_point({"logreg": {"space": {}}}, bundle.meta["family"], bundle.meta["params"]) is None
 
 
-def test_caruana_and_budget_through_the_pipeline(ray_session, tmp_path):
-    """tune.ensemble.method=caruana with CV and the portfolio, under a whole-run budget: the decision is
-    recorded with weights, a kept ensemble is what is registered and it loads back and predicts."""
+def test_caruana_through_the_pipeline(ray_session, tmp_path):
+    """tune.ensemble.method=caruana with CV and the portfolio: the decision is recorded with weights, a
+    kept ensemble is what is registered, and it loads back and predicts."""
     from mlauto import context, train
     from mlauto.track import BundleLoader
     from tests.helpers import make_config
 
     cfg = make_config([f"root={tmp_path}", "models=fast", "name=caruana", "tune.ensemble.method=caruana",
-                       "tune.ensemble.k=3", "tune.cv_folds=3", "tune.portfolio=2", "tune.budget_s=40",
+                       "tune.ensemble.k=3", "tune.cv_folds=3", "tune.portfolio=2", "tune.num_samples=4",
                        "tune.refit=all", "tune.sample_sizes.fractions=[]"])
     result = train.train(cfg, {})
-    assert result.search.wall_seconds < 40  # the search got what the run budget left (the rule: bench/)
     decision = result.ensemble.summary()
     assert decision["method"] == "caruana" and "out of fold" in decision["reason"]
     assert {t.family for t in result.search.trials if t.status == "ok"} >= {"logreg", "hist_gb"}  # the portfolio
