@@ -241,7 +241,7 @@ def main() -> None:
     parser.add_argument("--budgets", type=float, nargs="+", default=[60.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--datasets", nargs="+", default=list(SUITE))
-    parser.add_argument("--tools", nargs="+", default=list(RUNNERS))
+    parser.add_argument("--tools", nargs="+", default=list(COMPARED), choices=list(RUNNERS))
     parser.add_argument("--summary", action="store_true", help="only print and write the table")
     parser.add_argument("--overrides", nargs="*", default=[], help="more mlauto overrides, e.g. tune.ensemble.method=caruana")
     parser.add_argument("--redo", action="store_true", help="rerun the listed tools even where a result exists")
