@@ -172,8 +172,8 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
         # Model selection: best per family, a top-k ensemble kept only if it wins on validation, sample-size runs.
         board = family_leaderboard(search)
         if str(t.ensemble.method) == "caruana":  # on the search's own rows: its folds, or the validation split
-            ensemble, chosen = caruana.choose(top_trials(search, t.ensemble.k), search_data, metric, search.mode,
-                                              task, seed)
+            ensemble, chosen = caruana.choose(caruana.candidates(search, t.ensemble.k), search_data, metric,
+                                              search.mode, task, seed)
             if chosen is not None:
                 final = caruana.caruana_final(prep, chosen, splits, seed, task, str(t.refit))
         else:

@@ -23,8 +23,8 @@ from mlauto.models import FAMILIES, build_estimator
 from mlauto.models.ensemble import WeightedEnsemble, caruana_weights
 from mlauto.tune.final import FinalModel
 from mlauto.tune.metrics import evaluate
-from mlauto.tune.search import TrialResult
-from mlauto.tune.select import EnsembleDecision
+from mlauto.tune.search import SearchResult, TrialResult
+from mlauto.tune.select import EnsembleDecision, top_trials
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +160,20 @@ def caruana_final(prep: Any, chosen: dict[str, Any], splits: Any, seed: int, tas
                       refit_note=f"caruana weights: {note}")
 
 
+def candidates(search: SearchResult, k: int) -> list[TrialResult]:
+    """Up to ``k`` configs to select from, best first: each family's best (different families err
+    differently, which is what an ensemble needs), then the next best trials overall."""
+    ordered = top_trials(search, max(k, len(search.trials)))
+    out, families = [], set()
+    for trial in ordered:
+        if trial.family not in families:
+            families.add(trial.family)
+            out.append(trial)
+    out = out[:k]
+    out += [t for t in ordered if t not in out][: k - len(out)]
+    return sorted(out, key=lambda t: t.score, reverse=search.mode == "max")
+
+
 def choose(trials: Sequence[TrialResult], data: tuple, metric: str, mode: str, task: str, seed: int
            ) -> tuple[EnsembleDecision, dict[str, Any] | None]:
     """The selection as an :class:`EnsembleDecision` (kept only when it strictly beats the best single
@@ -181,4 +195,4 @@ def choose(trials: Sequence[TrialResult], data: tuple, metric: str, mode: str, t
     return decision, chosen if kept else None
 
 
-__all__ = ["caruana_final", "choose", "out_of_fold", "select"]
+__all__ = ["candidates", "caruana_final", "choose", "out_of_fold", "select"]

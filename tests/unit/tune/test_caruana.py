@@ -90,3 +90,17 @@ def test_the_kept_members_are_refit_and_the_test_score_never_saw_test(refit):
     assert 0.5 < final.test_metrics["accuracy"] <= 1.0
     again = pickle.loads(pickle.dumps(final.pipeline))  # it is registered and served like any model
     assert (again.predict(splits.test[splits.features]) == final.pipeline.predict(splits.test[splits.features])).all()
+
+
+def test_candidates_take_each_familys_best_first():
+    from mlauto.tune.search import SearchResult
+
+    def trial(i, family, score):
+        return TrialResult(f"t{i}", family, {"i": i}, {"score": score}, "ok")
+
+    trials = [trial(1, "lightgbm", 0.90), trial(2, "lightgbm", 0.89), trial(3, "lightgbm", 0.88),
+              trial(4, "logreg", 0.80), trial(5, "random_forest", 0.85)]
+    search = SearchResult(trials, trials[0], "accuracy", "max", "")
+    assert [t.trial_id for t in caruana.candidates(search, 3)] == ["t1", "t5", "t4"]
+    assert [t.trial_id for t in caruana.candidates(search, 5)] == ["t1", "t2", "t3", "t5", "t4"]
+    assert [t.trial_id for t in caruana.candidates(search, 2)] == ["t1", "t5"]
