@@ -39,6 +39,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "automl"
+FOLDER = [RESULTS]  # --results: another folder (a variant's runs beside copies of FLAML's), not in the README
 TIE = 0.002
 
 # name -> (R package, dataset, target, task, columns to keep (None: all but rownames))
@@ -155,13 +156,14 @@ COMPARED = ("mlauto", "flaml")  # the table; mlauto_run (tune.budget_s) is the b
 
 
 def result_path(name: str, tool: str, seed: int, budget: float) -> Path:
-    return RESULTS / f"{name}-{tool}-s{seed}-b{int(budget)}.json"
+    return FOLDER[0] / f"{name}-{tool}-s{seed}-b{int(budget)}.json"
 
 
 def run_one(name: str, tool: str, seed: int, budget: float) -> None:
     """In a subprocess: one tool on one dataset; writes the result file (an error is recorded too)."""
     path = result_path(name, tool, seed, budget)
-    cmd = [sys.executable, __file__, "--one", name, tool, str(seed), str(budget), "--overrides", *EXTRA]
+    cmd = [sys.executable, __file__, "--one", name, tool, str(seed), str(budget), "--results", str(FOLDER[0]),
+           "--overrides", *EXTRA]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=budget * 6 + 600)
@@ -180,7 +182,7 @@ def _trials(value: Any) -> float:
 
 def summarize(budgets: list[float]) -> str:
     rows = []
-    for path in sorted(RESULTS.glob("*.json")):
+    for path in sorted(FOLDER[0].glob("*.json")):
         stem = path.stem
         name, tool, seed, budget = stem.rsplit("-", 3)
         data = json.loads(path.read_text())
@@ -262,16 +264,18 @@ def main() -> None:
     parser.add_argument("--tools", nargs="+", default=list(COMPARED), choices=list(RUNNERS))
     parser.add_argument("--summary", action="store_true", help="only print and write the table")
     parser.add_argument("--overrides", nargs="*", default=[], help="more mlauto overrides, e.g. tune.ensemble.method=caruana")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="results folder (the README's: the default)")
     parser.add_argument("--redo", action="store_true", help="rerun the listed tools even where a result exists")
     parser.add_argument("--one", nargs=4, metavar=("DATASET", "TOOL", "SEED", "BUDGET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     EXTRA[:] = args.overrides
+    FOLDER[0] = args.results.resolve()
     if args.one:
         name, tool, seed, budget = args.one[0], args.one[1], int(args.one[2]), float(args.one[3])
         result = RUNNERS[tool](name, seed, budget)
         result_path(name, tool, seed, budget).write_text(json.dumps(result, indent=1, default=str))
         return
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    FOLDER[0].mkdir(parents=True, exist_ok=True)
     if not args.summary:
         for budget in args.budgets:
             for seed in args.seeds:
@@ -281,7 +285,8 @@ def main() -> None:
                             run_one(name, tool, seed, budget)
     table = summarize(args.budgets)
     print(table)
-    write_readme(table)
+    if FOLDER[0] == RESULTS.resolve():
+        write_readme(table)
 
 
 if __name__ == "__main__":
