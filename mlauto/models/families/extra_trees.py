@@ -11,5 +11,5 @@ class ExtraTreesFamily(RandomForestFamily):
     name = "extra_trees"
     classifier = "sklearn.ensemble:ExtraTreesClassifier"  # imported when built: a trial loads only its family
     regressor = "sklearn.ensemble:ExtraTreesRegressor"
-    portfolio = ({"n_estimators": 200, "max_depth": 16, "min_samples_leaf": 1, "max_features": 1.0},
-                 {"n_estimators": 200, "max_depth": 16, "min_samples_leaf": 2, "max_features": 0.5})
+    portfolio = ({"n_estimators": 100, "max_depth": 16, "min_samples_leaf": 1, "max_features": 0.5},
+                 {"n_estimators": 200, "max_depth": 16, "min_samples_leaf": 1, "max_features": 1.0})

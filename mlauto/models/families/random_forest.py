@@ -12,7 +12,7 @@ class RandomForestFamily(Family):
     name = "random_forest"
     classifier = "sklearn.ensemble:RandomForestClassifier"  # imported when built: a trial loads only its family
     regressor = "sklearn.ensemble:RandomForestRegressor"
-    portfolio = ({"n_estimators": 200, "max_depth": 16, "min_samples_leaf": 1},)  # deep trees, as by default
+    portfolio = ({"n_estimators": 100, "max_depth": 16, "min_samples_leaf": 1},)  # deep trees, as by default
 
     def params_for(self, params: dict[str, Any], seed: int, task: str) -> dict[str, Any]:
         # One core per trial: Tune runs trials side by side.

@@ -23,7 +23,7 @@ def _planned(n_rows=5000, n_features=20, task="binary"):
 def test_portfolio_interleaves_families_and_stays_inside_the_space():
     families = _planned()
     points = portfolio_points(families, 8)
-    assert [p["family"] for p in points][:5] == ["lightgbm", "extra_trees", "random_forest", "logreg", "hist_gb"]
+    assert [p["family"] for p in points][:5] == ["lightgbm", "logreg", "hist_gb", "extra_trees", "random_forest"]
     assert [p["family"] for p in points][5:] == ["lightgbm", "extra_trees"]  # then each family's second config
     for point in points:
         family, params = trial_params(point, families)
