@@ -98,6 +98,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 def measure(nodes: int, trials: int, env: dict[str, str]) -> tuple[int, float]:
     """Start a cluster of ``nodes`` 1-CPU nodes, run the search from a fresh driver, stop the cluster."""
     port, temp = _free_port(), tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    worker_temp = tempfile.mkdtemp(prefix="ray-w-", dir="/tmp")  # its own, as on another machine
     hidden = tempfile.mkdtemp(prefix="scale-hidden-")  # the worker sees a tmpfs here, as in tests/cluster
     common = ["--block", "--num-cpus", "1", "--disable-usage-stats"]
     procs = [_start([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}",
@@ -106,7 +107,8 @@ def measure(nodes: int, trials: int, env: dict[str, str]) -> tuple[int, float]:
         address = f"127.0.0.1:{port}"
         _wait(address, env, 1)
         if nodes == 2:
-            script = f"mount -t tmpfs tmpfs {hidden} && exec {RAY} start --address={address} {' '.join(common)}"
+            script = (f"mount -t tmpfs tmpfs {hidden} && exec {RAY} start --address={address} "
+                      f"--temp-dir={worker_temp} {' '.join(common)}")
             procs.append(_start(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env))
             _wait(address, env, 2)
         out = subprocess.run([sys.executable, __file__, "--search", address, "--trials", str(trials)], env=env,
@@ -118,8 +120,8 @@ def measure(nodes: int, trials: int, env: dict[str, str]) -> tuple[int, float]:
         return int(done), float(seconds)
     finally:
         _stop(procs[::-1])
-        shutil.rmtree(temp, ignore_errors=True)
-        shutil.rmtree(hidden, ignore_errors=True)
+        for folder in (temp, worker_temp, hidden):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
