@@ -37,13 +37,16 @@ def _free_port() -> int:
 
 def _trainable(config: dict) -> None:
     """One trial: a fixed-size gradient boosting fit, single-threaded (about 2 s on one idle core)."""
+    import ray
     from ray import tune
     from sklearn.datasets import make_classification
     from sklearn.ensemble import GradientBoostingClassifier
 
+    start = time.perf_counter()
     X, y = make_classification(n_samples=4000, n_features=20, random_state=config["seed"])
     model = GradientBoostingClassifier(n_estimators=config["n_estimators"], max_depth=3, random_state=0).fit(X, y)
-    tune.report({"score": float(model.score(X, y))})
+    tune.report({"score": float(model.score(X, y)), "fit_s": time.perf_counter() - start,
+                 "node": ray.get_runtime_context().get_node_id()[:8]})
 
 
 def search(address: str, trials: int) -> None:
@@ -58,8 +61,18 @@ def search(address: str, trials: int) -> None:
                          tune_config=tune.TuneConfig(reuse_actors=True),
                          run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(prefix="scale-"), verbose=0)).fit()
     seconds = time.perf_counter() - start
-    done = sum(1 for r in results if r.error is None)
-    print(f"RESULT {done} {seconds:.2f}", flush=True)
+    done = [r.metrics for r in results if r.error is None]
+    # where the time goes: each trial's own fit time, per node, against the search's wall time
+    per_node: dict[str, list[float]] = {}
+    for metrics in done:
+        per_node.setdefault(metrics["node"], []).append(metrics["fit_s"])
+    for node, fits in sorted(per_node.items()):
+        print(f"  node {node}: {len(fits)} trials, fit {sum(fits):.1f} s in all, {sum(fits) / len(fits):.2f} s each",
+              flush=True)
+    busy = max((sum(f) for f in per_node.values()), default=0.0)
+    print(f"  wall {seconds:.1f} s, busiest node fitting {busy:.1f} s, the rest ({seconds - busy:.1f} s) Tune's "
+          "start, scheduling, reporting and shutdown", flush=True)
+    print(f"RESULT {len(done)} {seconds:.2f}", flush=True)
     ray.shutdown()
 
 
@@ -116,6 +129,7 @@ def measure(nodes: int, trials: int, env: dict[str, str]) -> tuple[int, float]:
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")), None)
         if line is None:
             raise RuntimeError(f"the search failed: {out.stderr[-2000:]}")
+        print("\n".join(ln for ln in out.stdout.splitlines() if ln.startswith("  ")), flush=True)
         done, seconds = line.split()[1:]
         return int(done), float(seconds)
     finally:
