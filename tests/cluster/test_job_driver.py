@@ -46,7 +46,7 @@ def _removals(two_nodes) -> list[str]:
     """The runtime-env agents' log lines that say they deleted an unpacked package (the nodes' temp dirs)."""
     lines = []
     for temp in (two_nodes.temp, *two_nodes.worker_temps):
-        for log in Path(temp).glob("session_*/logs/runtime_env_agent*.log"):
+        for log in Path(temp).glob("session_2*/logs/runtime_env*.log"):  # the agent's, and per job's setup
             lines += [f"{log}: {ln}" for ln in log.read_text(errors="replace").splitlines() if "Removing" in ln]
     return lines
 
@@ -60,7 +60,9 @@ def test_job_driver_keeps_its_cwd_when_a_task_runs_on_the_worker(two_nodes, driv
                           f"--runtime-env-json={json.dumps({'working_dir': str(work)})}", "--", "python", "probe.py"],
                          env=two_nodes.env, capture_output=True, text=True, timeout=300)
     log = out.stdout + out.stderr
-    assert out.returncode == 0, (log[-4000:], _removals(two_nodes))
+    if out.returncode != 0:
+        print(log[-6000:], *_removals(two_nodes), sep="\n")  # pytest shows it with the failure
+    assert out.returncode == 0, "the job's driver failed (its log is in the captured stdout)"
     assert "DRIVER_OK 2.0" in log, log[-4000:]
     here, there = next(line.split()[1:3] for line in log.splitlines() if line.startswith("NODES"))
     assert here in node_ids("head") and there in node_ids("worker"), (here, there)
