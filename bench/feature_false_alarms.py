@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--online-only", action="store_true", help="only cvm_online at its defaults (30-feature data)")
     ap.add_argument("--online-rows", type=int, default=100_000)
+    ap.add_argument("--detectors", nargs="*", default=None, help="only these (e.g. mmd)")
     ap.add_argument("--mmd-windows", type=int, default=60, help="MMD windows (200 rows) per dataset")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -145,6 +146,7 @@ def main() -> None:
     if not args.quick:
         setups.append(("mmd", 200, {"n_ref": 1000, "n_permutations": 1000, "seed": 0},
                        [("mmd.yaml p 0.01", "single", 0.01), ("p 0.05", "single", 0.05)]))
+    setups = [x for x in setups if not args.detectors or x[0] in args.detectors]
     data = datasets(args.seed)
     print("| detector | window | level | " + " | ".join(data) + " | nominal |")
     print("|---|---|---|" + "---|" * len(data) + "---|")
