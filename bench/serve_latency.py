@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 logger = logging.getLogger("bench")
 SETUPS = ("base", "nobatch", "default", "monitor")
+BASE_HANDLER: list[float] = []  # seconds inside the baseline's handler, per request (it runs in this process)
 
 
 def baseline_app(bundle):
@@ -47,6 +48,13 @@ def baseline_app(bundle):
 
     app = FastAPI()
     validator = RequestValidator(bundle.schema)
+
+    @app.middleware("http")
+    async def timed(request: Request, call_next):  # the same place mlauto's `measure` middleware times
+        start = time.perf_counter()
+        response = await call_next(request)
+        BASE_HANDLER.append(time.perf_counter() - start)
+        return response
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
@@ -75,16 +83,37 @@ def post(session, url: str, body) -> None:
         raise RuntimeError(f"{url}: {r.status_code} {r.text[:500]}")
 
 
+def handler_seconds(url: str) -> tuple[float, int]:
+    """(sum of seconds, requests) spent inside the server's handler on ``/predict`` so far: the
+    replica's ``mlauto_request_latency_seconds`` histogram, or the baseline's own middleware."""
+    if url.count("/") == 2:  # the baseline: http://127.0.0.1:PORT
+        return sum(BASE_HANDLER), len(BASE_HANDLER)
+    total = count = 0.0
+    for line in requests.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("mlauto_request_latency_seconds_") and '/predict"' in line:
+            if line.startswith("mlauto_request_latency_seconds_sum"):
+                total = float(line.rsplit(" ", 1)[1])
+            elif line.startswith("mlauto_request_latency_seconds_count"):
+                count = float(line.rsplit(" ", 1)[1])
+    return total, int(count)
+
+
 def sequential(url: str, records: list[dict], n: int) -> dict[str, float]:
+    """p50/p99 of ``n`` sequential single-record POSTs, and the mean ms in the client and inside the
+    server's handler (the difference is the HTTP path: proxy, sockets, the ASGI layers)."""
     session = requests.Session()
     for i in range(20):  # warm-up
         post(session, url, records[i % len(records)])
     latencies = []
+    before = handler_seconds(url)
     for i in range(n):
         t0 = time.perf_counter()
         post(session, url, records[i % len(records)])
         latencies.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": statistics.median(latencies), "p99_ms": percentile(latencies, 0.99)}
+    after = handler_seconds(url)
+    inside = (after[0] - before[0]) / max(1, after[1] - before[1]) * 1000
+    return {"p50_ms": statistics.median(latencies), "p99_ms": percentile(latencies, 0.99),
+            "mean_ms": statistics.fmean(latencies), "handler_ms": inside}
 
 
 def concurrent(url: str, records: list[dict], n: int, clients: int) -> float:
@@ -210,6 +239,11 @@ def report(rounds: list[dict[str, dict[str, float]]], large: list[tuple[float, f
         print(f"{s:10} {med(s, 'p50_ms'):8.2f} {med(s, 'p99_ms'):8.2f} {med(s, 'c16'):10.1f} "
               f"{med_ratio(lambda r: r[s]['p50_ms'] / r['base']['p50_ms']):9.2f} "
               f"{med_ratio(lambda r: r[s]['p99_ms'] / r['base']['p99_ms']):9.2f}")
+    print("where a sequential request's time goes (means over the requests, medians over rounds):")
+    print(f"{'setup':10} {'client ms':>10} {'handler ms':>11} {'outside ms':>11}")
+    for s in SETUPS:
+        print(f"{s:10} {med(s, 'mean_ms'):10.2f} {med(s, 'handler_ms'):11.2f} "
+              f"{med_ratio(lambda r: r[s]['mean_ms'] - r[s]['handler_ms']):11.2f}")
     p50 = med_ratio(lambda r: r["default"]["p50_ms"] / r["base"]["p50_ms"])
     gain = med_ratio(lambda r: r["default"]["c16"] / r["nobatch"]["c16"])
     cost = med_ratio(lambda r: r["monitor"]["p99_ms"] / r["default"]["p99_ms"] - 1)
