@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--replicates", type=int, default=3000, help="simulated replicates per (p, margin)")
     ap.add_argument("--all", action="store_true", help="every concept pair of drift_delay.py (the controls' "
                     "false alarms at the defaults, as the issue's first target asks)")
+    ap.add_argument("--kinds", nargs="*", default=None, help="concept pairs to diagnose (e.g. rbf:0:1 led:0:3)")
     ap.add_argument("--no-river", action="store_true")
     ap.add_argument("--no-simulation", action="store_true")
     args = ap.parse_args()
@@ -110,7 +111,7 @@ def main() -> None:
     if args.shared_flips:
         dd.stream_rng = lambda seed, gen, f0: np.random.default_rng(seed + 7)
     if not args.no_river:
-        river_part([":".join(map(str, c)) for c in dd.CONCEPTS] if args.all else KINDS, args.seeds)
+        river_part([":".join(map(str, c)) for c in dd.CONCEPTS] if args.all else args.kinds or KINDS, args.seeds)
     if not args.no_simulation:
         simulation_part([10, 20], args.replicates)
     print(f"\n({time.time() - started:.0f} s)")
