@@ -344,7 +344,7 @@ class MonitorConf:
     label_shift: float = 0.05  # the rise in error rate to catch fast
     # labelled rows between false alarms when nothing changed (20,000: 0.5 per 10k rows). The threshold
     # allows for the validation error rate being an estimate and aims 1.25x below 1 / label_ert (one
-    # stream's rate is skewed): realized ~0.4 per 10k on simulated no-drift streams (p0 0.05-0.15 from
+    # stream's rate is skewed): realized 0.36-0.38 per 10k on simulated no-drift streams (p0 0.05, 0.15 from
     # 1,000 rows); the old plug-in threshold gave 1.0-1.1, and 1.35-2.0 on river streams (issue 15;
     # bench/README.md "Drift alarms that keep their promise")
     label_ert: float = 20000.0
