@@ -45,12 +45,12 @@ def datasets(seed: int = 0) -> dict[str, np.ndarray]:
             "synthetic gaussian 20": X_syn, "synthetic mixed 16": mixed}
 
 
-def scores(name: str, X: np.ndarray, window: int, splits: int, seed: int, **options: Any) -> dict[str, np.ndarray]:
+def scores(name: str, X: np.ndarray, window: int, splits: int, split_seed: int, **options: Any) -> dict[str, np.ndarray]:
     """Per-window scores over ``splits`` random reference/stream splits."""
     from mlauto.monitor.detectors import make_detector
 
     X = X[:, X.std(axis=0) > 0]  # constant columns (digits' borders): no test
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(split_seed)  # (not seed: MMD's options have their own)
     bonf, fdr, single = [], [], []
     for _ in range(splits):
         order = rng.permutation(len(X))
