@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import time
+import zlib
 from collections import deque
 from typing import Any, Callable
 
@@ -101,6 +102,12 @@ def _rows(gen: str, concept: int, seed: int, n: int, before: bool = True) -> tup
     return X, y.astype(int)
 
 
+def stream_rng(seed: int, gen: str, f0: int) -> np.random.Generator:
+    """Label flips and mixing, their own per generator and concept: with one generator (seed + 7) for
+    all, every flip-labelled stream of a seed had the same error rows (issue 15's gap; drift_diagnose.py)."""
+    return np.random.default_rng([seed, zlib.crc32(gen.encode()), f0])
+
+
 def make_stream(kind: str, seed: int, width: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """All N_TRAIN + N_REF + N_MON rows of one stream, the change (if any) at monitored index DRIFT_AT,
     mixed in as river's ConceptDriftStream does (row i comes from the new source with probability
@@ -110,8 +117,8 @@ def make_stream(kind: str, seed: int, width: int, mode: str) -> tuple[np.ndarray
     first feature, so P(X) moves and P(y|X) does not), "irrelevant" (SEA's irrelevant x3 moves by SHIFT).
     """
     total, position = N_TRAIN + N_REF + N_MON, N_TRAIN + N_REF + DRIFT_AT
-    rng = np.random.default_rng(seed + 7)
     gen, f0, f1 = kind.split(":")[0], int(kind.split(":")[1]), int(kind.split(":")[2])
+    rng = stream_rng(seed, gen, f0)
     extra = 4 * (total - position) + 200 if mode == "covariate" else 0
     X, y = _rows(gen, f0, seed, total + extra)  # covariate: the candidates continue the same stream
     X, y, Xc, yc = X[:total], y[:total], X[total:], y[total:]
@@ -167,12 +174,14 @@ def sigma_rule_alarms(errors: np.ndarray, p0: float, k: float, window: int = 500
 
 
 def cusum_alarms(errors: np.ndarray, p0: float, ert: float, shift: float = 0.05, warmup: int = 0,
-                 reference_rows: int | None = N_REF) -> list[int]:
-    """mlauto's detector; ``reference_rows=None`` is the plug-in threshold (p0 taken as exact)."""
-    from mlauto.monitor.label_drift import ErrorRateDetector
+                 reference_rows: int | None = N_REF, margin: float | None = None) -> list[int]:
+    """mlauto's detector; ``reference_rows=None`` is the plug-in threshold (p0 taken as exact);
+    ``margin`` None: the detector's default."""
+    from mlauto.monitor.label_drift import MARGIN, ErrorRateDetector
 
     p0 = min(max(p0, 0.01), 0.5)  # as the monitor clamps it
-    det = ErrorRateDetector(p0, shift=min(shift, 0.99 - p0), ert=ert, reference_rows=reference_rows, warmup=warmup)
+    det = ErrorRateDetector(p0, shift=min(shift, 0.99 - p0), ert=ert, reference_rows=reference_rows, warmup=warmup,
+                            margin=MARGIN if margin is None else margin)
     return det.update(errors)["alarms"]
 
 
@@ -316,6 +325,9 @@ def run_concept(kind: str, seeds: list[int], calib_seeds: list[int], budget: flo
     def plugin_cusum(s: dict[str, Any]) -> list[int]:
         return cusum_alarms(s["errors"], s["p0"], conf.label_ert, conf.label_shift, 0, reference_rows=None)
 
+    def no_margin(s: dict[str, Any]) -> list[int]:  # the threshold's mean rate at 1 / label_ert
+        return cusum_alarms(s["errors"], s["p0"], conf.label_ert, conf.label_shift, conf.label_warmup, margin=1.0)
+
     def ks_default(s: dict[str, Any]) -> list[int]:
         return window_alarms("ks", s, conf.p_val, conf.window)
 
@@ -324,6 +336,7 @@ def run_concept(kind: str, seeds: list[int], calib_seeds: list[int], budget: flo
     rows_10k = len(controls) * N_MON / 10_000
     p0_true = float(np.mean([c["errors"].mean() for c in controls]))
     fa = {"CUSUM default": sum(len(default_cusum(c)) for c in controls) / rows_10k,
+          "CUSUM margin 1": sum(len(no_margin(c)) for c in controls) / rows_10k,
           "CUSUM plug-in p0": sum(len(plugin_cusum(c)) for c in controls) / rows_10k,
           "KS default (features)": sum(len(ks_default(c)) for c in controls) / rows_10k}
     knobs = {}

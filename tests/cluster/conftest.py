@@ -65,14 +65,22 @@ class TwoNodes:
     hold: Path = field(repr=False, default=Path())
     temp: str = field(repr=False, default="")
     worker: subprocess.Popen | None = field(repr=False, default=None)
+    worker_temps: list[str] = field(repr=False, default_factory=list)  # one Ray temp dir per worker start
 
     def start_worker(self) -> None:
         """The worker node, in its own mount namespace: only ``shared`` of ``base`` is visible there."""
         port = self.address.rsplit(":", 1)[1]
+        # Its own Ray temp dir, as on another machine. Without one a worker node takes the head's (Ray reads
+        # it from the GCS), so both runtime-env agents unpack a job's working_dir to the same folder, and
+        # the worker's, creating it for the job's first task there, deletes and re-extracts it (overwrite):
+        # the job's driver, on the head, is left in a deleted cwd, and its first `import torch` dies with
+        # "Intel oneMKL FATAL ERROR: Cannot load .../libtorch_cpu.so" (MKL needs getcwd; test_job_driver.py).
+        temp = tempfile.mkdtemp(prefix="ray-w-", dir="/tmp")  # short: socket paths must fit 107 bytes
+        self.worker_temps.append(temp)
         script = (f"mount --bind {self.shared} {self.hold} && mount -t tmpfs tmpfs {self.base} && "
                   f"mkdir {self.shared} && mount --move {self.hold} {self.shared} && "
                   f"exec {RAY} start --address=127.0.0.1:{port} --block --num-cpus 1 --disable-usage-stats "
-                  f"--labels {ROLE}=worker --dashboard-agent-listen-port={free_port()}")
+                  f"--temp-dir={temp} --labels {ROLE}=worker --dashboard-agent-listen-port={free_port()}")
         self.worker = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                                        env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                        start_new_session=True)
@@ -172,8 +180,8 @@ def two_nodes(moto_server: dict[str, str], postgres, tmp_path_factory: pytest.Te
         _stop(nodes.worker)
         _stop(head)
         mlflow.stop()
-        shutil.rmtree(temp, ignore_errors=True)
-        shutil.rmtree(hold, ignore_errors=True)
+        for folder in (temp, *nodes.worker_temps, hold):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

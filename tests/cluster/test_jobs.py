@@ -1,7 +1,7 @@
 """The quickstart submitted as a Ray job to the two-node cluster, in both storage modes (issue 10,
-points 5 and 6): root on a folder bind-mounted into the worker's namespace (submitted by the launcher
-itself, ``cluster.address=http://HEAD:8265``) and root on an S3 endpoint (``ray job submit -- python
--m mlauto ...``), tracking on the MLflow server (PostgreSQL) in both.
+points 5 and 6): root on a folder bind-mounted into the worker's namespace (``ray job submit -- python
+-m mlauto ...``) and root on an S3 endpoint (submitted by the launcher itself,
+``cluster.address=http://HEAD:8265``), tracking on the MLflow server (PostgreSQL) in both.
 
 ``cluster.placement`` puts the Serve replica, the monitor and the retrain on the node labelled
 ``mlauto.io/role=worker``; trials land there because each 1-CPU trial takes a 1-CPU node and two run
@@ -108,15 +108,6 @@ def placements(driver) -> dict[str, set[str]]:
     return {}
 
 
-# A job's driver sometimes dies as the search starts with "Intel oneMKL FATAL ERROR: Cannot load
-# .../torch/lib/libtorch_cpu.so" on this machine: every shared-folder run so far, and one S3 run of the
-# node-kill test's champion. The cause is not found yet (docs/cluster.md, "Known problems"); until it
-# is, a job case that hits it is an expected failure (not strict: the passing runs still assert all).
-MKL_CRASH = pytest.mark.xfail(reason="a job's driver can die loading torch's MKL as the search starts (cause not "
-                              "found; docs/cluster.md)", strict=False)
-
-
-@MKL_CRASH
 @pytest.mark.parametrize("mode", ["shared", "s3"])
 def test_quickstart_job_serves_retrains_and_promotes(mode, two_nodes, driver, placements) -> None:
     from mlauto import storage
