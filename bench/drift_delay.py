@@ -18,7 +18,7 @@ generator), 1,000 reference rows (p0), 10,000 monitored rows with the change at 
    information bound ln(ERT * KL) / KL of a CUSUM that knows both error rates.
 3. (Full run only) feature detectors calibrated on SEA controls, on covariate shifts and pure concept drift.
 
-    PYTHONPATH=$PWD nice python bench/drift_delay.py --log drift_delay.jsonl   # full: 19 pairs, 20 seeds
+    PYTHONPATH=$PWD nice python bench/drift_delay.py --log drift_delay.jsonl   # full: 18 pairs, 20 seeds
     PYTHONPATH=$PWD nice python bench/drift_delay.py --quick                   # 6 pairs, 3 seeds, labels only
 """
 
