@@ -18,7 +18,7 @@ import pandas as pd
 from mlauto import console
 from mlauto import storage
 from mlauto.config import Config
-from mlauto.config.schema import plain
+from mlauto.config.schema import TuneConf, plain
 from mlauto.context import Paths, data_source, model_name, stage, tracking_uri
 from mlauto.data import PrepareDirs, Snapshot, Splits, ingest, prepare_snapshot
 from mlauto.features import Preprocessor, write_report
@@ -26,13 +26,11 @@ from mlauto.models import plan_families
 from mlauto.registry import import_plugins
 from mlauto.tasks import detect_task, metric_for_task, metric_mode
 from mlauto.track import TrackedModel, TrackTarget, TrainingRecord, track_experiment
-from mlauto.tune import FinalModel, SearchResult, SearchRun, fit_final, run_search, warm_start_point
-from mlauto.tune.search import search_run_name
-from mlauto.tune.curves import Curves, sample_size_runs
-from mlauto.config.schema import TuneConf
+from mlauto.tune import FinalModel, SearchResult, SearchRun, caruana, fit_final, run_search, warm_start_point
 from mlauto.tune.budget import FIXED_AFTER_S, BudgetStopper, fits_after, search_seconds
-from mlauto.tune import caruana
+from mlauto.tune.curves import Curves, sample_size_runs
 from mlauto.tune.cv import cv_data, use_cv
+from mlauto.tune.search import search_run_name
 from mlauto.tune.space import portfolio_points
 from mlauto.tune.select import (
     EnsembleDecision,
