@@ -4,7 +4,8 @@ what became of every row.
 Each row carries the model version that scored it. A flush groups rows by version (a swap to a
 model of another feature width never mixes widths in one array) and sends each group in chunks of
 at most ``SEND_CHUNK`` rows. A row is *sent* when its ``ingest`` call is submitted, *acknowledged*
-when that call returned, and *dropped* with a reason otherwise, so at any time::
+when that call returned, and *dropped* with a reason otherwise. A row a flush has taken stays
+*pending* until its own send is counted, so at any time (under the counters' lock)::
 
     received = pending + sent + dropped_before_send     (buffer_full, monitor_unreachable, sender_error)
     sent     = acknowledged + in_flight + dropped_after_send                    (monitor_error)
@@ -32,6 +33,7 @@ SEND_CHUNK = 5000  # rows per ingest call: a large request goes in several calls
 BUFFER_FULL, UNREACHABLE, SENDER_ERROR, MONITOR_ERROR = ("buffer_full", "monitor_unreachable", "sender_error",
                                                          "monitor_error")
 AFTER_SEND = (MONITOR_ERROR,)
+BEFORE_SEND = (UNREACHABLE, SENDER_ERROR)  # rows a flush took (still pending until counted); not buffer_full
 LOOKUP_S = 5.0  # the monitor's handle is looked up again this often, and after any failed call
 
 
@@ -94,6 +96,8 @@ class MonitorSender:
         """Called with ``self._lock`` held."""
         if n <= 0:
             return
+        if state == "sent" or (state == "dropped" and reason in BEFORE_SEND):
+            self._n_pending -= n  # a taken row leaves pending in the same step that counts its fate
         if state == "dropped":
             self.dropped[reason] += n
         else:
@@ -103,6 +107,10 @@ class MonitorSender:
                 self._on_count(state, reason, n)
             except Exception:  # metrics must never cost a row
                 pass
+
+    def _taken_fates(self) -> int:
+        """Rows whose fate a flush has counted (sent, or dropped before a send); ``self._lock`` held."""
+        return self.sent + sum(self.dropped.get(r, 0) for r in BEFORE_SEND)
 
     @property
     def pending(self) -> int:
@@ -134,7 +142,7 @@ class MonitorSender:
             self._count("received", len(rows))
             room = max(self.max_buffer - self._n_pending, 0)
             if len(rows) > room:
-                self._count("dropped", len(rows) - room, BUFFER_FULL)
+                self._count("dropped", len(rows) - room, BUFFER_FULL)  # never buffered: not pending
                 rows = rows.part(0, room)
             if len(rows):
                 self._pending.append(rows)
@@ -159,9 +167,25 @@ class MonitorSender:
 
     def _flush_locked(self) -> Any:
         with self._lock:
-            batch, self._pending, self._n_pending = self._pending, [], 0
+            batch, self._pending = self._pending, []  # still counted pending until each send is counted
         if not batch:
             return self._last_ref
+        taken = sum(map(len, batch))
+        with self._lock:
+            before = self._taken_fates()
+        try:
+            self._send_batch(batch)
+        except Exception:  # never expected (each send counts its own loss); logged and counted
+            with self._lock:
+                self.errors += 1
+            logger.exception("monitor sender: flush failed")
+        with self._lock:  # rows an unexpected error left neither sent nor dropped: never stuck in pending
+            settled = self._taken_fates() - before
+            if settled < taken:
+                self._count("dropped", taken - settled, SENDER_ERROR)
+        return self._last_ref
+
+    def _send_batch(self, batch: list[_Rows]) -> None:
         by_version: dict[str | None, list[_Rows]] = {}
         for rows in batch:
             by_version.setdefault(rows.version, []).append(rows)
@@ -171,7 +195,7 @@ class MonitorSender:
             with self._lock:
                 self._count("dropped", sum(len(r) for r in batch), UNREACHABLE)
             logger.warning("monitor %s unreachable, dropped %d row(s): %s", self.name, sum(map(len, batch)), exc)
-            return self._last_ref
+            return
         for parts in by_version.values():
             try:
                 rows = _joined(parts)
@@ -181,7 +205,6 @@ class MonitorSender:
                 continue
             for start in range(0, len(rows), SEND_CHUNK):
                 self._send(actor, rows.part(start, start + SEND_CHUNK))
-        return self._last_ref
 
     def _handle(self) -> Any:
         """The monitor's handle, cached for ``LOOKUP_S`` (one GCS call per flush costs the replica CPU).

@@ -117,3 +117,36 @@ def test_absent_monitor_is_a_counted_drop_and_the_loop_lives(ray_session):
     _adds_up(sender.counts())
     assert sender.alive()
     sender.close()
+
+
+class _SlowSender(MonitorSender):
+    """A sender whose every submission takes 50 ms, as serialising a large chunk does."""
+
+    def _send(self, actor, rows) -> None:
+        time.sleep(0.05)
+        super()._send(actor, rows)
+
+
+@pytest.mark.parametrize("sink", [(Sink, {})], indirect=True)
+def test_counters_add_up_while_a_flush_is_sending(sink):
+    """Rows a flush has taken but not yet submitted are still pending, so a reading taken mid-flush
+    adds up (it once showed ``pending == 0`` with rows in neither pending nor sent)."""
+    name, _ = sink
+    sender = _SlowSender(name, NS, flush_s=60, max_buffer=100_000)
+    for v in range(6):  # six versions: six submissions, 0.3 s of flush
+        sender.add(*_rows(10, 4, f"v{v}"), version=str(v))
+    import threading
+
+    flusher = threading.Thread(target=sender.settle, kwargs={"timeout": 120})
+    flusher.start()
+    readings = []
+    while flusher.is_alive():
+        readings.append(sender.counts())
+        _adds_up(readings[-1])
+        time.sleep(0.01)
+    flusher.join()
+    assert any(0 < r["sent"] < 60 for r in readings), "no reading fell inside the flush"
+    c = sender.counts()
+    assert c["acknowledged"] == c["received"] == 60 and c["pending"] == 0
+    _adds_up(c)
+    sender.close()
