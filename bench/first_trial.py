@@ -7,8 +7,11 @@ arguments are those run_search builds, run through a bare Tuner with a callback 
 first result, so the same script measures any checkout: run it once with the old code on
 PYTHONPATH and once with the new, in the same minutes (the machine is shared: load moves it).
 
-    PYTHONPATH=/work/main python bench/first_trial.py --repeats 3     # before
-    PYTHONPATH=$PWD python bench/first_trial.py --repeats 3           # after
+    cd /tmp && PYTHONPATH=/path/to/old python /path/to/bench/first_trial.py --repeats 2   # before
+    cd /tmp && PYTHONPATH=/path/to/new python /path/to/bench/first_trial.py --repeats 2   # after
+
+Run it from outside any checkout: Ray puts the driver's working directory on its workers' ``sys.path``,
+so from inside a checkout the trial actors import that checkout's mlauto whatever PYTHONPATH says.
 
 Each repeat starts a fresh Ray (new worker processes: no import is cached) with 2 CPUs. ``--imports``
 times only what a trial actor imports (fresh interpreters, Ray and Tune loaded first): on a machine too

@@ -67,7 +67,11 @@ def _run(conf: Config, output_dir: str) -> None:
     from mlauto import ops
 
     summary = ops.run(conf, output_dir)
-    logger.info("done: %s", {k: summary.get(k) for k in ("best_family", "model_version", "endpoint")})
+    done = {k: summary.get(k) for k in ("best_family", "model_version", "endpoint")}
+    retrain = (summary.get("replay") or {}).get("retrain") or {}
+    if retrain.get("promoted"):  # the replay's retrain moved the alias: say which version serves now
+        done["serving_version"] = str(retrain.get("version"))
+    logger.info("done: %s", done)
 
 
 def _events(conf: Config, output_dir: str) -> None:

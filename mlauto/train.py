@@ -171,12 +171,13 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
         board = family_leaderboard(search)
         if str(t.ensemble.method) == "caruana":  # on the search's own rows: its folds, or the validation split
             ensemble, chosen = caruana.choose(caruana.candidates(search, t.ensemble.k), search_data, metric,
-                                              search.mode, task, seed)
+                                              search.mode, task, seed, t.ensemble.min_gain)
             if chosen is not None:
                 final = caruana.caruana_final(prep, chosen, splits, seed, task, str(t.refit))
         else:
             ensemble = choose_ensemble(top_trials(search, t.ensemble.k), data, method=t.ensemble.method,
-                                       metric=search.metric, mode=search.mode, task=task, seed=seed)
+                                       metric=search.metric, mode=search.mode, task=task, seed=seed,
+                                       min_gain=t.ensemble.min_gain)
             if ensemble.kept:
                 final = ensemble_final(prep, ensemble, splits, task)
         curves = sample_size_runs(top_trials(search, t.sample_sizes.top_k), data, t.sample_sizes, search.metric,

@@ -39,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The old fast settings the tests run with unless they test the feature: holdout selection, not k-fold CV;
 # the search samples from its first trial (no portfolio of known-good configs first)
-FAST_TESTS = ["tune.cv_folds=0", "tune.portfolio=0"]
+FAST_TESTS = ["tune.cv_folds=0", "tune.portfolio=0", "tune.ensemble.method=none"]
 
 
 def fast(overrides: list[str]) -> list[str]:

@@ -240,10 +240,13 @@ class SchedulerConf:
 @dataclass
 class EnsembleConf:
     # none | soft_vote | stacking | caruana: combine the top-k distinct configs; kept only if it beats the best
-    # single config on validation. Default none: one model serves faster, is smaller, and a retrain can
-    # warm-start from it; turn it on when the last bit of score is worth k times the inference cost.
-    method: EnsembleMethod = EnsembleMethod.none
+    # single config by more than min_gain (caruana: out of fold; the others: on validation). Default caruana;
+    # none when one model matters more (k times faster to serve, a retrain can warm-start from its config).
+    method: EnsembleMethod = EnsembleMethod.caruana
     k: int = 3
+    # The gain in the metric's units the ensemble must exceed to replace the best single config: 0 asks for
+    # a strict win, a positive value for a margin worth k times the inference cost.
+    min_gain: float = 0.0
 
 
 @dataclass

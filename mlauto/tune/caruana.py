@@ -174,16 +174,16 @@ def candidates(search: SearchResult, k: int) -> list[TrialResult]:
     return sorted(out, key=lambda t: t.score, reverse=search.mode == "max")
 
 
-def choose(trials: Sequence[TrialResult], data: tuple, metric: str, mode: str, task: str, seed: int
-           ) -> tuple[EnsembleDecision, dict[str, Any] | None]:
-    """The selection as an :class:`EnsembleDecision` (kept only when it strictly beats the best single
-    config out of fold), and what :func:`caruana_final` needs when it is kept."""
+def choose(trials: Sequence[TrialResult], data: tuple, metric: str, mode: str, task: str, seed: int,
+           min_gain: float = 0.0) -> tuple[EnsembleDecision, dict[str, Any] | None]:
+    """The selection as an :class:`EnsembleDecision` (kept only when it beats the best single config out
+    of fold by more than ``min_gain``), and what :func:`caruana_final` needs when it is kept."""
     if len(trials) < 2:
         return EnsembleDecision("caruana", [], metric, kept=False,
                                 reason=f"{len(trials)} distinct config(s): nothing to combine"), None
     chosen = select(trials, data, metric, mode, task, seed)
     e, b = chosen["ensemble_score"], chosen["best_single_score"]
-    kept = e > b if mode == "max" else e < b
+    kept = e > b + min_gain if mode == "max" else e < b - min_gain
     used = sum(w > 0 for w in chosen["weights"])
     members = [{**m, "weight": w} for m, w in zip(chosen["members"], chosen["weights"])]
     decision = EnsembleDecision(

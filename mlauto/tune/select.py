@@ -64,9 +64,9 @@ def _scored(trials: Sequence[TrialResult]) -> list[TrialResult]:
     return [t for t in trials if t.status == "ok" and not math.isnan(t.score)]
 
 
-def _better(a: float, b: float, mode: str) -> bool:
-    """``a`` strictly better than ``b`` in the metric's direction."""
-    return a > b if mode == "max" else a < b
+def _better(a: float, b: float, mode: str, margin: float = 0.0) -> bool:
+    """``a`` better than ``b`` by more than ``margin`` in the metric's direction."""
+    return a > b + margin if mode == "max" else a < b - margin
 
 
 @dataclass
@@ -101,9 +101,10 @@ def choose_ensemble(
     mode: str,
     task: str = "binary",
     seed: int = 0,
+    min_gain: float = 0.0,
 ) -> EnsembleDecision:
     """Fit ``trials``' configs (best first) and their ensemble on the training matrix; keep the ensemble
-    only if its validation ``metric`` strictly beats the first (best) config's.
+    only if its validation ``metric`` beats the first (best) config's by more than ``min_gain``.
 
     Each member is fitted once on its own (for its validation score); soft voting reuses those fits,
     stacking refits them on cross-validation folds. A failing ensemble fit falls back to the single best.
@@ -137,7 +138,7 @@ def choose_ensemble(
         logger.warning("%s ensemble failed, keeping the single best config: %r", method, exc)
         decision.reason = f"ensemble fit failed: {exc!r}"
         return decision
-    decision.kept = _better(decision.ensemble_score, decision.best_single_score, mode)
+    decision.kept = _better(decision.ensemble_score, decision.best_single_score, mode, min_gain)
     decision.reason = (f"{method} of {len(fitted)} {'beats' if decision.kept else 'does not beat'} the best single "
                        f"config on validation {metric}: {decision.ensemble_score:.4f} vs {decision.best_single_score:.4f}")
     decision.model = ensemble if decision.kept else None

@@ -35,6 +35,9 @@ def quickstart(ray_session, tmp_path_factory):
         f"cluster.address={ray_session['address']}", "cluster.namespace=e2e", f"serve.port={port}",
         "serve.app_name=e2e", f"tune.num_samples={NUM_SAMPLES}", f"monitor.retrain_num_samples={RETRAIN_SAMPLES}",
         "models=fast", "tune.cv_folds=0", "tune.portfolio=0",
+        # the champion and the retrain's challenger are Caruana ensembles (kept even without a gain): the
+        # loop must serve, monitor and retrain an ensemble like any model
+        "tune.ensemble.method=caruana", "tune.ensemble.min_gain=-1",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=540)
     log = proc.stdout + proc.stderr
@@ -125,6 +128,20 @@ def test_monitor_saw_the_replay_and_retrained(quickstart):
     assert ("promotion" in kinds) != ("rejection" in kinds)
     started = next(e for e in events if e["event"] == "retrain_started")
     assert started["labelled_rows"] == 100
+
+
+def test_an_ensemble_champion_serves_feeds_the_monitor_and_is_retrained(quickstart):
+    root, port, _ = quickstart
+    summary = json.loads((Path(root) / "out" / "summary.json").read_text())
+    assert summary["best_family"] == "ensemble" and summary["ensemble"]["kept"], summary["ensemble"]
+    assert summary["ensemble"]["method"] == "caruana" and len(summary["ensemble"]["members"]) >= 2
+    assert summary["replay"]["accuracy_clean"] >= 0.9  # the ensemble's answers over HTTP, against the labels
+    client = MlflowClient(summary["tracking_uri"])
+    for version in ("1", "2"):  # the champion and the challenger the drift-triggered retrain trained
+        run = client.get_run(client.get_model_version("mlauto-quickstart", version).run_id)
+        assert run.data.params.get("family", run.data.tags.get("mlauto.family")) == "ensemble", run.data.params
+    status = requests.get(f"http://127.0.0.1:{port}/drift", timeout=30).json()
+    assert status["rows_seen"] >= 200 and status["retrains"][-1]["status"] == "finished"
 
 
 def test_mlflow_holds_every_trial_and_both_versions(quickstart):

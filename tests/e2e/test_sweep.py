@@ -22,7 +22,8 @@ def _mlauto(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 def test_sweep_trains_two_jobs_without_serving(tmp_path):
-    done = _mlauto("-m", "search=optuna,random", "models=fast", "tune.num_samples=2", "tune.cv_folds=0", "tune.portfolio=0",
+    done = _mlauto("-m", "search=optuna,random", "models=fast", "tune.num_samples=2", "tune.cv_folds=0",
+                   "tune.portfolio=0", "tune.ensemble.method=none",
                    "name=sweep", f"root={tmp_path}", "cluster.num_cpus=2", "tune.sample_sizes.fractions=[]")
     assert done.returncode == 0, done.stderr[-3000:]
     summaries = sorted((tmp_path / "multirun").glob("*/*/*/summary.json"))

@@ -49,7 +49,7 @@ def test_fit_load_serve(ray_session, tmp_path):
     frame = _frame()
     result = mlauto.fit(frame, target="label", root=tmp_path,
                         overrides=["models=fast", "tune.num_samples=2", "name=apitest", "tune.cv_folds=0",
-                                   "tune.portfolio=0", "tune.sample_sizes.fractions=[0.5,1.0]"])
+                                   "tune.portfolio=0", "tune.ensemble.method=none", "tune.sample_sizes.fractions=[0.5,1.0]"])
     # the frame went through the file source: a snapshot, a fingerprint, the quarantine
     summary = result.summary
     assert summary["status"] == "ok" and summary["snapshot"].startswith(str(tmp_path / "snapshots"))
@@ -72,8 +72,9 @@ def test_fit_load_serve(ray_session, tmp_path):
     assert loaded.version == "1" and (loaded.predict(frame) == predicted).all()  # extra columns are dropped
 
     # fitting the same frame again reuses its Parquet file and snapshot, and registers version 2
-    again = mlauto.fit(frame, target="label", root=tmp_path, overrides=["models=fast", "tune.num_samples=2", "tune.cv_folds=0",
-                                                                         "tune.portfolio=0", "name=apitest"])
+    again = mlauto.fit(frame, target="label", root=tmp_path,
+                       overrides=["models=fast", "tune.num_samples=2", "tune.cv_folds=0", "tune.portfolio=0",
+                                  "tune.ensemble.method=none", "name=apitest"])
     assert again.version == "2" and again.summary["data_fingerprint"] == summary["data_fingerprint"]
     assert mlauto.load("mlauto-apitest", version=1, root=tmp_path).version == "1"
 

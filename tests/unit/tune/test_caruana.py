@@ -65,6 +65,11 @@ def test_selection_scores_out_of_fold_and_keeps_only_a_strict_win(cv):
     assert lgbm["stopped"] is not None and 0 < lgbm["stopped"] < 500  # early stopping on the held-out rows
     decision, kept = caruana.choose(_trials(), data, "accuracy", "max", "binary", seed=0)
     assert decision.kept == (decision.ensemble_score > decision.best_single_score) == (kept is not None)
+    gain = decision.ensemble_score - decision.best_single_score
+    asked, _ = caruana.choose(_trials(), data, "accuracy", "max", "binary", 0, min_gain=gain)  # a margin it misses
+    assert not asked.kept
+    forced, _ = caruana.choose(_trials(), data, "accuracy", "max", "binary", 0, min_gain=-1.0)  # any result is kept
+    assert forced.kept
     single, none = caruana.choose(_trials()[:1], data, "accuracy", "max", "binary", seed=0)
     assert not single.kept and none is None
 

@@ -137,6 +137,9 @@ def test_ensemble_that_cannot_beat_the_best_single_model_is_dropped(method):
     assert decision.best_single_score == 1.0
     assert not decision.kept and decision.model is None
     assert decision.ensemble_score <= 1.0 and "does not beat" in decision.reason
+    lenient = choose_ensemble(trials, (X[:200], y[:200], X[200:], y[200:]), method=method, metric="roc_auc",
+                              mode="max", min_gain=-0.5)  # min_gain < 0: kept unless it loses by 0.5 or more
+    assert lenient.kept == (lenient.ensemble_score > 0.5)
 
 
 def test_ensemble_off_or_single_config_fits_nothing(blobs):
