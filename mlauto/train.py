@@ -30,6 +30,7 @@ from mlauto.tune import FinalModel, SearchResult, SearchRun, caruana, fit_final,
 from mlauto.tune.budget import FIXED_AFTER_S, BudgetStopper, fits_after, search_seconds
 from mlauto.tune.curves import Curves, sample_size_runs
 from mlauto.tune.cv import cv_data, use_cv
+from mlauto.tune.portfolio import load_portfolio
 from mlauto.tune.search import search_run_name
 from mlauto.tune.space import portfolio_points
 from mlauto.tune.select import (
@@ -70,11 +71,12 @@ def resolve_task(task: str, y: Any) -> str:
 
 
 def start_points(families: dict[str, dict[str, Any]], warm_start: tuple[str, dict[str, Any]] | None,
-                 portfolio: int) -> list[dict[str, Any]] | None:
+                 portfolio: int, source: str | None = None) -> list[dict[str, Any]] | None:
     """Configs the search evaluates first: the warm start (a retrain's champion), then up to ``portfolio``
-    known-good configs (:func:`mlauto.tune.space.portfolio_points`)."""
+    known-good configs (:func:`mlauto.tune.space.portfolio_points`: ``source``'s learned ones first)."""
     points = [p] if warm_start and (p := warm_start_point(families, *warm_start)) else []
-    points += portfolio_points(families, portfolio)
+    if portfolio:
+        points += portfolio_points(families, portfolio, load_portfolio(source))
     return points or None
 
 
@@ -157,7 +159,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
             name=search_run_name(cfg.name, resume=t.resume, run_name=t.run_name, fingerprint=snapshot.fingerprint,
                                  seed=seed),
             storage_path=paths.ray_results, metric=metric, mode=metric_mode(metric), seed=seed,
-            points_to_evaluate=start_points(families, warm_start, t.portfolio), stop=stopper)
+            points_to_evaluate=start_points(families, warm_start, t.portfolio, t.portfolio_source), stop=stopper)
         n_rows = len(data[1]) + len(data[3])
         cv = use_cv(n_rows, t.cv_folds, t.cv_max_rows)
         if cv:

@@ -280,9 +280,12 @@ class TuneConf:
     # (mean and std over the folds on the leaderboard); above it, or with cv_folds < 2, the holdout
     cv_folds: int = 5
     cv_max_rows: int = 10000
-    # Known-good configs (each family's portfolio: library defaults and common settings) evaluated
-    # before the search samples, at most this many; 0: the search samples from the start
+    # Known-good configs evaluated before the search samples, at most this many; 0: the search samples from
+    # the start. They come from portfolio_source, then the families' hand-picked ones
     portfolio: int = 8
+    # null: the portfolio learned offline on the development suite (mlauto/tune/portfolio.json,
+    # bench/learn_portfolio.py); hand: the families' hand-picked configs only; or a JSON file of that shape
+    portfolio_source: Optional[str] = None
     max_failures: int = 1  # retries of a crashed trial; after them it is marked failed and the search goes on
     gpus_per_trial: float = 0.0  # GPUs per MLP trial when the cluster has them (none: CPU, one warning)
     resume: bool = False  # continue the experiment of the same command (name, run_name, data, seed)

@@ -7,6 +7,7 @@ from mlauto.config.checks import check
 from mlauto.config.schema import Config
 from mlauto.errors import ConfigError
 from mlauto.tasks import AUTO, METRICS, TASKS, metric_for_task
+from mlauto.tune.portfolio import check_source
 
 
 @check
@@ -54,6 +55,7 @@ def check_tune(cfg: Config) -> None:
         raise ConfigError("tune.cv_max_rows", t.cv_max_rows, "an integer >= 0")
     if t.portfolio < 0:
         raise ConfigError("tune.portfolio", t.portfolio, "an integer >= 0 (0: no known-good configs first)")
+    check_source(t.portfolio_source)
     if t.budget_s is not None and not t.budget_s > 0:
         raise ConfigError("tune.budget_s", t.budget_s, "null (no bound) or seconds > 0")
     if t.time_budget_s is not None and not t.time_budget_s > 0:

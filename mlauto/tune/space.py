@@ -241,19 +241,28 @@ class PerFamilyBayesOpt(Searcher):
 PORTFOLIO_ORDER = ("lightgbm", "logreg", "hist_gb", "extra_trees", "random_forest")
 
 
-def portfolio_points(families: dict[str, dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    """Up to ``n`` known-good configs (each family's ``portfolio``, inside its planned space), as flat trial
-    configs to evaluate before the search samples: every family's first config in
-    :data:`PORTFOLIO_ORDER`, then every family's second, and so on."""
+def portfolio_points(families: dict[str, dict[str, Any]], n: int,
+                     learned: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Up to ``n`` known-good configs, inside each family's planned space, as flat trial configs to
+    evaluate before the search samples: the ``learned`` portfolio's configs (``{"family", "params"}``, in
+    their order) whose family takes part, then the families' hand-picked ``portfolio``: every family's
+    first config in :data:`PORTFOLIO_ORDER`, then every family's second, and so on. No config twice."""
     order = [f for f in PORTFOLIO_ORDER if f in families] + sorted(f for f in families if f not in PORTFOLIO_ORDER)
     per_family = {}
     for name in order:
         cls = families[name].get("family")
         if cls is not None:
             per_family[name] = cls().start_points(families[name].get("space", {}))
-    points: list[dict[str, Any]] = []
+    chosen: list[tuple[str, dict[str, Any]]] = []
+    for item in learned or []:
+        name = item["family"]
+        if name in per_family:
+            chosen.append((name, families[name]["family"].clip(families[name].get("space", {}), item["params"])))
     for rank in range(max((len(v) for v in per_family.values()), default=0)):
-        for name, configs in per_family.items():
-            if rank < len(configs) and len(points) < n:
-                points.append({"family": name, **{f"{name}.{k}": v for k, v in configs[rank].items()}})
+        chosen += [(name, configs[rank]) for name, configs in per_family.items() if rank < len(configs)]
+    points: list[dict[str, Any]] = []
+    for name, config in chosen:
+        point = {"family": name, **{f"{name}.{k}": v for k, v in config.items()}}
+        if point not in points and len(points) < n:
+            points.append(point)
     return points

@@ -81,6 +81,8 @@ Created version '1' of model 'mlauto-quickstart'.
 (ListFiles pid=29467) Traceback (most recent call last):
 (ListFiles pid=29467)     raise InterruptedError()
 (ListFiles pid=29467) InterruptedError
+(raylet) WARNING: 8 PYTHON worker processes have been started on node: 7a61f4 with address: 192.0.2.2, which is 4x
+(raylet) Task ServeController.graceful_shutdown failed. There are infinite retries remaining, so the task will be
 """
 KEPT = """\
 [2026-12-06 01:22:53,417][mlauto.context][INFO] - == stage serve done in 9.5s

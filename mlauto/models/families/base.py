@@ -56,8 +56,8 @@ class Family:
     # A family with a fixed seed and the same thread count is deterministic: only float rounding.
     reproduce_tolerance: float = 1e-9
     # Known-good configs of this family (its space's params), cheapest first: the search evaluates them
-    # before it samples (tune.portfolio), so a short budget starts from sound models, not random ones.
-    # Chosen by hand (library defaults and common settings), not learned from the benchmark suite.
+    # before it samples (tune.portfolio), after the learned portfolio's configs (mlauto/tune/portfolio.json),
+    # so a short budget starts from sound models. Chosen by hand: library defaults and common settings.
     portfolio: tuple[dict[str, Any], ...] = ()
 
     @classmethod
@@ -98,10 +98,14 @@ class Family:
         return space
 
     def start_points(self, space: dict[str, Any]) -> list[dict[str, Any]]:
-        """The :attr:`portfolio` inside ``space`` (the planned one): values clipped to its ranges; a param
-        the space does not search, or a choice it does not offer, is left out (the sampler picks it)."""
-        return [{k: v for k, spec in space.items() if k in config
-                 and (v := _inside(spec, config[k])) is not None} for config in self.portfolio]
+        """The :attr:`portfolio` inside ``space`` (the planned one), see :meth:`clip`."""
+        return [self.clip(space, config) for config in self.portfolio]
+
+    @staticmethod
+    def clip(space: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` inside ``space``: values clipped to its ranges; a param the space does not search,
+        or a choice it does not offer, is left out (the sampler picks it)."""
+        return {k: v for k, spec in space.items() if k in config and (v := _inside(spec, config[k])) is not None}
 
     def stopped_at(self, model: Any) -> int | None:
         """Rounds or epochs early stopping kept in a fitted ``model`` (the estimator itself, no scaler in
