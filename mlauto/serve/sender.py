@@ -33,7 +33,7 @@ SEND_CHUNK = 5000  # rows per ingest call: a large request goes in several calls
 BUFFER_FULL, UNREACHABLE, SENDER_ERROR, MONITOR_ERROR = ("buffer_full", "monitor_unreachable", "sender_error",
                                                          "monitor_error")
 AFTER_SEND = (MONITOR_ERROR,)
-BEFORE_SEND = (UNREACHABLE, SENDER_ERROR)  # rows a flush took (still pending until counted); not buffer_full
+FLUSH_DROPS = (UNREACHABLE, SENDER_ERROR)  # drops of rows a flush took: they leave pending as they are counted
 LOOKUP_S = 5.0  # the monitor's handle is looked up again this often, and after any failed call
 
 
@@ -96,7 +96,7 @@ class MonitorSender:
         """Called with ``self._lock`` held."""
         if n <= 0:
             return
-        if state == "sent" or (state == "dropped" and reason in BEFORE_SEND):
+        if state == "sent" or (state == "dropped" and reason in FLUSH_DROPS):
             self._n_pending -= n  # a taken row leaves pending in the same step that counts its fate
         if state == "dropped":
             self.dropped[reason] += n
@@ -110,7 +110,7 @@ class MonitorSender:
 
     def _taken_fates(self) -> int:
         """Rows whose fate a flush has counted (sent, or dropped before a send); ``self._lock`` held."""
-        return self.sent + sum(self.dropped.get(r, 0) for r in BEFORE_SEND)
+        return self.sent + sum(self.dropped.get(r, 0) for r in FLUSH_DROPS)
 
     @property
     def pending(self) -> int:
