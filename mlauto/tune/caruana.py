@@ -24,7 +24,7 @@ from mlauto.models.ensemble import WeightedEnsemble, caruana_weights
 from mlauto.tune.final import FinalModel
 from mlauto.tune.metrics import evaluate
 from mlauto.tune.search import SearchResult, TrialResult
-from mlauto.tune.select import EnsembleDecision, top_trials
+from mlauto.tune.select import EnsembleDecision, beats, top_trials
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def choose(trials: Sequence[TrialResult], data: tuple, metric: str, mode: str, t
                                 reason=f"{len(trials)} distinct config(s): nothing to combine"), None
     chosen = select(trials, data, metric, mode, task, seed)
     e, b = chosen["ensemble_score"], chosen["best_single_score"]
-    kept = e > b + min_gain if mode == "max" else e < b - min_gain
+    kept = beats(e, b, mode, min_gain)
     used = sum(w > 0 for w in chosen["weights"])
     members = [{**m, "weight": w} for m, w in zip(chosen["members"], chosen["weights"])]
     decision = EnsembleDecision(

@@ -36,7 +36,7 @@ def family_leaderboard(search: SearchResult) -> pd.DataFrame:
     best: dict[str, TrialResult] = {}
     for trial in _scored(search.trials):
         held = best.get(trial.family)
-        if held is None or _better(trial.score, held.score, search.mode):
+        if held is None or beats(trial.score, held.score, search.mode):
             best[trial.family] = trial
     rows = [{"family": t.family, "score": t.score, "train_seconds": t.metrics.get("train_seconds", math.nan),
              "infer_ms_per_row": t.metrics.get("infer_ms_per_row", math.nan), "trial_id": t.trial_id}
@@ -64,7 +64,7 @@ def _scored(trials: Sequence[TrialResult]) -> list[TrialResult]:
     return [t for t in trials if t.status == "ok" and not math.isnan(t.score)]
 
 
-def _better(a: float, b: float, mode: str, margin: float = 0.0) -> bool:
+def beats(a: float, b: float, mode: str, margin: float = 0.0) -> bool:
     """``a`` better than ``b`` by more than ``margin`` in the metric's direction."""
     return a > b + margin if mode == "max" else a < b - margin
 
@@ -138,7 +138,7 @@ def choose_ensemble(
         logger.warning("%s ensemble failed, keeping the single best config: %r", method, exc)
         decision.reason = f"ensemble fit failed: {exc!r}"
         return decision
-    decision.kept = _better(decision.ensemble_score, decision.best_single_score, mode, min_gain)
+    decision.kept = beats(decision.ensemble_score, decision.best_single_score, mode, min_gain)
     decision.reason = (f"{method} of {len(fitted)} {'beats' if decision.kept else 'does not beat'} the best single "
                        f"config on validation {metric}: {decision.ensemble_score:.4f} vs {decision.best_single_score:.4f}")
     decision.model = ensemble if decision.kept else None
@@ -178,5 +178,5 @@ def save_selection(root: str, board: pd.DataFrame, curves: Any = None) -> dict[s
     return out
 
 
-__all__ = ["EnsembleDecision", "choose_ensemble", "ensemble_final", "family_leaderboard", "save_selection",
+__all__ = ["EnsembleDecision", "beats", "choose_ensemble", "ensemble_final", "family_leaderboard", "save_selection",
            "top_trials"]
