@@ -19,6 +19,7 @@ class LightGBMFamily(Family):
     name = "lightgbm"
     classifier = "mlauto.models.boosting:BoostedClassifier"
     regressor = "mlauto.models.boosting:BoostedRegressor"
+    native_categorical = True
     reproduce_tolerance = 1e-6
     portfolio = ({"learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20, "colsample_bytree": 1.0,
                   "reg_lambda": 1e-3},  # LightGBM's defaults
