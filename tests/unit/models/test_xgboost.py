@@ -10,23 +10,15 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
+from tests.helpers import booster_data
 from mlauto.models import FAMILIES, build_estimator, plan_families
 
 PARAMS = {"n_estimators": 1000, "learning_rate": 0.2, "max_depth": 3, "n_jobs": 1, "tree_method": "hist"}
 
 
-def _data(task: str, n: int = 400, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 5))
-    signal = X[:, 0] + 0.5 * X[:, 1] + rng.normal(scale=1.0, size=n)
-    y = {"binary": (signal > 0).astype(int), "multiclass": np.digitize(signal, [-0.7, 0.7]),
-         "regression": signal}[task]
-    return X[: n * 3 // 4], y[: n * 3 // 4], X[n * 3 // 4:], y[n * 3 // 4:]
-
-
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_xgboost_early_stops_on_validation_and_reports_only_at_the_rungs(task):
-    X, y, Xv, yv = _data(task)
+    X, y, Xv, yv = booster_data(task)
     model = build_estimator("xgboost", PARAMS, seed=0, task=task).set_params(rungs=(1, 3, 9, 27))
     reports = []
     model.fit(X, y, on_epoch=lambda unit, m: reports.append((unit, m.predict(Xv))), validation=(Xv, yv))
@@ -46,7 +38,7 @@ def test_xgboost_early_stops_on_validation_and_reports_only_at_the_rungs(task):
 
 
 def test_string_classes_come_back_as_given():
-    X, y, Xv, yv = _data("multiclass")
+    X, y, Xv, yv = booster_data("multiclass")
     names = np.array(["high", "low", "mid"])
     model = build_estimator("xgboost", PARAMS, seed=0, task="multiclass").fit(X, names[y], validation=(Xv, names[yv]))
     assert list(model.classes_) == ["high", "low", "mid"]
@@ -58,7 +50,7 @@ def test_string_classes_come_back_as_given():
 
 
 def test_refit_scales_the_early_stopped_rounds():
-    X, y, Xv, yv = _data("binary")
+    X, y, Xv, yv = booster_data("binary")
     fam = FAMILIES.get("xgboost")()
     model = build_estimator("xgboost", PARAMS, seed=0).fit(X, y, validation=(Xv, yv))
     params, note = fam.refit_params(PARAMS, model, scale=4 / 3)
@@ -68,7 +60,7 @@ def test_refit_scales_the_early_stopped_rounds():
     assert fam.refit_params(PARAMS, refit, 2.0)[1] is None  # no early stopping: nothing to scale
 
 
-def test_space_is_fitted_to_the_data():
+def test_space_is_fitted_to_thebooster_data():
     conf = {"xgboost": {"space": {"max_depth": {"type": "int", "low": 2, "high": 10},
                                   "colsample_bytree": {"type": "uniform", "low": 0.5, "high": 1.0}}}}
     small = plan_families(conf, "binary", n_rows=300, n_features=5)["xgboost"]["space"]
