@@ -129,7 +129,7 @@ def _fit_on(prep: Any, frame: pd.DataFrame, splits: Any, members: list[dict[str,
     fresh = clone(prep)
     X = fresh.fit_transform(frame[splits.features], frame[splits.target])
     y = frame[splits.target].to_numpy()
-    cats = getattr(fresh, "categorical_features_", ())  # a fresh preprocessor: its own column numbers
+    cats = getattr(fresh, "category_codes_", ())  # a fresh preprocessor: its own column numbers
     fitted = [point_categorical(build_estimator(m["family"], _member_params(m, len(frame)), seed, task), cats).fit(X, y)
               for m in members]
     model = WeightedEnsemble(fitted, weights, task=task, prefit=True).fit(X, y)

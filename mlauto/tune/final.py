@@ -66,7 +66,7 @@ def _fit(prep: Preprocessor, frame: pd.DataFrame, splits: Splits, model: Any,
     features, target = splits.features, splits.target
     if X is None:
         X = prep.fit_transform(frame[features], frame[target])
-    point_categorical(model, getattr(prep, "categorical_features_", ()))
+    point_categorical(model, getattr(prep, "category_codes_", ()))
     model.fit(X, frame[target].to_numpy())
     return Pipeline([("prep", prep), ("model", model)])
 

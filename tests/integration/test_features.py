@@ -105,8 +105,8 @@ def test_native_categoricals_reach_the_served_boosters(ray_session, tmp_path):
     assert all(t.status == "ok" and t.params["categorical_columns"] for t in result.search.trials)
     prep, model = result.final.pipeline.named_steps["prep"], result.final.pipeline.named_steps["model"]
     names = prep.feature_names_out_
-    assert sorted(names[i] for i in prep.categorical_features_) == ["city", "color"]
-    assert tuple(model.get_params()["categorical_columns"]) == tuple(prep.categorical_features_)
+    assert sorted(names[i] for i in prep.category_codes_) == ["city", "color"]
+    assert tuple(model.get_params()["categorical_columns"]) == tuple(prep.category_codes_)
     assert result.final.test_metrics["accuracy"] > 0.8
     bundle = context.loader_for(cfg)(result.tracked.version)
     rows = result.splits.test[result.splits.features]

@@ -34,9 +34,13 @@ def _prep(frame: pd.DataFrame) -> tuple[Preprocessor, np.ndarray]:
 
 
 def test_the_native_features_mark_the_codes_categorical():
-    prep, X = _prep(_frame())
-    assert prep.feature_names_out_ == ["x", "city"] and prep.categorical_features_ == [1]
+    frame = _frame()
+    prep, X = _prep(frame)
+    assert prep.feature_names_out_ == ["x", "city"] and prep.category_codes_ == [1]
     assert set(np.unique(X[:, 1])) == set(range(40))
+    # one-hot columns are discrete (the drift detectors test them as categories) but not codes to split
+    onehot = Preprocessor().fit(frame[["city", "x"]], frame["y"])
+    assert len(onehot.categorical_features_) == 40 and onehot.category_codes_ == []
 
 
 @pytest.mark.parametrize("family", ["lightgbm", "xgboost"])
@@ -47,7 +51,7 @@ def test_categorical_splits_beat_codes_read_as_numbers(family):
     Xv, Xt = prep.transform(val[["city", "x"]]), prep.transform(test[["city", "x"]])
     y, y_test = train["y"].to_numpy(), test["y"].to_numpy()
     scores = {}
-    for cats in ((), tuple(prep.categorical_features_)):  # the same 20 rounds of 4-leaf trees each way
+    for cats in ((), tuple(prep.category_codes_)):  # the same 20 rounds of 4-leaf trees each way
         model = build_estimator(family, {**SMALL[family], "n_estimators": 20, "categorical_columns": cats}, seed=0)
         scores[bool(cats)] = (model.fit(X, y).predict(Xt) == y_test).mean()
     if family == "lightgbm":
@@ -58,7 +62,7 @@ def test_categorical_splits_beat_codes_read_as_numbers(family):
     # one categorical split groups many cities; on codes read as numbers it takes a split per run of codes
     assert scores[True] > scores[False] + 0.05, scores
     # early-stopped on validation, as in a trial; unknown and missing cities are served (as missing)
-    model = build_estimator(family, {**SMALL[family], "categorical_columns": prep.categorical_features_}, seed=0)
+    model = build_estimator(family, {**SMALL[family], "categorical_columns": prep.category_codes_}, seed=0)
     model.fit(X, y, validation=(Xv, val["y"].to_numpy()))
     assert model.stopped_early_ and (model.predict(Xt) == y_test).mean() > 0.8
     unseen = pd.DataFrame({"city": ["nowhere", None], "x": [0.1, -0.2]})
