@@ -6,7 +6,7 @@ FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 
-# LightGBM's wheel links the OpenMP runtime, which the slim image lacks.
+# The LightGBM and xgboost-cpu wheels link the OpenMP runtime, which the slim image lacks.
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 
 # Dependencies first, so code edits do not reinstall them.

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv run test test-fast test-integration test-e2e bench mlflow-ui tracking-server lint clean
+.PHONY: venv venv-autogluon run test test-fast test-integration test-e2e bench mlflow-ui tracking-server lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ test-e2e: venv
 ## Serving latency of the endpoint against a bare FastAPI baseline, measured in the same run.
 bench: venv
 	$(BIN)/python bench/serve_latency.py $(ARGS)
+
+## AutoGluon-Tabular for bench/automl_suite.py --tools autogluon, in a virtualenv of its own (its pins,
+## ray<2.59 among them, clash with mlauto's); torch for its neural networks, CPU build.
+venv-autogluon:
+	$(PYTHON) -m venv .venv-autogluon
+	.venv-autogluon/bin/pip install --quiet --upgrade pip
+	.venv-autogluon/bin/pip install --quiet 'autogluon.tabular[lightgbm,xgboost,catboost]==1.6.*' 'torch==2.13.0' 'numpy<2'
 
 ## MLflow's UI over the default store.
 mlflow-ui: venv

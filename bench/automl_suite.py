@@ -125,6 +125,7 @@ def run_mlauto(name: str, seed: int, budget: float, whole_run: bool = False) -> 
                "first_result_s": result.trained.search.progress.get("first_result_s"),
                "by_family": by_family(result.trained.search.trials), "load": load_average(),
                "train_s": round(sum(summary.get("stage_seconds", {}).values()), 1),
+               "stage_s": {k: round(v, 1) for k, v in summary.get("stage_seconds", {}).items()},
                "overrides": [*portfolio_override(name), *EXTRA],
                "ensemble": (summary.get("ensemble") or {}).get("reason")}
     import ray
@@ -165,9 +166,29 @@ def run_flaml(name: str, seed: int, budget: float) -> dict[str, Any]:
             "trials": len(automl.config_history), "load": load_average()}
 
 
-RUNNERS = {"mlauto": run_mlauto, "flaml": run_flaml,
+AUTOGLUON_PYTHON = os.environ.get("AUTOGLUON_PYTHON", str(ROOT / ".venv-autogluon" / "bin" / "python"))
+
+
+def run_autogluon(name: str, seed: int, budget: float) -> dict[str, Any]:
+    """AutoGluon-Tabular (default presets, ``time_limit`` = the budget) in its own virtualenv."""
+    if not Path(AUTOGLUON_PYTHON).exists():
+        raise SystemExit(f"no AutoGluon environment at {AUTOGLUON_PYTHON}: make venv-autogluon, or set AUTOGLUON_PYTHON")
+    train, test, target, task = load(name, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [os.path.join(tmp, f"{part}.parquet") for part in ("train", "test")]
+        train.to_parquet(paths[0])
+        test.to_parquet(paths[1])
+        subprocess.run([AUTOGLUON_PYTHON, str(ROOT / "bench" / "autogluon_run.py"), *paths, target, task,
+                        str(budget), str(seed), tmp], check=True, timeout=budget * 6 + 600)
+        pred = pd.read_parquet(os.path.join(tmp, "pred.parquet"))["pred"].to_numpy()
+        meta = json.loads(Path(tmp, "meta.json").read_text())
+    return {"score": score(task, test[target], pred), **meta, "load": load_average()}
+
+
+RUNNERS = {"mlauto": run_mlauto, "flaml": run_flaml, "autogluon": run_autogluon,
            "mlauto_run": lambda name, seed, budget: run_mlauto(name, seed, budget, whole_run=True)}
-COMPARED = ("mlauto", "flaml")  # the table; mlauto_run (tune.budget_s) is the budget rule's own table
+COMPARED = ("mlauto", "flaml")  # what a plain run runs; mlauto_run (tune.budget_s) is the budget rule's own table
+RIVALS = {"flaml": "FLAML", "autogluon": "AutoGluon"}  # tool -> its name in the tables
 
 
 def result_path(name: str, tool: str, seed: int, budget: float) -> Path:
@@ -210,37 +231,44 @@ def summarize(budgets: list[float]) -> str:
         return "no results yet"
     frame = pd.DataFrame(rows)
     out = budget_rule(frame[frame["tool"] == "mlauto_run"])
-    frame = frame[frame["tool"].isin(COMPARED)]
+    frame = frame[frame["tool"].isin(("mlauto", *RIVALS))]
     for budget in sorted(frame["budget"].unique()):
-        part = frame[frame["budget"] == budget]
-        # only seeds both tools finished, so the means compare like with like
-        both = part.pivot_table(index=["dataset", "seed"], columns="tool", values="score").dropna()
-        if both.empty or not {"mlauto", "flaml"} <= set(both.columns):
-            continue
-        means = both.groupby("dataset").mean()
-        seeds = both.groupby("dataset").size()
-        walls = part[part["tool"] == "mlauto"].groupby("dataset")["wall_s"].mean()
-        best = part[part["tool"] == "mlauto"].groupby("dataset")["best"].agg(lambda s: "/".join(sorted(set(map(str, s)))))
-        fbest = part[part["tool"] == "flaml"].groupby("dataset")["best"].agg(lambda s: "/".join(sorted(set(map(str, s)))))
-        diff = means["mlauto"] - means["flaml"]
-        wins, ties, losses = int((diff > TIE).sum()), int((diff.abs() <= TIE).sum()), int((diff < -TIE).sum())
-        rank_m = np.where(diff > TIE, 1.0, np.where(diff < -TIE, 2.0, 1.5))
-        out.append(f"### Budget {budget} s ({len(means)} datasets; mean over seeds both tools finished)\n")
-        out.append(f"mlauto vs FLAML: {wins} wins, {ties} ties, {losses} losses (tie within {TIE}); "
-                   f"mean rank mlauto {rank_m.mean():.2f}, FLAML {3 - rank_m.mean():.2f}; "
-                   f"mlauto >= FLAML on {wins + ties}/{len(means)}\n")
-        trials = part.pivot_table(index="dataset", columns="tool", values="trials", aggfunc="mean")
-        load = part.groupby("dataset")["load"].mean()
-        out.append("| dataset | seeds | mlauto | FLAML | diff | mlauto wall s | mlauto best | FLAML best "
-                   "| trials mlauto / FLAML | load |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|")
-        for name in means.index:
-            out.append(f"| {name} | {seeds[name]} | {means.loc[name, 'mlauto']:.4f} | {means.loc[name, 'flaml']:.4f} | "
-                       f"{diff[name]:+.4f} | {walls.get(name, float('nan')):.0f} | {best.get(name, '')} | "
-                       f"{fbest.get(name, '')} | {trials.get('mlauto', {}).get(name, np.nan):.0f} / "
-                       f"{trials.get('flaml', {}).get(name, np.nan):.0f} | {load.get(name, np.nan):.1f} |")
-        out.append("")
+        for rival in RIVALS:
+            out += versus(frame[frame["budget"] == budget], rival, int(budget))
     return "\n".join(out) if out else "no dataset has results from both tools yet"
+
+
+def versus(part: pd.DataFrame, rival: str, budget: int) -> list[str]:
+    """mlauto against one rival at one budget: wins/ties/losses, mean ranks and the per-dataset table."""
+    label = RIVALS[rival]
+    # only seeds both tools finished, so the means compare like with like
+    both = part[part["tool"].isin(("mlauto", rival))].pivot_table(
+        index=["dataset", "seed"], columns="tool", values="score").dropna()
+    if both.empty or not {"mlauto", rival} <= set(both.columns):
+        return []
+    means = both.groupby("dataset").mean()
+    seeds = both.groupby("dataset").size()
+    walls = part[part["tool"] == "mlauto"].groupby("dataset")["wall_s"].mean()
+    best = part[part["tool"] == "mlauto"].groupby("dataset")["best"].agg(lambda s: "/".join(sorted(set(map(str, s)))))
+    rbest = part[part["tool"] == rival].groupby("dataset")["best"].agg(lambda s: "/".join(sorted(set(map(str, s)))))
+    diff = means["mlauto"] - means[rival]
+    wins, ties, losses = int((diff > TIE).sum()), int((diff.abs() <= TIE).sum()), int((diff < -TIE).sum())
+    rank_m = np.where(diff > TIE, 1.0, np.where(diff < -TIE, 2.0, 1.5))
+    out = [f"### Budget {budget} s, mlauto vs {label} ({len(means)} datasets; mean over seeds both tools finished)\n",
+           f"mlauto vs {label}: {wins} wins, {ties} ties, {losses} losses (tie within {TIE}); "
+           f"mean rank mlauto {rank_m.mean():.2f}, {label} {3 - rank_m.mean():.2f}; "
+           f"mlauto >= {label} on {wins + ties}/{len(means)}\n"]
+    trials = part.pivot_table(index="dataset", columns="tool", values="trials", aggfunc="mean")
+    load = part.groupby("dataset")["load"].mean()
+    out.append(f"| dataset | seeds | mlauto | {label} | diff | mlauto wall s | mlauto best | {label} best "
+               f"| trials mlauto / {label} | load |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for name in means.index:
+        out.append(f"| {name} | {seeds[name]} | {means.loc[name, 'mlauto']:.4f} | {means.loc[name, rival]:.4f} | "
+                   f"{diff[name]:+.4f} | {walls.get(name, float('nan')):.0f} | {best.get(name, '')} | "
+                   f"{rbest.get(name, '')} | {trials.get('mlauto', {}).get(name, np.nan):.0f} / "
+                   f"{trials.get(rival, {}).get(name, np.nan):.0f} | {load.get(name, np.nan):.1f} |")
+    return out + [""]
 
 
 def budget_rule(runs: pd.DataFrame) -> list[str]:

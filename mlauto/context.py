@@ -63,10 +63,14 @@ def to_config(cfg: "DictConfig") -> Config:
 
 
 def included_families(conf: Config) -> dict[str, Any]:
-    """``conf.families`` narrowed to ``models.include`` (all of them when it is null)."""
+    """``conf.families`` narrowed to ``models.include``; when it is null, all but the opt-in ones."""
     include = conf.models.include
     if include is None:
-        return conf.families
+        left = sorted(name for name, fam in conf.families.items() if fam.opt_in)
+        if left:
+            logger.info("opt-in model families left out (name them in models.include to search them): %s",
+                        ", ".join(left))
+        return {name: fam for name, fam in conf.families.items() if not fam.opt_in}
     unknown = [name for name in include if name not in conf.families]
     if unknown or not include:
         from mlauto.errors import ConfigError

@@ -153,7 +153,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
     with stage("tune", timings):
         families = plan_families(
             {name: {"space": dict(f.space), "fixed": dict(f.fixed)} for name, f in cfg.families.items()},
-            task, n_rows=len(X_train), n_features=int(X_train.shape[1]))
+            task, n_rows=len(X_train), n_features=int(X_train.shape[1]), categorical=prep.category_codes_)
         t, stopper = run_budget(cfg.tune, started, metric_mode(metric))
         run = SearchRun(
             name=search_run_name(cfg.name, resume=t.resume, run_name=t.run_name, fingerprint=snapshot.fingerprint,

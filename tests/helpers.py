@@ -324,6 +324,19 @@ MLP = {"space": {"lr": {"type": "loguniform", "low": 1.0e-5, "high": 3.0e-2}, "h
        "fixed": {"max_epochs": 12, "patience": 100, "batch_size": 32}}
 
 
+# Boosters (tests/unit/models/test_lightgbm.py, tests/unit/models/test_xgboost.py)
+
+def booster_data(task: str, n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A noisy target on 2 of 5 columns, split 3:1 into training and validation rows: early stopping
+    on the validation rows ends a long boosting run early."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    signal = X[:, 0] + 0.5 * X[:, 1] + rng.normal(scale=1.0, size=n)
+    y = {"binary": (signal > 0).astype(int), "multiclass": np.digitize(signal, [-0.7, 0.7]),
+         "regression": signal}[task]
+    return X[: n * 3 // 4], y[: n * 3 // 4], X[n * 3 // 4:], y[n * 3 // 4:]
+
+
 # Model selection (tests/unit/tune/test_select.py, tests/integration/test_select.py)
 
 def trial_result(tid: str, family: str, score: float, params: dict | None = None, status: str = "ok") -> TrialResult:

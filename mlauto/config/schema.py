@@ -211,12 +211,14 @@ class FamilyConf:
     space: Dict[str, Any] = field(default_factory=dict)
     # Fixed constructor arguments for every trial of this family.
     fixed: Dict[str, Any] = field(default_factory=dict)
+    # true: searched only where models.include names it (models=all composes it, the search leaves it out)
+    opt_in: bool = False
 
 
 @dataclass
 class ModelsConf:
     # the families to search, by name (e.g. [logreg,hist_gb]): a subset of those `models=` composed
-    # (models=all: every model/<name>.yaml); null: all of them
+    # (models=all: every model/<name>.yaml); null: all of them but the opt-in ones (model/xgboost.yaml)
     include: Optional[List[str]] = None
 
 

@@ -170,6 +170,7 @@ class Preprocessor(BaseEstimator, TransformerMixin):
         specs = default_steps(self.numeric_impute, self.max_categories) if self.steps is None else list(self.steps)
         self.steps_: list[tuple[list[str], Transform]] = []
         categorical_out: set[str] = set()
+        codes_out: set[str] = set()  # ordinal codes, a subset of categorical_out
         for i, spec in enumerate(specs):
             key = f"features.steps[{i}]"
             step = build_step(dict(spec), key)
@@ -183,8 +184,11 @@ class Preprocessor(BaseEstimator, TransformerMixin):
                 raise ConfigError(exc.key.replace("features.steps", key, 1), exc.given, exc.allowed, exc.hint) from exc
             work = self._replace(work, cols, out, key)
             categorical_out -= set(cols) - set(out.columns)  # one-to-one steps (scale, impute) keep it
+            codes_out -= set(cols) - set(out.columns)
             if getattr(step, "categorical_output", False):
                 categorical_out |= set(out.columns)
+            if getattr(step, "codes_output", False):
+                codes_out |= set(out.columns)
             self.steps_.append((cols, step))
         left = [c for c in work.columns if not is_numeric(work[c])]
         if left:
@@ -205,6 +209,8 @@ class Preprocessor(BaseEstimator, TransformerMixin):
                         len(names))
         self.feature_names_out_ = [n for n, keep in zip(self.transformed_names_, self.support_) if keep]
         self.categorical_features_ = [i for i, n in enumerate(self.feature_names_out_) if n in categorical_out]
+        # columns of category codes (ordinal): the boosters with native categorical splits take them
+        self.category_codes_ = [i for i, n in enumerate(self.feature_names_out_) if n in codes_out]
         return matrix[:, self.support_]
 
     @staticmethod

@@ -120,7 +120,8 @@ class Transform(BaseEstimator, TransformerMixin):
 class _Sklearn(Transform):
     """Wraps one fitted scikit-learn transformer; output names from the transformer."""
 
-    categorical_output = False
+    categorical_output = False  # discrete outputs (one-hot, codes): the drift detectors test them as categories
+    codes_output = False
 
     def _make(self) -> Any:
         raise NotImplementedError
@@ -202,6 +203,7 @@ class Ordinal(_Sklearn):
 
     default_columns = "categorical"
     categorical_output = True
+    codes_output = True  # one integer code per category: a booster can split it as a category
 
     def __init__(self, unknown_value: int = -1) -> None:
         self.unknown_value = unknown_value

@@ -2,11 +2,12 @@
 
 from typing import Any
 
-from mlauto.models.families import FAMILIES, Family, build_estimator, families_for_task, plan_families
+from mlauto.models.families import (FAMILIES, Family, build_estimator, families_for_task, plan_families,
+                                    point_categorical)
 from mlauto.models.history import epoch_history
 
 __all__ = ["FAMILIES", "Family", "TorchMLPClassifier", "TorchMLPRegressor", "build_estimator", "epoch_history",
-           "families_for_task", "plan_families"]
+           "families_for_task", "plan_families", "point_categorical"]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,11 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from lightgbm import LGBMClassifier, LGBMRegressor, early_stopping
 
-EARLY_STOPPING_ROUNDS = 50
-
-# How often a trial reports: the rounds of one "fidelity" unit are n_estimators / RUNG_UNITS, and a
-# report is sent only at the units in ``rungs`` (ASHA's milestones) and at the end.
-RUNG_UNITS = 100
+from mlauto.models.rounds import EARLY_STOPPING_ROUNDS, rung_rounds
 
 
 class _Partial:
@@ -38,8 +34,7 @@ class _Partial:
 
 def _rung_callback(on_epoch: Callable[[int, Any], Any], n_rounds: int, rungs: Sequence[int],
                    classes: np.ndarray | None) -> Callable[[Any], None]:
-    per_unit = max(1, n_rounds // RUNG_UNITS)
-    at = {int(r) * per_unit: int(r) for r in rungs}
+    at = rung_rounds(n_rounds, rungs)
 
     def callback(env: Any) -> None:
         done = env.iteration + 1
@@ -53,6 +48,8 @@ def _rung_callback(on_epoch: Callable[[int, Any], Any], n_rounds: int, rungs: Se
 def _fit(model: Any, parent: Any, X: np.ndarray, y: np.ndarray, on_epoch: Callable | None,
          validation: tuple[np.ndarray, np.ndarray] | None) -> Any:
     callbacks, kwargs = [], {}
+    if model.categorical_columns:  # ordinal codes split as categories (negative codes: missing)
+        kwargs["categorical_feature"] = [int(c) for c in model.categorical_columns]
     if validation is not None:
         # eval_set, though lightgbm 4.7 deprecates it: its classifier label-encodes eval_set's labels,
         # not eval_y's (string classes would fail there)
@@ -73,30 +70,33 @@ def _fit(model: Any, parent: Any, X: np.ndarray, y: np.ndarray, on_epoch: Callab
 
 class BoostedClassifier(LGBMClassifier):
     """LGBMClassifier; ``fit(X, y, on_epoch=..., validation=(X_va, y_va))`` early-stops on ``validation``
-    and calls ``on_epoch(unit, model)`` at the units in ``rungs``."""
+    and calls ``on_epoch(unit, model)`` at the units in ``rungs``. ``categorical_columns``: the columns
+    (ordinal codes) LightGBM splits as categories, not as numbers (native categorical handling)."""
 
-    def __init__(self, rungs: Sequence[int] = (), **params: Any) -> None:
+    def __init__(self, rungs: Sequence[int] = (), categorical_columns: Sequence[int] = (), **params: Any) -> None:
         super().__init__(**params)
         self.rungs = tuple(rungs)
+        self.categorical_columns = tuple(categorical_columns)
 
     def fit(self, X: Any, y: Any, on_epoch: Callable | None = None,  # type: ignore[override]
             validation: tuple[np.ndarray, np.ndarray] | None = None) -> "BoostedClassifier":
         return _fit(self, LGBMClassifier, X, y, on_epoch, validation)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {**super().get_params(deep), "rungs": self.rungs}
+        return {**super().get_params(deep), "rungs": self.rungs, "categorical_columns": self.categorical_columns}
 
 
 class BoostedRegressor(LGBMRegressor):
     """LGBMRegressor with the same early stopping and rung reports as :class:`BoostedClassifier`."""
 
-    def __init__(self, rungs: Sequence[int] = (), **params: Any) -> None:
+    def __init__(self, rungs: Sequence[int] = (), categorical_columns: Sequence[int] = (), **params: Any) -> None:
         super().__init__(**params)
         self.rungs = tuple(rungs)
+        self.categorical_columns = tuple(categorical_columns)
 
     def fit(self, X: Any, y: Any, on_epoch: Callable | None = None,  # type: ignore[override]
             validation: tuple[np.ndarray, np.ndarray] | None = None) -> "BoostedRegressor":
         return _fit(self, LGBMRegressor, X, y, on_epoch, validation)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {**super().get_params(deep), "rungs": self.rungs}
+        return {**super().get_params(deep), "rungs": self.rungs, "categorical_columns": self.categorical_columns}

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from mlauto.models import FAMILIES, build_estimator
+from mlauto.models import FAMILIES, build_estimator, point_categorical
 from mlauto.models.ensemble import WeightedEnsemble, caruana_weights
 from mlauto.tune.final import FinalModel
 from mlauto.tune.metrics import evaluate
@@ -129,7 +129,9 @@ def _fit_on(prep: Any, frame: pd.DataFrame, splits: Any, members: list[dict[str,
     fresh = clone(prep)
     X = fresh.fit_transform(frame[splits.features], frame[splits.target])
     y = frame[splits.target].to_numpy()
-    fitted = [build_estimator(m["family"], _member_params(m, len(frame)), seed, task).fit(X, y) for m in members]
+    cats = getattr(fresh, "category_codes_", ())  # a fresh preprocessor: its own column numbers
+    fitted = [point_categorical(build_estimator(m["family"], _member_params(m, len(frame)), seed, task), cats).fit(X, y)
+              for m in members]
     model = WeightedEnsemble(fitted, weights, task=task, prefit=True).fit(X, y)
     return Pipeline([("prep", fresh), ("model", model)])
 

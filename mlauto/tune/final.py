@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from mlauto.models import FAMILIES, build_estimator
+from mlauto.models import FAMILIES, build_estimator, point_categorical
 from mlauto.tune.metrics import evaluate
 
 if TYPE_CHECKING:  # hints only: a trial actor imports mlauto.tune and needs neither
@@ -66,6 +66,7 @@ def _fit(prep: Preprocessor, frame: pd.DataFrame, splits: Splits, model: Any,
     features, target = splits.features, splits.target
     if X is None:
         X = prep.fit_transform(frame[features], frame[target])
+    point_categorical(model, getattr(prep, "category_codes_", ()))
     model.fit(X, frame[target].to_numpy())
     return Pipeline([("prep", prep), ("model", model)])
 

@@ -83,3 +83,33 @@ def test_selection_scores_are_tracked_in_mlflow(rich_trained):
     assert set(table.loc[table["kept"] & (table["selector"] == 1), "feature"]) == set(prep.feature_names_out_)
     bundle = context.loader_for(cfg)(result.tracked.version)
     assert bundle.meta["feature_selection"] == report["selection"]
+
+
+@pytest.mark.slow
+def test_native_categoricals_reach_the_served_boosters(ray_session, tmp_path):
+    """features=native with LightGBM and XGBoost: trials, the refit on every row (a fresh preprocessor)
+    and the registered model all split the city codes as categories; an unseen city is served."""
+    from mlauto import context, train
+
+    frame, y = mixed_frame(400, seed=5)
+    frame["ts"] = frame["ts"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    frame["label"] = y
+    path = tmp_path / "native.csv"
+    frame.to_csv(path, index=False)
+    cfg = make_config([f"root={tmp_path}", "data=file", f"data.path={path}", "data.target=label", "name=native",
+                       "features=native", "models.include=[lightgbm,xgboost]", "tune.num_samples=4",
+                       "tune.portfolio=2", "tune.portfolio_source=hand",  # one start point per family
+                       "tune.refit=all", "tune.sample_sizes.fractions=[]"])
+    result = train.train(cfg, {})
+    assert {t.family for t in result.search.trials} == {"lightgbm", "xgboost"}
+    assert all(t.status == "ok" and t.params["categorical_columns"] for t in result.search.trials)
+    prep, model = result.final.pipeline.named_steps["prep"], result.final.pipeline.named_steps["model"]
+    names = prep.feature_names_out_
+    assert sorted(names[i] for i in prep.category_codes_) == ["city", "color"]
+    assert tuple(model.get_params()["categorical_columns"]) == tuple(prep.category_codes_)
+    assert result.final.test_metrics["accuracy"] > 0.8
+    bundle = context.loader_for(cfg)(result.tracked.version)
+    rows = result.splits.test[result.splits.features]
+    assert (bundle.pipeline.predict(rows) == result.final.pipeline.predict(rows)).all()
+    unseen = rows.head(2).assign(city=["nowhere", None])
+    assert set(bundle.pipeline.predict(unseen)) <= {"yes", "no"}

@@ -206,10 +206,14 @@ def test_cv_data_scores_trials_by_fold_mean_and_std(ray_session, tmp_path):
     assert {"score", "score_std", "folds"} <= set(board.columns) and (board["score_std"] >= 0).all()
 
 
-def test_lightgbm_trials_early_stop_and_report_at_asha_rungs(ray_session, tmp_path):
-    lgbm = {"space": {"learning_rate": {"type": "loguniform", "low": 0.05, "high": 0.3}},
-            "fixed": {"n_estimators": 400, "num_leaves": 8, "min_child_samples": 5, "verbose": -1, "n_jobs": 1}}
-    result = _search(tmp_path, {"lightgbm": lgbm}, num_samples=3, scheduler="asha",
+BOOSTERS = {"lightgbm": {"n_estimators": 400, "num_leaves": 8, "min_child_samples": 5, "verbose": -1, "n_jobs": 1},
+            "xgboost": {"n_estimators": 400, "max_depth": 3, "n_jobs": 1}}
+
+
+@pytest.mark.parametrize("family", sorted(BOOSTERS))
+def test_boosting_trials_early_stop_and_report_at_asha_rungs(ray_session, tmp_path, family):
+    conf = {"space": {"learning_rate": {"type": "loguniform", "low": 0.05, "high": 0.3}}, "fixed": BOOSTERS[family]}
+    result = _search(tmp_path, {family: conf}, num_samples=3, scheduler="asha",
                      scheduler_options={"grace_period": 1, "reduction_factor": 3, "max_t": 100})
     assert all(t.status == "ok" for t in result.trials)
     # "epoch" is the rounds kept: early stopping on the trial's validation split ended every trial early

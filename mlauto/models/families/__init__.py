@@ -13,6 +13,7 @@ from mlauto.models.families.base import (
     cap_int,
     families_for_task,
     plan_families,
+    point_categorical,
 )
 from mlauto.models.families.extra_trees import ExtraTreesFamily
 from mlauto.models.families.hist_gb import HistGradientBoostingFamily
@@ -26,4 +27,4 @@ import_members(__name__, __path__)  # every module here is a member: adding one 
 
 __all__ = ["FAMILIES", "ExtraTreesFamily", "Family", "HistGradientBoostingFamily", "KNeighborsFamily",
            "LinearFamily", "LogisticRegressionFamily", "RandomForestFamily", "SVMFamily", "TorchMLPFamily",
-           "build_estimator", "cap_int", "families_for_task", "plan_families"]
+           "build_estimator", "cap_int", "families_for_task", "plan_families", "point_categorical"]

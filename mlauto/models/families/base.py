@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any, Callable, Union
+from typing import Any, Callable, Sequence, Union
 
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
@@ -52,6 +52,9 @@ class Family:
     regressor: EstimatorRef = None
     seed_param: str | None = "random_state"
     max_rows: int | None = None  # above this many training rows the family is skipped (too slow)
+    # Splits categorical columns (ordinal codes, e.g. features=native) as categories: its estimator takes
+    # ``categorical_columns`` (their indices), set from the preprocessor that made them.
+    native_categorical: bool = False
     # Absolute tolerance on the validation metric when a trial is reproduced (action=reproduce).
     # A family with a fixed seed and the same thread count is deterministic: only float rounding.
     reproduce_tolerance: float = 1e-9
@@ -131,6 +134,26 @@ class Family:
             f"early stopping kept {stopped} rounds/epochs; the refit on x{scale:.2f} the rows trains {length}")
 
 
+class BoosterFamily(Family):
+    """A gradient-boosting library with mlauto's round protocol (:mod:`mlauto.models.rounds`):
+    ``n_estimators`` is a ceiling, early stopping keeps ``n_rounds_`` (``stopped_early_``), and the
+    refit trains that count scaled. Splits ordinal-coded categoricals natively."""
+
+    native_categorical = True
+    reproduce_tolerance = 1e-6
+
+    @staticmethod
+    def sampled_columns(space: dict[str, Any], n_features: int) -> dict[str, Any]:
+        """``space`` without column sampling below 8 features (sampling 3 of 5 mostly removes signal)."""
+        return space if n_features >= 8 else {k: v for k, v in space.items() if k != "colsample_bytree"}
+
+    def stopped_at(self, model: Any) -> int | None:
+        return int(model.n_rounds_) if getattr(model, "stopped_early_", False) else None
+
+    def fixed_length(self, params: dict[str, Any], length: int) -> dict[str, Any]:
+        return {**params, "n_estimators": length}  # no validation in the refit: no early stopping
+
+
 def _inside(spec: Any, value: Any) -> Any:
     """``value`` within one param's spec: clipped to a range, None where a choice does not offer it."""
     if not isinstance(spec, dict):
@@ -158,6 +181,15 @@ def cap_int(space: dict[str, Any], param: str, high: int) -> dict[str, Any]:
     return {**space, param: spec}
 
 
+def point_categorical(model: Any, categorical: Sequence[int]) -> Any:
+    """``model`` (or a Pipeline's last step) told which columns are categorical, where it splits them
+    natively: a refit's fresh preprocessor may number its columns differently from the trials' one."""
+    est = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    if "categorical_columns" in est.get_params(deep=False):
+        est.set_params(categorical_columns=tuple(int(c) for c in categorical))
+    return model
+
+
 def build_estimator(family: str | type[Family], params: dict[str, Any], seed: int,
                     task: str = "binary") -> BaseEstimator:
     """An unfitted estimator of ``family`` (a registered name, or the class itself) for ``task``
@@ -173,14 +205,15 @@ def families_for_task(task: str) -> list[str]:
     return [name for name in FAMILIES.names() if FAMILIES.get(name).supports(task)]
 
 
-def plan_families(families: dict[str, dict[str, Any]], task: str, n_rows: int, n_features: int
-                  ) -> dict[str, dict[str, Any]]:
+def plan_families(families: dict[str, dict[str, Any]], task: str, n_rows: int, n_features: int,
+                  categorical: Sequence[int] = ()) -> dict[str, dict[str, Any]]:
     """The configured families that take part in a search on this data, each with its space fitted to it.
 
     A family that cannot do ``task`` or refuses the data size is left out with a logged reason; none
     left is an error naming why each went. Each planned entry carries its class as ``family``, so a
     trial on a Ray worker builds it without looking the name up (a plugin family registered only in
-    the driver travels by value).
+    the driver travels by value). ``categorical``: the matrix's categorical columns (ordinal codes),
+    fixed for the families that split them natively.
     """
     able = set(families_for_task(task))
     planned, dropped = {}, {}
@@ -195,6 +228,8 @@ def plan_families(families: dict[str, dict[str, Any]], task: str, n_rows: int, n
             continue
         planned[name] = {**conf, "space": family.space_for(dict(conf.get("space", {})), n_rows, n_features),
                          "family": cls}
+        if family.native_categorical and categorical:
+            planned[name]["fixed"] = {**conf.get("fixed", {}), "categorical_columns": [int(c) for c in categorical]}
     if not planned:
         raise MlautoError(f"no configured model family can be searched for {task} on {n_rows} rows: "
                           + "; ".join(f"{k}: {v}" for k, v in dropped.items()))

@@ -57,7 +57,7 @@ def test_every_family_fits_and_predicts(family):
 
 def test_unknown_family_lists_valid_ones():
     with pytest.raises(ConfigError) as exc:
-        build_estimator("xgboost", {}, 0)
+        build_estimator("catboost", {}, 0)
     assert exc.value.key == "families" and "hist_gb" in str(exc.value) and "mlp" in str(exc.value)
 
 

@@ -7,23 +7,15 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
+from tests.helpers import booster_data
 from mlauto.models import FAMILIES, build_estimator, plan_families
 
 PARAMS = {"n_estimators": 1000, "learning_rate": 0.2, "num_leaves": 8, "verbose": -1, "n_jobs": 1}
 
 
-def _data(task: str, n: int = 400, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 5))
-    signal = X[:, 0] + 0.5 * X[:, 1] + rng.normal(scale=1.0, size=n)
-    y = {"binary": (signal > 0).astype(int), "multiclass": np.digitize(signal, [-0.7, 0.7]),
-         "regression": signal}[task]
-    return X[: n * 3 // 4], y[: n * 3 // 4], X[n * 3 // 4:], y[n * 3 // 4:]
-
-
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_lightgbm_early_stops_on_validation_and_reports_only_at_the_rungs(task):
-    X, y, Xv, yv = _data(task)
+    X, y, Xv, yv = booster_data(task)
     model = build_estimator("lightgbm", PARAMS, seed=0, task=task).set_params(rungs=(1, 3, 9, 27))
     reports = []
     model.fit(X, y, on_epoch=lambda unit, m: reports.append((unit, m.predict(Xv[:3]))), validation=(Xv, yv))
@@ -36,14 +28,14 @@ def test_lightgbm_early_stops_on_validation_and_reports_only_at_the_rungs(task):
 
 
 def test_string_classes_are_encoded_for_validation_too():
-    X, y, Xv, yv = _data("binary")
+    X, y, Xv, yv = booster_data("binary")
     names = np.array(["no", "yes"])
     model = build_estimator("lightgbm", PARAMS, seed=0).fit(X, names[y], validation=(Xv, names[yv]))
     assert set(model.predict(Xv)) <= {"no", "yes"} and model.stopped_early_
 
 
 def test_refit_scales_the_early_stopped_rounds():
-    X, y, Xv, yv = _data("binary")
+    X, y, Xv, yv = booster_data("binary")
     fam = FAMILIES.get("lightgbm")()
     model = build_estimator("lightgbm", PARAMS, seed=0).fit(X, y, validation=(Xv, yv))
     params, note = fam.refit_params(PARAMS, model, scale=4 / 3)
@@ -52,7 +44,7 @@ def test_refit_scales_the_early_stopped_rounds():
     assert without_validation.n_rounds_ == 20 and fam.refit_params(PARAMS, without_validation, 2.0)[1] is None
 
 
-def test_space_is_fitted_to_the_data():
+def test_space_is_fitted_to_thebooster_data():
     conf = {"lightgbm": {"space": {"num_leaves": {"type": "logint", "low": 4, "high": 256},
                                    "min_child_samples": {"type": "logint", "low": 2, "high": 100},
                                    "colsample_bytree": {"type": "uniform", "low": 0.5, "high": 1.0}}}}
