@@ -86,14 +86,16 @@ def summarize(frame: pd.DataFrame) -> str:
                    f"{t['lightgbm', 'onehot']:.1f} / {t['lightgbm', 'native']:.1f}, "
                    f"{t['xgboost', 'onehot']:.1f} / {t['xgboost', 'native']:.1f} |")
     score = wide["score"]
-    lines = ["", "Mean over datasets (score; fit seconds, ratio to LightGBM one-hot, the baseline):"]
+    lines = ["", "Over the datasets (mean score; total fit seconds and its ratio to LightGBM one-hot, the baseline; "
+                 "a tie is within 0.002):"]
     base_t = wide["fit_s"]["lightgbm", "onehot"].sum()
     for family in FAMILIES:
         for feats in ("onehot", "native"):
             diff = score[family, feats] - score["lightgbm", "onehot"]
             lines.append(f"- {family} {feats}: mean score {score[family, feats].mean():.4f} "
                          f"({diff.mean():+.4f} vs LightGBM one-hot; better on {(diff > 0.002).sum()}, "
-                         f"worse on {(diff < -0.002).sum()} of {len(diff)}); fit {wide['fit_s'][family, feats].sum():.1f} s "
+                         f"worse on {(diff < -0.002).sum()} of {len(diff)}); "
+                         f"total fit {wide['fit_s'][family, feats].sum():.1f} s "
                          f"= {wide['fit_s'][family, feats].sum() / base_t:.2f}x")
     return "\n".join(out + lines)
 
