@@ -68,8 +68,9 @@ def included_families(conf: Config) -> dict[str, Any]:
     if include is None:
         left = sorted(name for name, fam in conf.families.items() if fam.opt_in)
         if left:
-            logger.info("opt-in model families left out (name them in models.include to search them): %s",
-                        ", ".join(left))
+            # debug, not info: this runs for every action, and `action=runs` prints its table to stdout
+            logger.debug("opt-in model families left out (name them in models.include to search them): %s",
+                         ", ".join(left))
         return {name: fam for name, fam in conf.families.items() if not fam.opt_in}
     unknown = [name for name in include if name not in conf.families]
     if unknown or not include:
