@@ -105,7 +105,10 @@ def _xgb_params(params: dict[str, Any]) -> dict[str, Any]:
 class XGBoostClassifier(XGBClassifier):
     """XGBClassifier; ``fit(X, y, on_epoch=..., validation=(X_va, y_va))`` early-stops on ``validation``
     and calls ``on_epoch(unit, model)`` at the units in ``rungs``. ``categorical_columns``: the columns
-    (ordinal codes) split as categories. Labels may be any type (strings included)."""
+    (ordinal codes) split as categories. Labels may be any type (strings included).
+
+    ``__init__``/``get_params`` repeat LightGBM's wrappers' on purpose: a shared mixin would be
+    ``__bases__[0]``, and XGBoost's ``get_params`` walks ``__bases__[0]`` to find its own parameters."""
 
     def __init__(self, rungs: Sequence[int] = (), categorical_columns: Sequence[int] = (), **params: Any) -> None:
         super().__init__(**params)
