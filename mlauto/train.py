@@ -27,7 +27,7 @@ from mlauto.registry import import_plugins
 from mlauto.tasks import detect_task, metric_for_task, metric_mode
 from mlauto.track import TrackedModel, TrackTarget, TrainingRecord, track_experiment
 from mlauto.tune import FinalModel, SearchResult, SearchRun, caruana, fit_final, run_search, warm_start_point
-from mlauto.tune.budget import FIXED_AFTER_S, BudgetStopper, fits_after, search_seconds
+from mlauto.tune.budget import FIXED_AFTER_S, BudgetStopper, fits_after, member_fits, search_seconds
 from mlauto.tune.curves import Curves, sample_size_runs
 from mlauto.tune.cv import cv_data, use_cv
 from mlauto.tune.portfolio import load_portfolio
@@ -80,18 +80,23 @@ def start_points(families: dict[str, dict[str, Any]], warm_start: tuple[str, dic
     return points or None
 
 
-def run_budget(t: TuneConf, started: float, mode: str) -> tuple[TuneConf, BudgetStopper | None]:
+def run_budget(t: TuneConf, started: float, mode: str, folds: int = 1) -> tuple[TuneConf, BudgetStopper | None]:
     """With ``tune.budget_s`` (the whole run, from ``started``): the search's time budget is what is left
     after ingest and prepare and the work after the search, and a stopper that keeps room for the best
-    config's refits. Without it: ``t`` as it is."""
+    config's refits and the ensemble's fits (``folds``: the trials' CV folds, 1 on a holdout). Without it:
+    ``t`` as it is."""
     if not t.budget_s:
         return t, None
     search_s = search_seconds(t.budget_s, time.time() - started, t.time_budget_s)
+    method = str(t.ensemble.method)
     fits = fits_after(str(t.refit), list(t.sample_sizes.fractions), t.sample_sizes.top_k,
-                      t.ensemble.k if str(t.ensemble.method) != "none" else 0)
+                      t.ensemble.k if method in ("soft_vote", "stacking") else 0)
+    members = t.ensemble.k if method == "caruana" else 0
     logger.info("tune.budget_s=%g: %.1fs used before the search, which gets %.1fs (less the best config's "
-                "%.4g fits after it)", t.budget_s, time.time() - started, search_s, fits)
-    stopper = BudgetStopper(started + t.budget_s - FIXED_AFTER_S, fits, mode)
+                "%.4g fits and %d ensemble candidates' fits after it)", t.budget_s, time.time() - started, search_s,
+                fits, members)
+    stopper = BudgetStopper(started + t.budget_s - FIXED_AFTER_S, fits, mode,
+                            per_member=member_fits(str(t.refit), folds), members=members)
     return dataclasses.replace(t, time_budget_s=search_s), stopper
 
 
@@ -154,14 +159,14 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
         families = plan_families(
             {name: {"space": dict(f.space), "fixed": dict(f.fixed)} for name, f in cfg.families.items()},
             task, n_rows=len(X_train), n_features=int(X_train.shape[1]), categorical=prep.category_codes_)
-        t, stopper = run_budget(cfg.tune, started, metric_mode(metric))
+        n_rows = len(data[1]) + len(data[3])
+        cv = use_cv(n_rows, cfg.tune.cv_folds, cfg.tune.cv_max_rows)
+        t, stopper = run_budget(cfg.tune, started, metric_mode(metric), cfg.tune.cv_folds if cv else 1)
         run = SearchRun(
             name=search_run_name(cfg.name, resume=t.resume, run_name=t.run_name, fingerprint=snapshot.fingerprint,
                                  seed=seed),
             storage_path=paths.ray_results, metric=metric, mode=metric_mode(metric), seed=seed,
             points_to_evaluate=start_points(families, warm_start, t.portfolio, t.portfolio_source), stop=stopper)
-        n_rows = len(data[1]) + len(data[3])
-        cv = use_cv(n_rows, t.cv_folds, t.cv_max_rows)
         if cv:
             logger.info("%d training + validation rows <= tune.cv_max_rows=%d: trials score by %d-fold CV",
                         n_rows, t.cv_max_rows, t.cv_folds)
@@ -169,7 +174,7 @@ def train(cfg: Config, timings: dict[str, float], extra_tags: dict[str, str] | N
         search = run_search(search_data, task, t, cfg.search, cfg.scheduler, families, run)
         final = fit_final(prep, search.best.family, search.best.params, splits, seed, X_train=X_train, task=task,
                           refit=str(t.refit))
-        # Model selection: best per family, a top-k ensemble kept only if it wins on validation, sample-size runs.
+        # Model selection: best per family, an ensemble kept only if it wins out of fold, sample-size runs.
         board = family_leaderboard(search)
         if str(t.ensemble.method) == "caruana":  # on the search's own rows: its folds, or the validation split
             ensemble, chosen = caruana.choose(caruana.candidates(search, t.ensemble.k), search_data, metric,

@@ -241,13 +241,16 @@ class SchedulerConf:
 
 @dataclass
 class EnsembleConf:
-    # none | soft_vote | stacking | caruana: combine the top-k distinct configs; kept only if it beats the best
-    # single config by more than min_gain (caruana: out of fold; the others: on validation). Default caruana;
-    # none when one model matters more (k times faster to serve, a retrain can warm-start from its config).
+    # none | soft_vote | stacking | caruana. caruana (default): greedy selection over the k candidates (each
+    # family's best config, then the next best trials) on out-of-fold outputs, kept when it beats the best
+    # single candidate's out-of-fold log loss (regression: the tuned metric) by more than min_gain
+    # (mlauto/tune/caruana.py says why not accuracy). soft_vote | stacking: the top-k trials, kept when they
+    # beat the best on validation in the tuned metric. none when one model matters more (a kept ensemble
+    # serves several models per request; a retrain can warm-start from a single config).
     method: EnsembleMethod = EnsembleMethod.caruana
-    k: int = 3
-    # The gain in the metric's units the ensemble must exceed to replace the best single config: 0 asks for
-    # a strict win, a positive value for a margin worth k times the inference cost.
+    k: int = 8  # candidates; 8 covers every family of models=all (bench/selection.py measured that pool)
+    # The gain the ensemble must exceed to replace the best single config, in the units of what decides
+    # (see method): 0 asks for a strict win, a positive value for a margin worth the inference cost.
     min_gain: float = 0.0
 
 

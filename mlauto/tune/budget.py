@@ -3,7 +3,9 @@
 The search gets what ingest and prepare left, less what must follow it: the chosen config's refits,
 the sample-size runs, an ensemble's fits, the report and tracking. What those fits cost is known only
 once trials report, so :class:`BudgetStopper` ends the search early when the best config's fits would
-not fit in the time left (a slow winner needs more room after the search than a fast one).
+not fit in the time left (a slow winner needs more room after the search than a fast one). A Caruana
+ensemble refits each family's best config on the search's folds and then again as ``tune.refit`` says,
+so the stopper keeps room for those too, at each family's own cost.
 """
 
 from __future__ import annotations
@@ -23,9 +25,16 @@ REFITS = {"train": 1, "train_val": 2, "all": 3}  # fits of the chosen config in 
 
 
 def fits_after(refit: str, sample_fractions: list[float], sample_top_k: int, ensemble_k: int) -> float:
-    """Fits of a config after the search, in units of one trial fit: refits, sample-size runs, ensemble."""
+    """Fits of the best config after the search, in units of one trial fit: refits, sample-size runs, and
+    (soft_vote/stacking, ``ensemble_k`` > 0) an ensemble's fits."""
     sample = sum(sample_fractions) * sample_top_k if sample_fractions else 0.0
     return REFITS.get(refit, 3) + sample + ensemble_k
+
+
+def member_fits(refit: str, folds: int) -> float:
+    """Fits of one Caruana candidate after the search: its out-of-fold fits (``folds``; 1 on a holdout)
+    and, should it be weighted, its refits."""
+    return max(1, folds) + REFITS.get(refit, 3) - 1
 
 
 def search_seconds(budget_s: float, elapsed_s: float, time_budget_s: float | None) -> float:
@@ -36,26 +45,40 @@ def search_seconds(budget_s: float, elapsed_s: float, time_budget_s: float | Non
 
 
 class BudgetStopper(Stopper):
-    """Ends the search when ``deadline`` (``time.time()``) minus the best config's work after the search
-    is reached: ``fits`` fits at its reported cost per fit (a CV trial's seconds over its folds)."""
+    """Ends the search when ``deadline`` (``time.time()``) minus the work after the search is reached:
+    ``fits`` fits of the best config at its reported cost per fit (a CV trial's seconds over its folds),
+    and ``per_member`` fits of each of the ``members`` best families' best configs (Caruana's candidates)."""
 
-    def __init__(self, deadline: float, fits: float, mode: str) -> None:
+    def __init__(self, deadline: float, fits: float, mode: str, per_member: float = 0.0, members: int = 0) -> None:
         self.deadline, self.fits, self.mode = deadline, fits, mode
+        self.per_member, self.members = per_member, members
         self.best_score = -math.inf if mode == "max" else math.inf
         self.best_fit_s = 0.0
+        self.family_best: dict[str, tuple[float, float]] = {}  # family -> (best score, its seconds per fit)
+
+    def _better(self, a: float, b: float) -> bool:
+        return a > b if self.mode == "max" else a < b
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         score = result.get("score")
         if isinstance(score, (int, float)) and not math.isnan(score):
-            better = score > self.best_score if self.mode == "max" else score < self.best_score
-            if better:
-                self.best_score = float(score)
-                self.best_fit_s = float(result.get("train_seconds", 0.0)) / max(1, int(result.get("folds", 1) or 1))
+            fit_s = float(result.get("train_seconds", 0.0)) / max(1, int(result.get("folds", 1) or 1))
+            if self._better(score, self.best_score):
+                self.best_score, self.best_fit_s = float(score), fit_s
+            config = result.get("config") or {}
+            if isinstance(config, dict) and "family" not in config:  # a grid search nests the flat config
+                config = next((v for v in config.values() if isinstance(v, dict) and "family" in v), {})
+            family = str(config.get("family", "")) if isinstance(config, dict) else ""
+            held = self.family_best.get(family)
+            if family and (held is None or self._better(score, held[0])):
+                self.family_best[family] = (float(score), fit_s)
         return False  # single trials run on; the whole search stops at stop_all
 
     def reserve_s(self) -> float:
-        """Seconds the best config needs after the search (its fits, scaled to the refits' larger data)."""
-        return self.fits * self.best_fit_s * REFIT_GROWTH
+        """Seconds needed after the search (the fits above, scaled to the refits' larger data)."""
+        ranked = sorted(self.family_best.values(), key=lambda v: v[0], reverse=self.mode == "max")
+        members_s = sum(fit_s for _, fit_s in ranked[: self.members]) * self.per_member
+        return (self.fits * self.best_fit_s + members_s) * REFIT_GROWTH
 
     def stop_all(self) -> bool:
         return time.time() >= self.deadline - self.reserve_s()

@@ -8,7 +8,7 @@ import pytest
 
 from mlauto.errors import ConfigError
 from mlauto.train import run_budget
-from mlauto.tune.budget import FIXED_AFTER_S, REFIT_GROWTH, BudgetStopper, fits_after, search_seconds
+from mlauto.tune.budget import FIXED_AFTER_S, REFIT_GROWTH, BudgetStopper, fits_after, member_fits, search_seconds
 from mlauto.tune.search import trial_cap
 
 from tests.helpers import make_config
@@ -34,6 +34,20 @@ def test_stopper_keeps_room_for_the_best_configs_fits():
     low("a", {"score": 2.0, "train_seconds": 1.0})
     low("b", {"score": 1.0, "train_seconds": 3.0})
     assert low.best_fit_s == 3.0  # lower is better for an error metric
+
+
+def test_stopper_keeps_room_for_the_ensemble_candidates_at_each_familys_cost():
+    assert member_fits("all", 5) == 5 + 2 and member_fits("train", 1) == 1  # out-of-fold fits, then refits
+    stopper = BudgetStopper(time.time() + 60, fits=3, mode="max", per_member=7, members=2)
+    stopper("a", {"score": 0.8, "train_seconds": 5.0, "folds": 5, "config": {"family": "logreg"}})  # 1 s per fit
+    stopper("b", {"score": 0.9, "train_seconds": 10.0, "folds": 5, "config": {"family": "lightgbm"}})  # 2 s
+    stopper("c", {"score": 0.7, "train_seconds": 50.0, "folds": 5, "config": {"family": "svm"}})  # 3rd: not counted
+    stopper("d", {"score": 0.85, "train_seconds": 99.0, "folds": 5, "config": {"family": "logreg"}})  # logreg's best now
+    expected = (3 * 2.0 + 7 * (2.0 + 99.0 / 5)) * REFIT_GROWTH
+    assert stopper.reserve_s() == pytest.approx(expected) and stopper.stop_all()  # 249 s > 60 s left
+    grid = BudgetStopper(time.time() + 60, fits=1, mode="max", per_member=1, members=1)
+    grid("a", {"score": 0.5, "train_seconds": 1.0, "config": {"grid_point": {"family": "knn"}}})
+    assert list(grid.family_best) == ["knn"]
 
 
 def test_run_budget_sets_the_search_budget_and_lifts_the_trial_cap():

@@ -51,27 +51,48 @@ def _trials() -> list[TrialResult]:
 
 
 @pytest.mark.parametrize("cv", [True, False])
-def test_selection_scores_out_of_fold_and_keeps_only_a_strict_win(cv):
+def test_selection_is_greedy_on_log_loss_out_of_fold_and_keeps_only_a_strict_win(cv):
     splits = _splits()
     prep = Preprocessor().fit(splits.train[splits.features], splits.train["y"])
     holdout = (prep.transform(splits.train[splits.features]), splits.train["y"].to_numpy(),
                prep.transform(splits.val[splits.features]), splits.val["y"].to_numpy())
     data = cv_data(holdout, "binary", 3, seed=0) if cv else holdout
     chosen = caruana.select(_trials(), data, "accuracy", "max", "binary", seed=0)
-    assert len(chosen["members"]) == 3 and sum(chosen["weights"]) >= 1
+    assert chosen["loss"] == "log_loss" and len(chosen["members"]) == 3 and sum(chosen["weights"]) >= 1
     assert chosen["best_single_score"] == max(m["val_score"] for m in chosen["members"])
-    assert chosen["ensemble_score"] >= chosen["best_single_score"]  # greedy starts from the best single
+    assert chosen["ensemble_loss"] <= chosen["best_single_loss"]  # greedy starts from the best single's loss
+    used = sum(w > 0 for w in chosen["weights"])
+    assert (used > 1) == (chosen["ensemble_loss"] < chosen["best_single_loss"])  # an addition must improve it
     lgbm = chosen["members"][2]
     assert lgbm["stopped"] is not None and 0 < lgbm["stopped"] < 500  # early stopping on the held-out rows
     decision, kept = caruana.choose(_trials(), data, "accuracy", "max", "binary", seed=0)
-    assert decision.kept == (decision.ensemble_score > decision.best_single_score) == (kept is not None)
-    gain = decision.ensemble_score - decision.best_single_score
+    assert decision.kept == (used > 1) == (kept is not None)
+    assert "log_loss" in decision.reason and "accuracy" in decision.reason
+    gain = chosen["best_single_loss"] - chosen["ensemble_loss"]
     asked, _ = caruana.choose(_trials(), data, "accuracy", "max", "binary", 0, min_gain=gain)  # a margin it misses
     assert not asked.kept
-    forced, _ = caruana.choose(_trials(), data, "accuracy", "max", "binary", 0, min_gain=-1.0)  # any result is kept
-    assert forced.kept
+    forced, _ = caruana.choose(_trials(), data, "accuracy", "max", "binary", 0, min_gain=-1.0)
+    assert forced.kept == (used > 1)  # one weighted config is that config: nothing to keep
     single, none = caruana.choose(_trials()[:1], data, "accuracy", "max", "binary", seed=0)
     assert not single.kept and none is None
+
+
+def test_greedy_selection_follows_a_smooth_loss_for_classes_and_the_metric_for_regression():
+    assert caruana.greedy_loss("binary", "accuracy") == "log_loss" == caruana.greedy_loss("multiclass", "f1")
+    assert caruana.greedy_loss("regression", "r2") == "r2"
+    # Accuracy stalls at ties where log loss still sees the gain: two members right on different rows
+    y = np.array([0, 0, 1, 1])
+    a = np.array([[0.9, 0.1], [0.9, 0.1], [0.45, 0.55], [0.6, 0.4]])  # wrong on row 4
+    b = np.array([[0.9, 0.1], [0.6, 0.4], [0.1, 0.9], [0.45, 0.55]])  # right everywhere, barely on row 4
+    c = np.array([[0.4, 0.6], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9]])  # wrong on row 1
+
+    def metric(key):
+        return lambda out: caruana.evaluate(caruana._Outputs(out, np.array([0, 1])), None, y, "binary")[key]
+
+    by_accuracy = caruana_weights([b, a, c], metric("accuracy"), "max", rounds=10)
+    by_loss = caruana_weights([b, a, c], metric("log_loss"), "min", rounds=10)
+    assert by_accuracy.tolist() == [1, 0, 0]  # b is perfect: no addition can raise accuracy, it stops
+    assert by_loss[0] >= 1 and by_loss.sum() > 1  # log loss still improves by mixing
 
 
 @pytest.mark.parametrize("refit", ["train_val", "all"])
