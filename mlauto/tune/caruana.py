@@ -199,9 +199,9 @@ def candidates(search: SearchResult, k: int) -> list[TrialResult]:
 
 def choose(trials: Sequence[TrialResult], data: tuple, metric: str, mode: str, task: str, seed: int,
            min_gain: float = 0.0) -> tuple[EnsembleDecision, dict[str, Any] | None]:
-    """The selection as an :class:`EnsembleDecision` (kept when two or more configs are weighted and the
-    ensemble beats the best single config's out-of-fold :func:`greedy_loss` by more than ``min_gain``),
-    and what :func:`caruana_final` needs when it is kept."""
+    """The selection as an :class:`EnsembleDecision` (kept when the ensemble beats the best single
+    config's out-of-fold :func:`greedy_loss` by more than ``min_gain``), and what :func:`caruana_final`
+    needs when it is kept."""
     if len(trials) < 2:
         return EnsembleDecision("caruana", [], metric, kept=False,
                                 reason=f"{len(trials)} distinct config(s): nothing to combine"), None
@@ -209,7 +209,7 @@ def choose(trials: Sequence[TrialResult], data: tuple, metric: str, mode: str, t
     e, b = chosen["ensemble_score"], chosen["best_single_score"]
     loss, le, lb = chosen["loss"], chosen["ensemble_loss"], chosen["best_single_loss"]
     used = sum(w > 0 for w in chosen["weights"])
-    kept = used > 1 and beats(le, lb, metric_mode(loss), min_gain)
+    kept = beats(le, lb, metric_mode(loss), min_gain)  # one weighted config is that config: equal, not a win
     members = [{**m, "weight": w} for m, w in zip(chosen["members"], chosen["weights"])]
     decision = EnsembleDecision(
         "caruana", members, metric, kept=kept, ensemble_score=e, best_single_score=b,
