@@ -16,6 +16,8 @@ from typing import Any
 
 from ray.tune.stopper import Stopper
 
+from mlauto.tune.search import _flat
+
 # After the search, besides the fits: the report (permutation importance on the validation rows) and
 # MLflow tracking and registration. A few seconds on a quiet machine; kept with a margin.
 FIXED_AFTER_S = 8.0
@@ -65,10 +67,7 @@ class BudgetStopper(Stopper):
             fit_s = float(result.get("train_seconds", 0.0)) / max(1, int(result.get("folds", 1) or 1))
             if self._better(score, self.best_score):
                 self.best_score, self.best_fit_s = float(score), fit_s
-            config = result.get("config") or {}
-            if isinstance(config, dict) and "family" not in config:  # a grid search nests the flat config
-                config = next((v for v in config.values() if isinstance(v, dict) and "family" in v), {})
-            family = str(config.get("family", "")) if isinstance(config, dict) else ""
+            family = str(_flat(result.get("config")).get("family", ""))
             held = self.family_best.get(family)
             if family and (held is None or self._better(score, held[0])):
                 self.family_best[family] = (float(score), fit_s)
